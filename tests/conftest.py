@@ -1,0 +1,91 @@
+"""Suite-wide fixtures: real services started on demand, a clean environment for every test."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests import services
+
+_SERVICES: dict[str, services.Service] = {}
+
+
+def _service(name: str, start) -> services.Service:
+    if name not in _SERVICES:
+        try:
+            _SERVICES[name] = start()
+        except services.ServiceError as err:
+            pytest.fail(f"test service {name!r} could not start: {err}", pytrace=False)
+    return _SERVICES[name]
+
+
+def pytest_sessionfinish(session, exitstatus) -> None:
+    for svc in reversed(list(_SERVICES.values())):
+        svc.stop()
+    _SERVICES.clear()
+
+
+@pytest.fixture(autouse=True)
+def clean_environ(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Every test starts from the embedded default: no WFLO_* or provider variables leak in."""
+    for key in list(os.environ):
+        if key.startswith("WFLO_") and not key.startswith("WFLO_TEST_"):
+            monkeypatch.delenv(key)
+    for key in ("OPENAI_API_KEY", "ANTHROPIC_API_KEY", "OPENAI_BASE_URL", "DAGSTER_HOME"):
+        monkeypatch.delenv(key, raising=False)
+    monkeypatch.setenv("WFLO_HOME", str(tmp_path / "wflo-home"))
+    monkeypatch.chdir(tmp_path)
+    yield
+
+
+@pytest.fixture(scope="session")
+def postgres_service() -> services.Service:
+    return _service("postgres", services.start_postgres)
+
+
+@pytest.fixture(scope="session")
+def postgres_url(postgres_service: services.Service) -> str:
+    return postgres_service.url
+
+
+@pytest.fixture
+def fresh_postgres_url(postgres_url: str) -> Iterator[str]:
+    """A new empty database on the shared server, dropped after the test."""
+    import psycopg
+
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(postgres_url, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    base, _, _ = postgres_url.rpartition("/")
+    yield f"{base}/{name}"
+    with psycopg.connect(postgres_url, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> str:
+    return _service("redis", services.start_redis).url
+
+
+@pytest.fixture
+def redis_client(redis_url: str):
+    import redis
+
+    client = redis.Redis.from_url(redis_url)
+    client.flushdb()
+    yield client
+    client.close()
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap() -> str:
+    return _service("kafka", services.start_kafka).url
+
+
+@pytest.fixture(scope="session")
+def docker_host() -> str:
+    return _service("docker", services.start_dockerd).url
