@@ -1,0 +1,1 @@
+"""The ledger: SQLAlchemy models, engines, migrations and the queries wflo runs against them."""

@@ -1,0 +1,52 @@
+"""Engines and sessions for the ledger, Postgres or SQLite, built from a URL (never at import)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.orm import Session, sessionmaker
+
+
+def make_engine(url: str, *, pool_size: int = 5) -> Engine:
+    """An engine with the settings each backend needs for concurrent steps.
+
+    SQLite: WAL, foreign keys on, a generous busy timeout (parallel step processes share the file).
+    Postgres: pre-ping so a restarted server does not fail the first query of a step.
+    """
+    if url.startswith("sqlite"):
+        db_path = url.split(":///", 1)[1] if ":///" in url else ""
+        if db_path and db_path != ":memory:":
+            Path(db_path).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(url, connect_args={"timeout": 60, "check_same_thread": False})
+
+        @event.listens_for(engine, "connect")
+        def _sqlite_pragmas(dbapi_conn, _record) -> None:  # type: ignore[no-untyped-def]
+            dbapi_conn.isolation_level = None  # let the "begin" listener below issue BEGIN itself
+            cur = dbapi_conn.cursor()
+            cur.execute("PRAGMA foreign_keys=ON")
+            cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute("PRAGMA synchronous=NORMAL")
+            cur.execute("PRAGMA busy_timeout=60000")
+            cur.close()
+
+        @event.listens_for(engine, "begin")
+        def _sqlite_begin_immediate(conn) -> None:  # type: ignore[no-untyped-def]
+            # Take the write lock at BEGIN so read-then-write transactions never deadlock-upgrade.
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+        return engine
+    return create_engine(url, pool_pre_ping=True, pool_size=pool_size, max_overflow=10)
+
+
+def make_session_factory(engine: Engine) -> sessionmaker[Session]:
+    return sessionmaker(engine, expire_on_commit=False)
+
+
+@contextmanager
+def transaction(factory: sessionmaker[Session]) -> Iterator[Session]:
+    """A session whose work commits together on success and rolls back on any error."""
+    with factory() as session, session.begin():
+        yield session

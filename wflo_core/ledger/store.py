@@ -1,0 +1,131 @@
+"""The ledger as one object: an engine, transactions that translate constraint errors, and lifecycle writes.
+
+Every write is idempotent (runs, steps and calls are keyed by natural ids), so a retried step or a
+re-delivered hook never double counts.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Engine, select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from wflo_core.errors import LedgerError
+from wflo_core.ledger.engine import make_engine, make_session_factory
+from wflo_core.ledger.models import LLMCall, Run, Step, Workflow, utcnow
+
+TERMINAL_RUN_STATUSES = frozenset({"succeeded", "failed", "canceled", "rolled_back"})
+
+
+def _constraint_message(err: IntegrityError) -> str:
+    text = str(err.orig)
+    name = re.search(r'constraint "([^"]+)"', text)
+    first_line = text.strip().splitlines()[0] if text.strip() else "integrity error"
+    if name:
+        return f"ledger constraint {name.group(1)} violated: {first_line}"
+    return f"ledger constraint violated: {first_line}"
+
+
+class Ledger:
+    """Owns the engine; hands out transactions. Build one per process (a resource's setup)."""
+
+    def __init__(self, url: str, *, engine: Engine | None = None) -> None:
+        self.url = url
+        self.engine = engine or make_engine(url)
+        self._factory = make_session_factory(self.engine)
+
+    @property
+    def dialect(self) -> str:
+        return self.engine.dialect.name
+
+    @contextmanager
+    def transaction(self) -> Iterator[Session]:
+        """Commit on success; on a constraint violation roll back and raise one ``LedgerError`` line."""
+        try:
+            with self._factory() as session, session.begin():
+                yield session
+        except IntegrityError as err:
+            raise LedgerError(_constraint_message(err)) from err
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    # ------------------------------------------------------------------ idempotent lifecycle writes
+
+    def _insert_ignore(self, session: Session, model: type, values: dict[str, Any], keys: list[str]) -> None:
+        insert = pg_insert if self.dialect == "postgresql" else sqlite_insert
+        session.execute(insert(model).values(**values).on_conflict_do_nothing(index_elements=keys))
+
+    def ensure_run(
+        self,
+        session: Session,
+        run_id: str,
+        workflow: str,
+        *,
+        tags: dict[str, str] | None = None,
+        parent_run_id: str | None = None,
+    ) -> Run:
+        self._insert_ignore(session, Workflow, {"name": workflow, "created_at": utcnow()}, ["name"])
+        workflow_id = session.scalar(select(Workflow.id).where(Workflow.name == workflow))
+        self._insert_ignore(
+            session,
+            Run,
+            {"id": run_id, "workflow_id": workflow_id, "status": "running", "tags": tags or {},
+             "parent_run_id": parent_run_id, "started_at": utcnow()},
+            ["id"],
+        )
+        run = session.get(Run, run_id)
+        assert run is not None
+        return run
+
+    def ensure_step(
+        self, session: Session, run_id: str, step_key: str, attempt: int = 0, *,
+        asset_key: str | None = None, tags: dict[str, str] | None = None,
+    ) -> Step:
+        self._insert_ignore(
+            session,
+            Step,
+            {"run_id": run_id, "step_key": step_key, "attempt": attempt, "asset_key": asset_key,
+             "status": "running", "tags": tags or {}, "started_at": utcnow()},
+            ["run_id", "step_key", "attempt"],
+        )
+        step = session.scalar(
+            select(Step).where(Step.run_id == run_id, Step.step_key == step_key, Step.attempt == attempt)
+        )
+        assert step is not None
+        return step
+
+    def finish_step(self, session: Session, step: Step, status: str, error: str | None = None) -> None:
+        step.status = status
+        step.error = error
+        step.ended_at = utcnow()
+
+    def finish_run(self, session: Session, run_id: str, status: str, reason: str | None = None,
+                   *, ended_at: datetime | None = None) -> bool:
+        """Close a run out; returns False if it was already in a terminal state (first writer wins)."""
+        run = session.get(Run, run_id, with_for_update=self.dialect == "postgresql")
+        if run is None or run.status in TERMINAL_RUN_STATUSES:
+            return False
+        run.status = status
+        run.status_reason = reason
+        run.ended_at = ended_at or utcnow()
+        return True
+
+    def record_call(self, session: Session, **values: Any) -> bool:
+        """Insert one ``llm_calls`` row; False if its idempotency key was already recorded."""
+        values.setdefault("created_at", utcnow())
+        insert = pg_insert if self.dialect == "postgresql" else sqlite_insert
+        inserted = session.scalar(
+            insert(LLMCall).values(**values)
+            .on_conflict_do_nothing(index_elements=["idempotency_key"])
+            .returning(LLMCall.id)
+        )
+        return inserted is not None

@@ -1,0 +1,28 @@
+"""The ``wflo`` command line. Each command group lives in its own module and is registered here."""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from wflo_core.errors import WfloError
+
+app = typer.Typer(
+    name="wflo",
+    help="Run AI-agent pipelines on Dagster safely, with every cent accounted for.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+
+
+def main() -> None:
+    """Console entry point: user mistakes become one red line and exit code 1, never a traceback."""
+    from wflo_dagster.cli import db  # noqa: F401  (registers commands)
+
+    try:
+        app(standalone_mode=True)
+    except WfloError as err:
+        typer.secho(f"error: {err}", fg=typer.colors.RED, err=True)
+        sys.exit(1)
