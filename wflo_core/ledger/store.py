@@ -60,7 +60,7 @@ class Ledger:
 
     # ------------------------------------------------------------------ idempotent lifecycle writes
 
-    def _insert_ignore(self, session: Session, model: type, values: dict[str, Any], keys: list[str]) -> None:
+    def insert_ignore(self, session: Session, model: type, values: dict[str, Any], keys: list[str]) -> None:
         insert = pg_insert if self.dialect == "postgresql" else sqlite_insert
         session.execute(insert(model).values(**values).on_conflict_do_nothing(index_elements=keys))
 
@@ -73,9 +73,9 @@ class Ledger:
         tags: dict[str, str] | None = None,
         parent_run_id: str | None = None,
     ) -> Run:
-        self._insert_ignore(session, Workflow, {"name": workflow, "created_at": utcnow()}, ["name"])
+        self.insert_ignore(session, Workflow, {"name": workflow, "created_at": utcnow()}, ["name"])
         workflow_id = session.scalar(select(Workflow.id).where(Workflow.name == workflow))
-        self._insert_ignore(
+        self.insert_ignore(
             session,
             Run,
             {"id": run_id, "workflow_id": workflow_id, "status": "running", "tags": tags or {},
@@ -90,7 +90,7 @@ class Ledger:
         self, session: Session, run_id: str, step_key: str, attempt: int = 0, *,
         asset_key: str | None = None, tags: dict[str, str] | None = None,
     ) -> Step:
-        self._insert_ignore(
+        self.insert_ignore(
             session,
             Step,
             {"run_id": run_id, "step_key": step_key, "attempt": attempt, "asset_key": asset_key,
