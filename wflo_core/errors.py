@@ -4,7 +4,8 @@
     ├── ConfigError                  bad settings or input; the message names the variable and the fix
     ├── LedgerError                  a ledger write broke a constraint (duplicate key, FK, negative money)
     ├── PricingError
-    │   └── ModelNotPriced           the catalog knows no price for a model (raised before any call)
+    │   ├── ModelNotPriced           the catalog knows no price for a model (raised before any call)
+    │   └── UsageInvalid             a response's token usage is missing or inconsistent
     ├── BudgetExceeded               a reservation would take a budget over its limit
     ├── ProviderError                an LLM provider call failed; ``retryable`` says whether to retry
     │   ├── ProviderRateLimited      429; carries ``retry_after``
@@ -14,6 +15,7 @@
     │   ├── RetriesExhausted         every attempt failed with a retryable error
     │   └── CircuitOpen              the provider's shared breaker is open; nothing was sent
     ├── CassetteMiss                 replay mode got a request the cassette does not hold
+    ├── LockTimeout                  a lock or a single-flight result was not ready within the max wait
     ├── SandboxError                 the sandbox itself failed (not the code inside it)
     ├── ApprovalError                approval requested/decided wrongly (unknown id, already decided)
     └── EventError                   an event could not be encoded/decoded or delivered
@@ -68,6 +70,10 @@ class PricingError(WfloError):
 
 class ModelNotPriced(PricingError):
     """The price catalog has no entry for this provider/model."""
+
+
+class UsageInvalid(PricingError):
+    """A provider response's token usage is missing or inconsistent (e.g. more cached than input)."""
 
 
 class BudgetExceeded(WfloError):
@@ -133,6 +139,12 @@ class CircuitOpen(ProviderError):
 
 class CassetteMiss(WfloError):
     """Replay mode received a request that the cassette does not contain."""
+
+
+class LockTimeout(WfloError):
+    """A distributed lock (or the result of an identical in-flight call) did not arrive in time."""
+
+    retryable = True
 
 
 class SandboxError(WfloError):
