@@ -89,3 +89,35 @@ def kafka_bootstrap() -> str:
 @pytest.fixture(scope="session")
 def docker_host() -> str:
     return _service("docker", services.start_dockerd).url
+
+
+@pytest.fixture(scope="session")
+def _llm_server_session():
+    from tests import llm_server
+
+    server = llm_server.start_in_thread()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def llm_server(_llm_server_session):
+    """The fake OpenAI/Anthropic server (tests/llm_server.py), reset: no faults, zero counts."""
+    _llm_server_session.reset()
+    return _llm_server_session
+
+
+@pytest.fixture(scope="session")
+def _llm_server_process_session():
+    from tests import llm_server
+
+    server = llm_server.start_subprocess()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def llm_server_process(_llm_server_process_session):
+    """The same fake server running in its own process, reset."""
+    _llm_server_process_session.reset()
+    return _llm_server_process_session

@@ -53,6 +53,11 @@ class WfloSettings(BaseSettings):
         default=None, validation_alias=AliasChoices("WFLO_ANTHROPIC_API_KEY", "ANTHROPIC_API_KEY")
     )
     anthropic_base_url: str | None = None
+    openai_compatible_base_url: str | None = None
+    """A server speaking OpenAI's API (vLLM, Ollama, LM Studio), e.g. ``http://localhost:11434/v1``."""
+    openai_compatible_api_key: SecretStr | None = None
+    llm_timeout_seconds: float = Field(default=60.0, gt=0)
+    """How long one provider request may take before it counts as failed (and is retried)."""
 
     price_overrides_path: Path | None = None
     """YAML/JSON file of prices for private or self-hosted models."""
