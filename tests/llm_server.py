@@ -25,8 +25,15 @@ from pathlib import Path
 from typing import Any
 
 CREATED = 1_700_000_000
-_ERROR_TYPES = {400: "invalid_request_error", 401: "authentication_error", 403: "permission_error",
-                404: "not_found_error", 429: "rate_limit_error", 500: "api_error", 503: "overloaded_error"}
+_ERROR_TYPES = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    403: "permission_error",
+    404: "not_found_error",
+    429: "rate_limit_error",
+    500: "api_error",
+    503: "overloaded_error",
+}
 
 
 @dataclass
@@ -92,8 +99,16 @@ class _Answer:
     extras: UsageExtras
 
 
-def _answer(model: str, prompt: list[str], last_is_tool_result: bool, tools: list[dict[str, Any]],
-            tool_choice: Any, max_tokens: int, extras: UsageExtras, body: dict[str, Any]) -> _Answer:
+def _answer(
+    model: str,
+    prompt: list[str],
+    last_is_tool_result: bool,
+    tools: list[dict[str, Any]],
+    tool_choice: Any,
+    max_tokens: int,
+    extras: UsageExtras,
+    body: dict[str, Any],
+) -> _Answer:
     key = hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:16]
     last = prompt[-1] if prompt else ""
     input_tokens = sum(_tokens(p) + 4 for p in prompt) + sum(_tokens(json.dumps(t)) for t in tools)
@@ -129,65 +144,116 @@ def _chat_answer(body: dict[str, Any], extras: UsageExtras) -> _Answer:
     messages = body.get("messages") or []
     tools = [(t["function"]["name"], t["function"].get("parameters")) for t in body.get("tools") or ()]
     max_tokens = body.get("max_completion_tokens") or body.get("max_tokens") or 4096
-    return _answer(body["model"], [_text_of(m.get("content")) for m in messages],
-                   bool(messages) and messages[-1].get("role") == "tool", tools,
-                   body.get("tool_choice"), max_tokens, extras, body)
+    return _answer(
+        body["model"],
+        [_text_of(m.get("content")) for m in messages],
+        bool(messages) and messages[-1].get("role") == "tool",
+        tools,
+        body.get("tool_choice"),
+        max_tokens,
+        extras,
+        body,
+    )
 
 
 def _responses_answer(body: dict[str, Any], extras: UsageExtras) -> _Answer:
     items = body.get("input")
     items = [{"role": "user", "content": items}] if isinstance(items, str) else items or []
-    prompt = ([body["instructions"]] if body.get("instructions") else []) + [_text_of(
-        i.get("content", i.get("output", i.get("arguments", "")))) for i in items]
+    prompt = ([body["instructions"]] if body.get("instructions") else []) + [
+        _text_of(i.get("content", i.get("output", i.get("arguments", "")))) for i in items
+    ]
     tools = [(t["name"], t.get("parameters")) for t in body.get("tools") or () if t.get("type") == "function"]
     last_is_tool = bool(items) and items[-1].get("type") == "function_call_output"
-    return _answer(body["model"], prompt, last_is_tool, tools, body.get("tool_choice"),
-                   body.get("max_output_tokens") or 4096, extras, body)
+    return _answer(
+        body["model"],
+        prompt,
+        last_is_tool,
+        tools,
+        body.get("tool_choice"),
+        body.get("max_output_tokens") or 4096,
+        extras,
+        body,
+    )
 
 
 def _anthropic_answer(body: dict[str, Any], extras: UsageExtras) -> _Answer:
     messages = body.get("messages") or []
     prompt = ([_text_of(body["system"])] if body.get("system") else []) + [
-        _text_of(m.get("content")) for m in messages]
+        _text_of(m.get("content")) for m in messages
+    ]
     last = messages[-1].get("content") if messages else ""
     last_is_tool = isinstance(last, list) and any(b.get("type") == "tool_result" for b in last)
     tools = [(t["name"], t.get("input_schema")) for t in body.get("tools") or ()]
-    return _answer(body["model"], prompt, last_is_tool, tools, body.get("tool_choice"),
-                   body["max_tokens"], extras, body)
+    return _answer(
+        body["model"], prompt, last_is_tool, tools, body.get("tool_choice"), body["max_tokens"], extras, body
+    )
 
 
 def _chat_json(a: _Answer) -> dict[str, Any]:
     message: dict[str, Any] = {"role": "assistant", "content": a.text or None, "refusal": None}
     if a.tool:
-        message["tool_calls"] = [{"id": a.tool[0], "type": "function",
-                                  "function": {"name": a.tool[1], "arguments": a.tool[2]}}]
+        message["tool_calls"] = [
+            {"id": a.tool[0], "type": "function", "function": {"name": a.tool[1], "arguments": a.tool[2]}}
+        ]
     finish = "length" if a.truncated else "tool_calls" if a.tool else "stop"
-    return {"id": f"chatcmpl-{a.key}", "object": "chat.completion", "created": CREATED, "model": a.model,
-            "choices": [{"index": 0, "message": message, "finish_reason": finish, "logprobs": None}],
-            "usage": _chat_usage(a), "system_fingerprint": "fp_wflo_test"}
+    return {
+        "id": f"chatcmpl-{a.key}",
+        "object": "chat.completion",
+        "created": CREATED,
+        "model": a.model,
+        "choices": [{"index": 0, "message": message, "finish_reason": finish, "logprobs": None}],
+        "usage": _chat_usage(a),
+        "system_fingerprint": "fp_wflo_test",
+    }
 
 
 def _chat_usage(a: _Answer) -> dict[str, Any]:
-    return {"prompt_tokens": a.input_tokens, "completion_tokens": a.output_tokens,
-            "total_tokens": a.input_tokens + a.output_tokens,
-            "prompt_tokens_details": {"cached_tokens": min(a.extras.cached_tokens, a.input_tokens),
-                                      "audio_tokens": 0},
-            "completion_tokens_details": {"reasoning_tokens": a.extras.reasoning_tokens, "audio_tokens": 0,
-                                          "accepted_prediction_tokens": 0, "rejected_prediction_tokens": 0}}
+    return {
+        "prompt_tokens": a.input_tokens,
+        "completion_tokens": a.output_tokens,
+        "total_tokens": a.input_tokens + a.output_tokens,
+        "prompt_tokens_details": {
+            "cached_tokens": min(a.extras.cached_tokens, a.input_tokens),
+            "audio_tokens": 0,
+        },
+        "completion_tokens_details": {
+            "reasoning_tokens": a.extras.reasoning_tokens,
+            "audio_tokens": 0,
+            "accepted_prediction_tokens": 0,
+            "rejected_prediction_tokens": 0,
+        },
+    }
 
 
 def _chat_stream(a: _Answer, include_usage: bool) -> list[str]:
     def chunk(delta: dict[str, Any], finish: str | None = None) -> dict[str, Any]:
-        return {"id": f"chatcmpl-{a.key}", "object": "chat.completion.chunk", "created": CREATED,
-                "model": a.model, "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
+        return {
+            "id": f"chatcmpl-{a.key}",
+            "object": "chat.completion.chunk",
+            "created": CREATED,
+            "model": a.model,
+            "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+        }
 
     events = [chunk({"role": "assistant", "content": ""})]
     events += [chunk({"content": piece}) for piece in _pieces(a.text)]
     if a.tool:
         call_id, name, arguments = a.tool
         half = len(arguments) // 2
-        events.append(chunk({"tool_calls": [{"index": 0, "id": call_id, "type": "function",
-                                             "function": {"name": name, "arguments": arguments[:half]}}]}))
+        events.append(
+            chunk(
+                {
+                    "tool_calls": [
+                        {
+                            "index": 0,
+                            "id": call_id,
+                            "type": "function",
+                            "function": {"name": name, "arguments": arguments[:half]},
+                        }
+                    ]
+                }
+            )
+        )
         events.append(chunk({"tool_calls": [{"index": 0, "function": {"arguments": arguments[half:]}}]}))
     events.append(chunk({}, _chat_json(a)["choices"][0]["finish_reason"]))
     if include_usage:
@@ -198,44 +264,92 @@ def _chat_stream(a: _Answer, include_usage: bool) -> list[str]:
 def _responses_json(a: _Answer) -> dict[str, Any]:
     output: list[dict[str, Any]] = []
     if a.text:
-        output.append({"type": "message", "id": f"msg_{a.key}", "status": "completed", "role": "assistant",
-                       "content": [{"type": "output_text", "text": a.text, "annotations": []}]})
+        output.append(
+            {
+                "type": "message",
+                "id": f"msg_{a.key}",
+                "status": "completed",
+                "role": "assistant",
+                "content": [{"type": "output_text", "text": a.text, "annotations": []}],
+            }
+        )
     if a.tool:
-        output.append({"type": "function_call", "id": f"fc_{a.key}", "call_id": a.tool[0], "name": a.tool[1],
-                       "arguments": a.tool[2], "status": "completed"})
-    return {"id": f"resp_{a.key}", "object": "response", "created_at": CREATED, "model": a.model,
-            "status": "incomplete" if a.truncated else "completed", "output": output,
-            "incomplete_details": {"reason": "max_output_tokens"} if a.truncated else None,
-            "error": None, "parallel_tool_calls": True, "tool_choice": "auto", "tools": [],
-            "usage": {"input_tokens": a.input_tokens,
-                      "input_tokens_details": {"cached_tokens": min(a.extras.cached_tokens, a.input_tokens)},
-                      "output_tokens": a.output_tokens,
-                      "output_tokens_details": {"reasoning_tokens": a.extras.reasoning_tokens},
-                      "total_tokens": a.input_tokens + a.output_tokens}}
+        output.append(
+            {
+                "type": "function_call",
+                "id": f"fc_{a.key}",
+                "call_id": a.tool[0],
+                "name": a.tool[1],
+                "arguments": a.tool[2],
+                "status": "completed",
+            }
+        )
+    return {
+        "id": f"resp_{a.key}",
+        "object": "response",
+        "created_at": CREATED,
+        "model": a.model,
+        "status": "incomplete" if a.truncated else "completed",
+        "output": output,
+        "incomplete_details": {"reason": "max_output_tokens"} if a.truncated else None,
+        "error": None,
+        "parallel_tool_calls": True,
+        "tool_choice": "auto",
+        "tools": [],
+        "usage": {
+            "input_tokens": a.input_tokens,
+            "input_tokens_details": {"cached_tokens": min(a.extras.cached_tokens, a.input_tokens)},
+            "output_tokens": a.output_tokens,
+            "output_tokens_details": {"reasoning_tokens": a.extras.reasoning_tokens},
+            "total_tokens": a.input_tokens + a.output_tokens,
+        },
+    }
 
 
 def _responses_stream(a: _Answer) -> list[str]:
     final = _responses_json(a)
     events = [{"type": "response.created", "response": {**final, "status": "in_progress", "output": []}}]
-    events += [{"type": "response.output_text.delta", "item_id": f"msg_{a.key}", "output_index": 0,
-                "content_index": 0, "delta": piece} for piece in _pieces(a.text)]
+    events += [
+        {
+            "type": "response.output_text.delta",
+            "item_id": f"msg_{a.key}",
+            "output_index": 0,
+            "content_index": 0,
+            "delta": piece,
+        }
+        for piece in _pieces(a.text)
+    ]
     events.append({"type": f"response.{final['status']}", "response": final})
-    return [f"event: {e['type']}\ndata: {json.dumps({**e, 'sequence_number': i})}\n\n"
-            for i, e in enumerate(events)]
+    return [
+        f"event: {e['type']}\ndata: {json.dumps({**e, 'sequence_number': i})}\n\n"
+        for i, e in enumerate(events)
+    ]
 
 
 def _anthropic_json(a: _Answer) -> dict[str, Any]:
     content: list[dict[str, Any]] = [{"type": "text", "text": a.text}] if a.text else []
     if a.tool:
-        content.append({"type": "tool_use", "id": f"toolu_{a.key}", "name": a.tool[1],
-                        "input": json.loads(a.tool[2])})
+        content.append(
+            {"type": "tool_use", "id": f"toolu_{a.key}", "name": a.tool[1], "input": json.loads(a.tool[2])}
+        )
     cached = min(a.extras.cached_tokens, a.input_tokens)
     written = min(a.extras.cache_write_tokens, a.input_tokens - cached)
     stop = "max_tokens" if a.truncated else "tool_use" if a.tool else "end_turn"
-    return {"id": f"msg_{a.key}", "type": "message", "role": "assistant", "model": a.model,
-            "content": content, "stop_reason": stop, "stop_sequence": None,
-            "usage": {"input_tokens": a.input_tokens - cached - written, "output_tokens": a.output_tokens,
-                      "cache_creation_input_tokens": written, "cache_read_input_tokens": cached}}
+    return {
+        "id": f"msg_{a.key}",
+        "type": "message",
+        "role": "assistant",
+        "model": a.model,
+        "content": content,
+        "stop_reason": stop,
+        "stop_sequence": None,
+        "usage": {
+            "input_tokens": a.input_tokens - cached - written,
+            "output_tokens": a.output_tokens,
+            "cache_creation_input_tokens": written,
+            "cache_read_input_tokens": cached,
+        },
+    }
 
 
 def _anthropic_stream(a: _Answer) -> list[str]:
@@ -244,18 +358,36 @@ def _anthropic_stream(a: _Answer) -> list[str]:
     events: list[dict[str, Any]] = [{"type": "message_start", "message": start}]
     for index, block in enumerate(final["content"]):
         if block["type"] == "text":
-            events.append({"type": "content_block_start", "index": index,
-                           "content_block": {"type": "text", "text": ""}})
-            events += [{"type": "content_block_delta", "index": index,
-                        "delta": {"type": "text_delta", "text": piece}} for piece in _pieces(block["text"])]
+            events.append(
+                {"type": "content_block_start", "index": index, "content_block": {"type": "text", "text": ""}}
+            )
+            events += [
+                {
+                    "type": "content_block_delta",
+                    "index": index,
+                    "delta": {"type": "text_delta", "text": piece},
+                }
+                for piece in _pieces(block["text"])
+            ]
         else:
-            events.append({"type": "content_block_start", "index": index,
-                           "content_block": {**block, "input": {}}})
-            events.append({"type": "content_block_delta", "index": index,
-                           "delta": {"type": "input_json_delta", "partial_json": json.dumps(block["input"])}})
+            events.append(
+                {"type": "content_block_start", "index": index, "content_block": {**block, "input": {}}}
+            )
+            events.append(
+                {
+                    "type": "content_block_delta",
+                    "index": index,
+                    "delta": {"type": "input_json_delta", "partial_json": json.dumps(block["input"])},
+                }
+            )
         events.append({"type": "content_block_stop", "index": index})
-    events.append({"type": "message_delta", "delta": {"stop_reason": final["stop_reason"], "stop_sequence": None},
-                   "usage": {"output_tokens": final["usage"]["output_tokens"]}})
+    events.append(
+        {
+            "type": "message_delta",
+            "delta": {"stop_reason": final["stop_reason"], "stop_sequence": None},
+            "usage": {"output_tokens": final["usage"]["output_tokens"]},
+        }
+    )
     events.append({"type": "message_stop"})
     return [f"event: {e['type']}\ndata: {json.dumps(e)}\n\n" for e in events]
 
@@ -279,8 +411,14 @@ class _Handler(BaseHTTPRequestHandler):
         state = self.server.state
         if self.path == "/_control/stats":
             with state.lock:
-                self._json(200, {"total": sum(state.counts.values()), "by_path": dict(state.counts),
-                                 "log": list(state.log)})
+                self._json(
+                    200,
+                    {
+                        "total": sum(state.counts.values()),
+                        "by_path": dict(state.counts),
+                        "log": list(state.log),
+                    },
+                )
         else:
             self._json(404, {"error": {"message": f"no route GET {self.path}"}})
 
@@ -290,15 +428,18 @@ class _Handler(BaseHTTPRequestHandler):
         if self.path.startswith("/_control/"):
             self._control(self.path.removeprefix("/_control/"), body)
             return
-        routes = {"/v1/chat/completions": (_chat_answer, _chat_json),
-                  "/v1/responses": (_responses_answer, _responses_json),
-                  "/v1/messages": (_anthropic_answer, _anthropic_json)}
+        routes = {
+            "/v1/chat/completions": (_chat_answer, _chat_json),
+            "/v1/responses": (_responses_answer, _responses_json),
+            "/v1/messages": (_anthropic_answer, _anthropic_json),
+        }
         if self.path not in routes:
             self._json(404, {"error": {"message": f"no route POST {self.path}"}})
             return
         state = self.server.state
-        headers = {k.lower(): v for k, v in self.headers.items()
-                   if k.lower() not in ("authorization", "x-api-key")}
+        headers = {
+            k.lower(): v for k, v in self.headers.items() if k.lower() not in ("authorization", "x-api-key")
+        }
         behavior = state.take_behavior(self.path, body, headers)
         anthropic = self.path == "/v1/messages"
         if behavior.delay:
@@ -339,8 +480,11 @@ class _Handler(BaseHTTPRequestHandler):
     def _error(self, behavior: Behavior, anthropic: bool) -> None:
         kind = _ERROR_TYPES.get(behavior.status, "api_error")
         message = f"fake server answered {behavior.status} as instructed"
-        body = ({"type": "error", "error": {"type": kind, "message": message}} if anthropic
-                else {"error": {"message": message, "type": kind, "param": None, "code": None}})
+        body = (
+            {"type": "error", "error": {"type": kind, "message": message}}
+            if anthropic
+            else {"error": {"message": message, "type": kind, "param": None, "code": None}}
+        )
         extra = {"retry-after": behavior.retry_after} if behavior.retry_after is not None else {}
         self._json(behavior.status, body, extra)
 
@@ -390,13 +534,21 @@ class LLMServer:
         self.openai_base_url = base_url + "/v1"
         self._stop = stop
 
-    def set_behavior(self, *, status: int = 200, delay: float = 0.0, retry_after: str | float | None = None,
-                     times: int | None = None) -> None:
-        """The next ``times`` API requests (all until reset if None) wait ``delay`` s and answer ``status``."""
+    def set_behavior(
+        self,
+        *,
+        status: int = 200,
+        delay: float = 0.0,
+        retry_after: str | float | None = None,
+        times: int | None = None,
+    ) -> None:
+        """The next ``times`` API requests (None: all, until reset) wait ``delay`` s, answer ``status``."""
         after = None if retry_after is None else str(retry_after)
         self._post("behavior", asdict(Behavior(status, delay, after, times)))
 
-    def set_usage(self, *, cached_tokens: int = 0, cache_write_tokens: int = 0, reasoning_tokens: int = 0) -> None:
+    def set_usage(
+        self, *, cached_tokens: int = 0, cache_write_tokens: int = 0, reasoning_tokens: int = 0
+    ) -> None:
         """Report these prompt-cache and reasoning tokens on every answer until reset."""
         self._post("usage", asdict(UsageExtras(cached_tokens, cache_write_tokens, reasoning_tokens)))
 
@@ -420,8 +572,12 @@ class LLMServer:
             return json.loads(response.read())
 
     def _post(self, action: str, payload: dict[str, Any]) -> None:
-        request = urllib.request.Request(self.base_url + f"/_control/{action}", data=json.dumps(payload).encode(),
-                                         headers={"content-type": "application/json"}, method="POST")
+        request = urllib.request.Request(
+            self.base_url + f"/_control/{action}",
+            data=json.dumps(payload).encode(),
+            headers={"content-type": "application/json"},
+            method="POST",
+        )
         with urllib.request.urlopen(request, timeout=10) as response:
             response.read()
 
@@ -440,8 +596,12 @@ def start_in_thread() -> LLMServer:
 
 def start_subprocess() -> LLMServer:
     """The server in its own process, for tests where the server must outlive or stay apart from pytest."""
-    process = subprocess.Popen([sys.executable, "-m", "tests.llm_server"], stdout=subprocess.PIPE, text=True,
-                               cwd=Path(__file__).resolve().parent.parent)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "tests.llm_server"],
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=Path(__file__).resolve().parent.parent,
+    )
     assert process.stdout is not None
     line = process.stdout.readline().strip()
     if not line.startswith("http://"):

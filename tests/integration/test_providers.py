@@ -54,7 +54,9 @@ def test_chat_completion_returns_text_and_the_usage_the_server_billed(openai_pro
     assert "What is Dagster?" in response.text
     billed = response.raw["usage"]
     assert (response.usage.input_tokens, response.usage.output_tokens) == (
-        billed["prompt_tokens"], billed["completion_tokens"])
+        billed["prompt_tokens"],
+        billed["completion_tokens"],
+    )
     assert response.provider == "openai" and response.model == "gpt-4o-mini"
     assert response.finish_reason == "stop"
     sent = llm_server.requests(CHAT)
@@ -81,16 +83,24 @@ def test_chat_tool_call_round_trip(openai_provider, llm_server):
 
     follow_up = ask("latest Dagster release", tools=(SEARCH_TOOL,))
     follow_up = LLMRequest(
-        provider="openai", model="gpt-4o-mini", tools=(SEARCH_TOOL,),
-        messages=follow_up.messages + (Message("assistant", "", tool_calls=(call,)),
-                                       Message("tool", "Dagster 1.13 was released", tool_call_id=call.id)),
+        provider="openai",
+        model="gpt-4o-mini",
+        tools=(SEARCH_TOOL,),
+        messages=follow_up.messages
+        + (
+            Message("assistant", "", tool_calls=(call,)),
+            Message("tool", "Dagster 1.13 was released", tool_call_id=call.id),
+        ),
     )
     second = openai_provider.complete(follow_up)
 
     assert second.tool_calls == () and "Dagster 1.13 was released" in second.text
     sent = llm_server.requests(CHAT)[1]["body"]["messages"]
-    assert sent[2]["tool_calls"][0] == {"id": call.id, "type": "function",
-                                        "function": {"name": "web_search", "arguments": call.arguments}}
+    assert sent[2]["tool_calls"][0] == {
+        "id": call.id,
+        "type": "function",
+        "function": {"name": "web_search", "arguments": call.arguments},
+    }
     assert sent[3] == {"role": "tool", "tool_call_id": call.id, "content": "Dagster 1.13 was released"}
 
 
@@ -111,13 +121,17 @@ def test_chat_stream_assembles_tool_call_deltas(openai_provider):
     final = list(openai_provider.stream(ask("find wflo", tools=(SEARCH_TOOL,))))[-1].response
 
     assert final is not None
-    assert [(c.name, json.loads(c.arguments)) for c in final.tool_calls] == [("web_search", {"query": "find wflo"})]
+    assert [(c.name, json.loads(c.arguments)) for c in final.tool_calls] == [
+        ("web_search", {"query": "find wflo"})
+    ]
     assert final.finish_reason == "tool_calls"
 
 
 def test_responses_api_text_tools_and_usage(openai_provider, llm_server):
     llm_server.set_usage(cached_tokens=4, reasoning_tokens=32)
-    response = openai_provider.complete(ask("Summarise wflo", api="responses", model="o4-mini", max_tokens=500))
+    response = openai_provider.complete(
+        ask("Summarise wflo", api="responses", model="o4-mini", max_tokens=500)
+    )
 
     assert "Summarise wflo" in response.text and response.finish_reason == "completed"
     assert response.response_id.startswith("resp_")
@@ -130,9 +144,16 @@ def test_responses_api_text_tools_and_usage(openai_provider, llm_server):
     assert body["max_output_tokens"] == 1024
     assert body["tools"][0]["name"] == "web_search" and "function" not in body["tools"][0]
 
-    tool_result = LLMRequest(provider="openai", model="gpt-4o-mini", api="responses", messages=(
-        Message("user", "search it"), Message("assistant", "", tool_calls=called.tool_calls),
-        Message("tool", "found: wflo on GitHub", tool_call_id=called.tool_calls[0].id)))
+    tool_result = LLMRequest(
+        provider="openai",
+        model="gpt-4o-mini",
+        api="responses",
+        messages=(
+            Message("user", "search it"),
+            Message("assistant", "", tool_calls=called.tool_calls),
+            Message("tool", "found: wflo on GitHub", tool_call_id=called.tool_calls[0].id),
+        ),
+    )
     assert "found: wflo on GitHub" in openai_provider.complete(tool_result).text
     items = llm_server.requests("/v1/responses")[2]["body"]["input"]
     assert items[1]["type"] == "function_call" and items[2]["type"] == "function_call_output"
@@ -148,8 +169,14 @@ def test_responses_api_stream(openai_provider):
 
 def test_anthropic_messages_with_tools_and_prompt_cache_tokens(anthropic_provider, llm_server):
     llm_server.set_usage(cached_tokens=100, cache_write_tokens=20)
-    request = ask("Plan the research " * 40, provider="anthropic", model="claude-haiku-4-5",
-                  api="messages", tools=(SEARCH_TOOL,), tool_choice="required")
+    request = ask(
+        "Plan the research " * 40,
+        provider="anthropic",
+        model="claude-haiku-4-5",
+        api="messages",
+        tools=(SEARCH_TOOL,),
+        tool_choice="required",
+    )
 
     response = anthropic_provider.complete(request)
 
@@ -168,9 +195,17 @@ def test_anthropic_messages_with_tools_and_prompt_cache_tokens(anthropic_provide
 
 def test_anthropic_tool_results_and_stream(anthropic_provider, llm_server):
     call = ToolCall(id="toolu_1", name="web_search", arguments='{"query":"wflo"}')
-    request = LLMRequest(provider="anthropic", model="claude-haiku-4-5", api="messages", messages=(
-        Message("user", "look up wflo"), Message("assistant", "Searching.", tool_calls=(call,)),
-        Message("tool", "wflo runs agents on Dagster", tool_call_id="toolu_1")), tools=(SEARCH_TOOL,))
+    request = LLMRequest(
+        provider="anthropic",
+        model="claude-haiku-4-5",
+        api="messages",
+        messages=(
+            Message("user", "look up wflo"),
+            Message("assistant", "Searching.", tool_calls=(call,)),
+            Message("tool", "wflo runs agents on Dagster", tool_call_id="toolu_1"),
+        ),
+        tools=(SEARCH_TOOL,),
+    )
 
     chunks = list(anthropic_provider.stream(request))
 
@@ -179,10 +214,18 @@ def test_anthropic_tool_results_and_stream(anthropic_provider, llm_server):
     assert final.text == "".join(c.text for c in chunks)
     assert final.usage.output_tokens == final.raw["usage"]["output_tokens"] > 1
     sent = llm_server.requests("/v1/messages")[0]["body"]["messages"]
-    assert sent[1]["content"][1] == {"type": "tool_use", "id": "toolu_1", "name": "web_search",
-                                     "input": {"query": "wflo"}}
-    assert sent[2] == {"role": "user", "content": [
-        {"type": "tool_result", "tool_use_id": "toolu_1", "content": "wflo runs agents on Dagster"}]}
+    assert sent[1]["content"][1] == {
+        "type": "tool_use",
+        "id": "toolu_1",
+        "name": "web_search",
+        "input": {"query": "wflo"},
+    }
+    assert sent[2] == {
+        "role": "user",
+        "content": [
+            {"type": "tool_result", "tool_use_id": "toolu_1", "content": "wflo runs agents on Dagster"}
+        ],
+    }
 
 
 def test_openai_compatible_endpoint_via_base_url(llm_server):
@@ -196,8 +239,12 @@ def test_openai_compatible_endpoint_via_base_url(llm_server):
 
 
 def test_build_provider_live_mode_reaches_the_configured_server(llm_server):
-    settings = load_settings(llm_mode="live", openai_api_key=KEY, openai_base_url=llm_server.openai_base_url,
-                             openai_compatible_base_url=llm_server.openai_base_url)
+    settings = load_settings(
+        llm_mode="live",
+        openai_api_key=KEY,
+        openai_base_url=llm_server.openai_base_url,
+        openai_compatible_base_url=llm_server.openai_base_url,
+    )
     for name in ("openai", "openai_compatible"):
         provider = build_provider(name, settings)
         assert provider.name == name

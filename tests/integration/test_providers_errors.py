@@ -29,7 +29,9 @@ APIS = ["chat", "responses", "messages"]
 
 def make(llm_server, api: str, timeout: float = 5):
     if api == "messages":
-        return AnthropicProvider(api_key=KEY, base_url=llm_server.base_url, timeout=timeout), "claude-haiku-4-5"
+        return AnthropicProvider(
+            api_key=KEY, base_url=llm_server.base_url, timeout=timeout
+        ), "claude-haiku-4-5"
     return OpenAIProvider(api_key=KEY, base_url=llm_server.openai_base_url, timeout=timeout), "gpt-4o-mini"
 
 
@@ -65,7 +67,9 @@ def test_429_with_retry_after_seconds_is_rate_limited_and_sent_once(llm_server, 
 
 @pytest.mark.parametrize("stream", [False, True])
 def test_retry_after_as_http_date(llm_server, stream):
-    llm_server.set_behavior(status=429, retry_after=email.utils.formatdate(time.time() + 30, usegmt=True), times=1)
+    llm_server.set_behavior(
+        status=429, retry_after=email.utils.formatdate(time.time() + 30, usegmt=True), times=1
+    )
 
     err = call(llm_server, "chat", stream=stream)
 
@@ -125,8 +129,11 @@ def test_connection_refused_is_unavailable(api):
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    closed = type("Closed", (), {"base_url": f"http://127.0.0.1:{port}",
-                                 "openai_base_url": f"http://127.0.0.1:{port}/v1"})()
+    closed = type(
+        "Closed",
+        (),
+        {"base_url": f"http://127.0.0.1:{port}", "openai_base_url": f"http://127.0.0.1:{port}/v1"},
+    )()
 
     err = call(closed, api)
 
@@ -139,7 +146,9 @@ def test_server_recovers_after_the_failing_requests(llm_server):
     call(llm_server, "chat")
 
     provider, model = make(llm_server, "chat")
-    response = provider.complete(LLMRequest(provider="openai", model=model, messages=(Message("user", "ok?"),)))
+    response = provider.complete(
+        LLMRequest(provider="openai", model=model, messages=(Message("user", "ok?"),))
+    )
     provider.close()
 
     assert response.text and llm_server.request_count() == 3

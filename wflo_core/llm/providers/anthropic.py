@@ -56,9 +56,13 @@ class AnthropicProvider:
 
     def _params(self, request: LLMRequest) -> dict[str, Any]:
         if request.api not in ("messages", "chat"):
-            raise self._rejected(request, f"speaks the messages API, not api={request.api!r}; use api='messages'")
+            raise self._rejected(
+                request, f"speaks the messages API, not api={request.api!r}; use api='messages'"
+            )
         if request.response_format is not None:
-            raise self._rejected(request, "has no response_format; describe the format in the prompt or use a tool")
+            raise self._rejected(
+                request, "has no response_format; describe the format in the prompt or use a tool"
+            )
         system = "\n\n".join(m.content for m in request.messages if m.role == "system")
         params: dict[str, Any] = {
             "model": request.model,
@@ -100,7 +104,10 @@ class AnthropicProvider:
     def _rejected(self, request: LLMRequest, why: str) -> ProviderRequestRejected:
         return ProviderRequestRejected(
             f"ProviderRequestRejected: Anthropic {why}",
-            provider=self.name, model=request.model, status_code=None, billed=False,
+            provider=self.name,
+            model=request.model,
+            status_code=None,
+            billed=False,
         )
 
 

@@ -29,7 +29,9 @@ SHIPPED_CASSETTE = "research_agent.jsonl"
 
 def request_fingerprint(request: LLMRequest) -> str:
     """A canonical hash of everything in the request that can change the answer."""
-    canonical = json.dumps(request_to_json(request), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    canonical = json.dumps(
+        request_to_json(request), sort_keys=True, separators=(",", ":"), ensure_ascii=False
+    )
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
@@ -40,12 +42,22 @@ def request_to_json(request: LLMRequest) -> dict[str, Any]:
 def request_from_json(data: dict[str, Any]) -> LLMRequest:
     """The request stored in a cassette entry, e.g. to see exactly what a pipeline must send."""
     messages = tuple(
-        Message(m["role"], m["content"], tuple(ToolCall(**c) for c in m.get("tool_calls") or ()),
-                m.get("tool_call_id"))
+        Message(
+            m["role"],
+            m["content"],
+            tuple(ToolCall(**c) for c in m.get("tool_calls") or ()),
+            m.get("tool_call_id"),
+        )
         for m in data["messages"]
     )
-    return LLMRequest(**{**data, "messages": messages, "stop": tuple(data.get("stop") or ()),
-                         "tools": tuple(data.get("tools") or ())})
+    return LLMRequest(
+        **{
+            **data,
+            "messages": messages,
+            "stop": tuple(data.get("stop") or ()),
+            "tools": tuple(data.get("tools") or ()),
+        }
+    )
 
 
 def response_to_json(response: LLMResponse) -> dict[str, Any]:
@@ -76,7 +88,9 @@ def default_cassette_path() -> Path:
     """The cassette shipped with the example pipelines (found without importing Dagster)."""
     spec = importlib.util.find_spec("wflo_dagster")
     if spec is None or not spec.submodule_search_locations:
-        raise ConfigError("the wflo_dagster package is not installed; set WFLO_CASSETTE_PATH to a cassette file")
+        raise ConfigError(
+            "the wflo_dagster package is not installed; set WFLO_CASSETTE_PATH to a cassette file"
+        )
     return Path(next(iter(spec.submodule_search_locations))) / "pipelines" / "cassettes" / SHIPPED_CASSETTE
 
 

@@ -24,7 +24,9 @@ def build_provider(name: str, settings: WfloSettings) -> Provider:
     if settings.llm_mode == "record":
         if settings.cassette_path is None:
             live.close()
-            raise ConfigError("WFLO_LLM_MODE=record needs WFLO_CASSETTE_PATH: the file to write recordings to")
+            raise ConfigError(
+                "WFLO_LLM_MODE=record needs WFLO_CASSETTE_PATH: the file to write recordings to"
+            )
         return RecordingProvider(live, settings.cassette_path)
     return live
 
@@ -34,23 +36,34 @@ def _live_provider(name: str, settings: WfloSettings) -> Provider:
     if name == "openai":
         if settings.openai_api_key is None:
             raise ConfigError(_missing_key("OPENAI_API_KEY"))
-        return OpenAIProvider(api_key=settings.openai_api_key.get_secret_value(),
-                              base_url=settings.openai_base_url, timeout=timeout)
+        return OpenAIProvider(
+            api_key=settings.openai_api_key.get_secret_value(),
+            base_url=settings.openai_base_url,
+            timeout=timeout,
+        )
     if name == "anthropic":
         if settings.anthropic_api_key is None:
             raise ConfigError(_missing_key("ANTHROPIC_API_KEY"))
-        return AnthropicProvider(api_key=settings.anthropic_api_key.get_secret_value(),
-                                 base_url=settings.anthropic_base_url, timeout=timeout)
+        return AnthropicProvider(
+            api_key=settings.anthropic_api_key.get_secret_value(),
+            base_url=settings.anthropic_base_url,
+            timeout=timeout,
+        )
     if settings.openai_compatible_base_url is None:
         raise ConfigError(
             "provider 'openai_compatible' needs WFLO_OPENAI_COMPATIBLE_BASE_URL, "
             "e.g. http://localhost:11434/v1 for Ollama or http://localhost:8000/v1 for vLLM"
         )
     key = settings.openai_compatible_api_key
-    return OpenAICompatibleProvider(base_url=settings.openai_compatible_base_url,
-                                    api_key=key.get_secret_value() if key else None, timeout=timeout)
+    return OpenAICompatibleProvider(
+        base_url=settings.openai_compatible_base_url,
+        api_key=key.get_secret_value() if key else None,
+        timeout=timeout,
+    )
 
 
 def _missing_key(variable: str) -> str:
-    return (f"live LLM calls need an API key: set WFLO_{variable} or {variable}, "
-            f"or run offline with WFLO_LLM_MODE=replay")
+    return (
+        f"live LLM calls need an API key: set WFLO_{variable} or {variable}, "
+        f"or run offline with WFLO_LLM_MODE=replay"
+    )

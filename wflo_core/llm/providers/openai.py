@@ -141,7 +141,10 @@ class OpenAIProvider:
             raise ProviderRequestRejected(
                 "ProviderRequestRejected: the OpenAI Responses API has no `stop` or `seed`; "
                 "drop them or use api='chat'",
-                provider=self.name, model=request.model, status_code=None, billed=False,
+                provider=self.name,
+                model=request.model,
+                status_code=None,
+                billed=False,
             )
         params: dict[str, Any] = {
             "model": request.model,
@@ -164,9 +167,13 @@ class OpenAIProvider:
         calls: list[ToolCall] = []
         for item in raw.get("output") or ():
             if item.get("type") == "message":
-                text.extend(c.get("text", "") for c in item.get("content") or () if c.get("type") == "output_text")
+                text.extend(
+                    c.get("text", "") for c in item.get("content") or () if c.get("type") == "output_text"
+                )
             elif item.get("type") == "function_call":
-                calls.append(ToolCall(id=item["call_id"], name=item["name"], arguments=item.get("arguments", "")))
+                calls.append(
+                    ToolCall(id=item["call_id"], name=item["name"], arguments=item.get("arguments", ""))
+                )
         incomplete = (raw.get("incomplete_details") or {}).get("reason")
         return LLMResponse(
             provider=self.name,
@@ -191,7 +198,10 @@ class OpenAIProvider:
             raise ProviderUnavailable(
                 f"ProviderUnavailable: the {self.name} stream for {request.model!r} ended before "
                 f"response.completed; wflo retries this",
-                provider=self.name, model=request.model, status_code=None, billed=None,
+                provider=self.name,
+                model=request.model,
+                status_code=None,
+                billed=None,
             )
         yield StreamChunk(response=self._from_responses(final))
 
@@ -200,7 +210,10 @@ class OpenAIProvider:
             raise ProviderRequestRejected(
                 f"ProviderRequestRejected: provider {self.name!r} does not speak api={request.api!r}; "
                 f"use one of {', '.join(apis)}",
-                provider=self.name, model=request.model, status_code=None, billed=False,
+                provider=self.name,
+                model=request.model,
+                status_code=None,
+                billed=False,
             )
 
 

@@ -62,19 +62,28 @@ def translate_sdk_error(err: Exception, *, provider: str, model: str) -> Provide
         return ProviderUnavailable(
             f"ProviderUnavailable: {where} did not answer before the timeout; wflo retries this, "
             f"raise WFLO_LLM_TIMEOUT_SECONDS if the model is slow",
-            provider=provider, model=model, status_code=None, billed=None,
+            provider=provider,
+            model=model,
+            status_code=None,
+            billed=None,
         )
     if isinstance(err, _CONNECTION_ERRORS):
         return ProviderUnavailable(
             f"ProviderUnavailable: could not connect to {where} ({type(err.__cause__ or err).__name__}); "
             f"check the base URL and the network",
-            provider=provider, model=model, status_code=None, billed=None,
+            provider=provider,
+            model=model,
+            status_code=None,
+            billed=None,
         )
     if isinstance(err, _STATUS_ERRORS):
         return _from_status(err, provider=provider, model=model, where=where)
     return ProviderUnavailable(
         f"ProviderUnavailable: {where} failed with {type(err).__name__}",
-        provider=provider, model=model, status_code=None, billed=None,
+        provider=provider,
+        model=model,
+        status_code=None,
+        billed=None,
     )
 
 
@@ -87,23 +96,28 @@ def _from_status(err: Any, *, provider: str, model: str, where: str) -> Provider
         return ProviderRateLimited(
             f"ProviderRateLimited: {where} returned HTTP 429 ({wait}); wflo retries this, "
             f"lower step concurrency or raise the provider's rate limit if it persists",
-            retry_after=retry_after, billed=False, **fields,
+            retry_after=retry_after,
+            billed=False,
+            **fields,
         )
     if status in (401, 403):
         return ProviderAuthFailed(
             f"ProviderAuthFailed: {where} returned HTTP {status}; the API key is missing, wrong or "
             f"lacks access to this model: set WFLO_{_key_var(provider)}",
-            billed=False, **fields,
+            billed=False,
+            **fields,
         )
     if status >= 500 or status in (408, 409):
         return ProviderUnavailable(
             f"ProviderUnavailable: {where} returned HTTP {status}; wflo retries this",
-            billed=None, **fields,
+            billed=None,
+            **fields,
         )
     return ProviderRequestRejected(
         f"ProviderRequestRejected: {where} rejected the request with HTTP {status}: "
         f"{_detail(err)}; fix the request (model name, parameters, messages), retrying will not help",
-        billed=False, **fields,
+        billed=False,
+        **fields,
     )
 
 
