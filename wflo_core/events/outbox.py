@@ -1,0 +1,52 @@
+"""The transactional outbox: an event is committed in the same transaction as the ledger change.
+
+``emit(session, event)`` inserts the encoded CloudEvent into the ``outbox`` table using the
+caller's session, so the event exists exactly when the change does: a rollback drops both, and a
+broker outage cannot lose it. :class:`~wflo_core.events.relay.OutboxRelay` publishes it later.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import func, select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.orm import Session
+
+from wflo_core.config import load_settings
+from wflo_core.events.envelope import DEFAULT_SOURCE, CloudEvent, encode_event, new_event
+from wflo_core.events.schemas import EventData
+from wflo_core.events.topics import TopicLayout
+from wflo_core.ledger.models import OutboxEvent, utcnow
+
+PENDING = (OutboxEvent.published_at.is_(None), OutboxEvent.dead_lettered_at.is_(None))
+"""Rows still to relay: neither published nor dead-lettered."""
+
+
+def emit(
+    session: Session,
+    event: EventData | CloudEvent,
+    *,
+    topic: str | None = None,
+    source: str = DEFAULT_SOURCE,
+) -> CloudEvent:
+    """Queue ``event`` in the caller's transaction; never talks to Kafka, so it never fails for it.
+
+    Emitting the same event id twice is a no-op (events with a natural identity, e.g. a call's
+    idempotency key, get a deterministic id). ``topic`` defaults to ``<prefix>.events``.
+    """
+    cloud_event = event if isinstance(event, CloudEvent) else new_event(event, source=source)
+    if topic is None:
+        topic = TopicLayout.from_settings(load_settings()).events
+    insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
+    session.execute(
+        insert(OutboxEvent)
+        .values(event_id=cloud_event.id, event_type=cloud_event.type, topic=topic,
+                key=cloud_event.partitionkey, payload=encode_event(cloud_event).decode(),
+                created_at=utcnow(), attempts=0)
+        .on_conflict_do_nothing(index_elements=["event_id"])
+    )
+    return cloud_event
+
+
+def pending_count(session: Session) -> int:
+    return session.scalar(select(func.count()).select_from(OutboxEvent).where(*PENDING)) or 0

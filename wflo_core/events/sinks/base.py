@@ -1,0 +1,54 @@
+"""The interface every event sink implements: deliver a batch, report each message's fate."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
+
+from wflo_core.events.envelope import CloudEvent, encode_event
+
+
+@dataclass(frozen=True, slots=True)
+class OutboundMessage:
+    """One record to write: the encoded CloudEvent, its topic and partition key."""
+
+    topic: str
+    key: str | None
+    value: bytes
+    event_id: str
+    headers: tuple[tuple[str, bytes], ...] = ()
+
+    @classmethod
+    def of(cls, event: CloudEvent, topic: str) -> OutboundMessage:
+        return cls(topic=topic, key=event.partitionkey, value=encode_event(event), event_id=event.id)
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """What happened to one message. ``permanent`` errors will fail again on retry: dead-letter them."""
+
+    event_id: str
+    error: str | None = None
+    permanent: bool = False
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+@runtime_checkable
+class EventSink(Protocol):
+    """Somewhere events are durably written: Kafka, a JSONL file, or memory (tests)."""
+
+    def deliver(self, messages: Sequence[OutboundMessage]) -> list[Delivery]:
+        """Write ``messages`` in order; one :class:`Delivery` per message, in the same order.
+
+        Blocks until every message is acknowledged or has failed; never raises for a delivery
+        failure (the result says so), so callers decide what to retry.
+        """
+        ...
+
+    def close(self) -> None:
+        """Flush what is buffered and release the connection or file."""
+        ...
