@@ -28,7 +28,6 @@ from wflo_core.ledger.store import Ledger
 
 logger = logging.getLogger("wflo.events.relay")
 
-DEAD_LETTER_EXCERPT_CHARS = 4096
 
 
 @dataclass
@@ -58,9 +57,11 @@ class RelayStats:
 class OutboxRelay:
     """Moves committed events from the outbox to an :class:`EventSink`."""
 
-    def __init__(self, ledger: Ledger, sink: EventSink) -> None:
+    def __init__(self, ledger: Ledger, sink: EventSink, *, dead_letter_excerpt_chars: int = 1024) -> None:
+        """``dead_letter_excerpt_chars``: how much of an undeliverable payload its DLQ record quotes."""
         self.ledger = ledger
         self.sink = sink
+        self.dead_letter_excerpt_chars = dead_letter_excerpt_chars
 
     def relay_pending(self, limit: int = 500) -> RelayStats:
         """Publish up to ``limit`` of the oldest pending events; never raises for a sink failure."""
@@ -155,7 +156,7 @@ class OutboxRelay:
             record = new_event(EventDeadLettered(
                 original_id=row.event_id, original_type=row.event_type, original_topic=row.topic,
                 original_key=row.key, reason=reason, payload_bytes=len(row.payload.encode()),
-                payload_excerpt=row.payload[:DEAD_LETTER_EXCERPT_CHARS],
+                payload_excerpt=row.payload[:self.dead_letter_excerpt_chars],
             ), source="/wflo/outbox-relay")
             records.append(OutboundMessage.of(record, dead_letter_topic(row.topic)))
         dead = []
