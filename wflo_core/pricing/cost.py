@@ -1,0 +1,209 @@
+"""One price, compiled once so that pricing a call is a few integer and ``Decimal`` operations.
+
+``PricePoint.compile`` turns one genai-prices ``ModelPrice`` into a flat list of priced units. Each
+unit knows how to count its tokens from wflo's ``Usage`` (the same leaf decomposition genai-prices
+does: ``input_tokens`` minus cache reads and writes when those are priced separately) and is priced
+with exactly the arithmetic, in exactly the order, that ``genai_prices.calc_price`` uses, so the
+results are identical to the last digit, exponent included.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from genai_prices import types as genai
+from genai_prices.units import UnitDef, UnitRegistry
+from genai_prices.validation import validate_priced_units
+
+from wflo_core.errors import PricingError, UsageInvalid
+from wflo_core.pricing.usage import Usage
+
+#: genai-prices usage keys that wflo's ``Usage`` reports, in the order of ``_counts`` below.
+USAGE_KEYS = ("input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens",
+              "output_reasoning_tokens")
+_INPUT_KEYS = frozenset({"input_tokens", "cache_read_tokens", "cache_write_tokens"})
+_OUTPUT_KEYS = frozenset({"output_tokens", "output_reasoning_tokens"})
+_ZERO = Decimal(0)
+_INPUT, _OUTPUT, _OTHER = 0, 1, 2
+_DIRECTIONS = {"input": _INPUT, "output": _OUTPUT}
+
+Constraint = genai.StartDateConstraint | genai.TimeOfDateConstraint
+
+
+@dataclass(frozen=True, slots=True)
+class Cost:
+    """What one call cost, and exactly which price was used (recorded on the ledger row)."""
+
+    input_usd: Decimal
+    output_usd: Decimal
+    total_usd: Decimal
+    """``input_usd + output_usd`` plus any per-request fee (which belongs to neither side)."""
+    price_version: str
+    """e.g. ``genai-prices==0.2.3:openai/gpt-4o``, ``override:<sha12>:openai_compatible/llama3@always``."""
+
+
+@dataclass(frozen=True, slots=True)
+class _PricedUnit:
+    usage_key: str
+    direction: int
+    price: Decimal
+    tiers: tuple[tuple[int, Decimal], ...]
+    """``(start, price)`` highest start first; the first with ``input_tokens > start`` applies."""
+    per: int
+    terms: tuple[tuple[int, int], ...]
+    """The unit's token count as ``sum(coefficient * counts[index])`` over wflo's usage counts."""
+    constant: int
+    """1 for the per-request unit, else 0."""
+
+
+@dataclass(frozen=True, slots=True)
+class PricePoint:
+    """One price of one model, valid while ``constraint`` holds (``None``: always)."""
+
+    version: str
+    constraint: Constraint | None
+    units: tuple[_PricedUnit, ...]
+    tiered: bool
+    _rows: tuple[tuple[Any, ...], ...] = field(init=False, repr=False, compare=False)
+    """``units`` flattened to tuples for the hot loop, each with the ``Decimal`` a zero count adds."""
+
+    def __post_init__(self) -> None:
+        rows = tuple((u.direction, u.price, u.tiers, u.per, u.terms, u.constant, u.price * _ZERO / u.per,
+                      u.usage_key) for u in self.units)
+        object.__setattr__(self, "_rows", rows)
+
+    @classmethod
+    def compile(
+        cls, model_price: genai.ModelPrice, registry: UnitRegistry, *, version: str,
+        constraint: Constraint | None,
+    ) -> PricePoint:
+        """Validate a genai-prices ``ModelPrice`` the way ``calc_price`` does and flatten it."""
+        resolved: list[tuple[UnitDef, Decimal | genai.TieredPrices]] = []
+        for price_key, value in model_price.__dict__.items():
+            if price_key.startswith("_") or value is None:
+                continue
+            try:
+                unit = registry.unit_for_price_key(price_key)
+            except KeyError:
+                continue  # calc_price drops (with a warning) price keys its unit registry does not know
+            resolved.append((unit, _valid_price(version, price_key, value)))
+        try:
+            validate_priced_units(tuple(unit for unit, _ in resolved), registry)
+        except ValueError as err:
+            raise PricingError(f"price {version} is inconsistent: {err}", price_version=version) from None
+        terms = _leaf_terms([unit for unit, _ in resolved if unit.usage_key != "requests"])
+        units = tuple(
+            _PricedUnit(
+                usage_key=unit.usage_key,
+                direction=_DIRECTIONS.get(unit.dimensions.get("direction", ""), _OTHER),
+                price=price.base if isinstance(price, genai.TieredPrices) else price,
+                tiers=tuple((t.start, t.price) for t in reversed(price.tiers))
+                if isinstance(price, genai.TieredPrices) else (),
+                per=unit.per,
+                terms=terms.get(unit.usage_key, ()),
+                constant=1 if unit.usage_key == "requests" else 0,
+            )
+            for unit, price in resolved
+        )
+        return cls(version, constraint, units, any(u.tiers for u in units))
+
+    def active(self, at: datetime) -> bool:
+        return self.constraint is None or self.constraint.active(at)
+
+    def cost(self, usage: Usage) -> Cost:
+        """Price ``usage``; the arithmetic mirrors genai-prices' ``ModelPrice.calc_price`` step by step."""
+        counts = (usage.input_tokens, usage.output_tokens, usage.cached_input_tokens,
+                  usage.cache_write_tokens, usage.reasoning_tokens)
+        tier_tokens = usage.input_tokens if self.tiered else 0
+        input_usd = output_usd = total_usd = _ZERO
+        for direction, price, tiers, per, terms, count, unit_usd, usage_key in self._rows:
+            for index, coefficient in terms:
+                count += coefficient * counts[index]
+            if count < 0:
+                raise _inconsistent(usage, usage_key)
+            if count or tiers:  # else: the precomputed price * 0 / per, same value and exponent
+                for start, tier_price in tiers:
+                    if tier_tokens > start:
+                        price = tier_price
+                        break
+                unit_usd = price * Decimal(count) / per
+            total_usd += unit_usd
+            if direction == _INPUT:
+                input_usd += unit_usd
+            elif direction == _OUTPUT:
+                output_usd += unit_usd
+        return Cost(input_usd, output_usd, total_usd, self.version)
+
+    def upper_bound(self, prompt_tokens: int, max_output_tokens: int) -> Decimal:
+        """The most a call with at most these token counts can cost at this price.
+
+        Every prompt token at the dearest input rate wflo can bill (uncached, cache read or cache write,
+        in any tier reachable with ``prompt_tokens``), every output token at the dearest output rate,
+        plus the per-request fee. Usage never reports the other units, so they never cost anything.
+        """
+        input_rate = output_rate = fee = _ZERO
+        for unit in self.units:
+            rate = max([unit.price, *(price for start, price in unit.tiers if prompt_tokens > start)])
+            rate /= unit.per
+            if unit.constant:
+                fee += rate
+            elif unit.usage_key in _INPUT_KEYS:
+                input_rate = max(input_rate, rate)
+            elif unit.usage_key in _OUTPUT_KEYS:
+                output_rate = max(output_rate, rate)
+        return input_rate * prompt_tokens + output_rate * max_output_tokens + fee
+
+
+def _leaf_terms(priced: list[UnitDef]) -> dict[str, tuple[tuple[int, int], ...]]:
+    """Each priced unit's leaf count as a linear combination of wflo's usage counts.
+
+    genai-prices counts a unit's own tokens as its reported value minus the leaf counts of every priced
+    unit below it (most specific units first); wflo reports only ``USAGE_KEYS``, the rest are zero.
+    """
+    ordered = sorted(priced, key=lambda unit: (-len(unit.dimensions), unit.usage_key))
+    vectors: dict[str, list[int]] = {}
+    for unit in ordered:
+        vector = [0] * len(USAGE_KEYS)
+        if unit.usage_key in USAGE_KEYS:
+            vector[USAGE_KEYS.index(unit.usage_key)] = 1
+        for below in ordered:
+            if below is not unit and unit.dimensions.items() <= below.dimensions.items():
+                vector = [a - b for a, b in zip(vector, vectors[below.usage_key], strict=True)]
+        vectors[unit.usage_key] = vector
+    return {key: tuple((i, c) for i, c in enumerate(vector) if c) for key, vector in vectors.items()}
+
+
+def _valid_price(version: str, price_key: str, value: object) -> Decimal | genai.TieredPrices:
+    """Reject what calc_price would reject on every call, once, when the price is compiled."""
+    if isinstance(value, genai.TieredPrices):
+        starts = [tier.start for tier in value.tiers]
+        if _is_price(value.base) and starts == sorted(starts) and all(
+            _is_price(tier.price) and type(tier.start) is int and tier.start >= 0 for tier in value.tiers
+        ):
+            return value
+    elif isinstance(value, Decimal) and _is_price(value):
+        return value
+    raise PricingError(f"price {version} has an invalid {price_key}: {value!r}", price_version=version)
+
+
+def _is_price(value: object) -> bool:
+    return isinstance(value, Decimal) and value.is_finite() and value >= 0
+
+
+def _inconsistent(usage: Usage, usage_key: str) -> UsageInvalid:
+    return UsageInvalid(
+        f"UsageInvalid: {usage} has more cached/cache-write tokens than input tokens or more reasoning "
+        f"than output tokens (the {usage_key} count comes out negative); fix the usage normalization "
+        "for this provider",
+        shape="usage",
+    )
+
+
+def genai_usage(usage: Usage) -> genai.Usage:
+    """The same usage as genai-prices spells it, to compare wflo's prices with ``calc_price``."""
+    return genai.Usage(**dict(zip(USAGE_KEYS, (usage.input_tokens, usage.output_tokens,
+                                               usage.cached_input_tokens, usage.cache_write_tokens,
+                                               usage.reasoning_tokens), strict=True)))
