@@ -1,0 +1,110 @@
+"""Per-run cgroup v1 groups: hard memory, pid and CPU-share limits plus exact usage accounting.
+
+Only root can create them (and only where the v1 controllers are mounted, as on these hosts);
+:meth:`RunCgroup.available` tells the process backend whether it can use them or must fall back
+to rlimits. Groups live under ``<controller>/wflo-sandbox/<run name>`` so stale ones can be found.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import time
+from pathlib import Path
+
+CGROUP_ROOT = Path("/sys/fs/cgroup")
+PARENT = "wflo-sandbox"
+CONTROLLERS = ("memory", "pids", "cpu", "cpuacct")
+CFS_PERIOD_US = 100_000
+
+
+class RunCgroup:
+    """The cgroups (one per v1 controller) of one sandboxed run."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.dirs = {c: CGROUP_ROOT / c / PARENT / name for c in CONTROLLERS}
+
+    @staticmethod
+    def available() -> bool:
+        return os.geteuid() == 0 and all(
+            (CGROUP_ROOT / c / "cgroup.procs").exists() and os.access(CGROUP_ROOT / c, os.W_OK)
+            for c in CONTROLLERS
+        )
+
+    @classmethod
+    def stale_names(cls) -> list[str]:
+        parent = CGROUP_ROOT / "pids" / PARENT
+        return sorted(p.name for p in parent.iterdir() if p.is_dir()) if parent.is_dir() else []
+
+    def create(self, *, memory_bytes: int, pids: int, cpus: float) -> None:
+        for path in self.dirs.values():
+            path.mkdir(parents=True, exist_ok=True)
+        self._write("memory", "memory.limit_in_bytes", memory_bytes)
+        with contextlib.suppress(FileNotFoundError):  # no swap accounting configured: nothing to cap
+            self._write("memory", "memory.memsw.limit_in_bytes", memory_bytes)
+        self._write("pids", "pids.max", pids)
+        self._write("cpu", "cpu.cfs_period_us", CFS_PERIOD_US)
+        self._write("cpu", "cpu.cfs_quota_us", max(1000, int(cpus * CFS_PERIOD_US)))
+
+    @property
+    def procs_files(self) -> list[Path]:
+        """The files a process writes its pid to in order to join every controller."""
+        return [path / "cgroup.procs" for path in self.dirs.values()]
+
+    def pids_in_group(self) -> list[int]:
+        try:
+            text = (self.dirs["pids"] / "cgroup.procs").read_text()
+        except FileNotFoundError:
+            return []
+        return [int(line) for line in text.split()]
+
+    def kill_all(self, timeout: float = 5.0) -> None:
+        """SIGKILL every process in the group until it is empty (forks race, so repeat)."""
+        deadline = time.monotonic() + timeout
+        while (pids := self.pids_in_group()) and time.monotonic() < deadline:
+            for pid in pids:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+            time.sleep(0.01)
+
+    def cpu_ms(self) -> int | None:
+        return _int_or_none(self._read("cpuacct", "cpuacct.usage"), 1_000_000)
+
+    def peak_memory_bytes(self) -> int | None:
+        return _int_or_none(self._read("memory", "memory.max_usage_in_bytes"), 1)
+
+    def oom_killed(self) -> bool:
+        for line in self._read("memory", "memory.oom_control").splitlines():
+            key, _, value = line.partition(" ")
+            if key == "oom_kill":
+                return int(value) > 0
+        return False
+
+    def remove(self) -> None:
+        """Kill what is left and delete the groups (an rmdir of a group with tasks fails)."""
+        self.kill_all()
+        for path in self.dirs.values():
+            for _ in range(50):
+                try:
+                    path.rmdir()
+                    break
+                except FileNotFoundError:
+                    break
+                except OSError:  # exiting tasks still charged for a moment
+                    time.sleep(0.02)
+
+    def _write(self, controller: str, filename: str, value: int) -> None:
+        (self.dirs[controller] / filename).write_text(str(value))
+
+    def _read(self, controller: str, filename: str) -> str:
+        try:
+            return (self.dirs[controller] / filename).read_text()
+        except OSError:
+            return ""
+
+
+def _int_or_none(text: str, divisor: int) -> int | None:
+    text = text.strip()
+    return int(text) // divisor if text.isdigit() else None

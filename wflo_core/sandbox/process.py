@@ -1,0 +1,311 @@
+"""The process backend: bubblewrap namespaces + cgroups/rlimits, no container engine needed.
+
+Each run gets fresh user, pid, network (loopback only, down), IPC, UTS, mount and cgroup
+namespaces from bubblewrap, a root filesystem holding only the host's ``/usr`` read-only plus a
+private ``/proc`` and ``/dev``, an empty environment, and a ``/work`` directory that is the only
+writable place. When the caller is root (the CI machines, a run container) it also gets:
+
+* its own unprivileged uid (so RLIMIT_NPROC counts only its processes and it can signal nothing
+  outside the sandbox),
+* a size-limited tmpfs as the work dir (disk fill stops at ``workdir_bytes``),
+* cgroup v1 groups: memory (OOM kill, reported as ``memory``), pids and CPU share, with exact CPU
+  time and peak memory.
+
+What it does NOT guarantee (use :class:`~wflo_core.sandbox.docker.DockerSandbox`, ideally with
+gVisor, where these matter):
+
+* It shares the host kernel with no seccomp filter beyond bubblewrap's defaults: a kernel bug
+  reachable from an unprivileged user namespace is an escape.
+* The host's ``/usr`` is readable inside (no secrets belong there, but it is the host's).
+* Without root, or without cgroup v1 controllers: memory is limited by RLIMIT_AS only (a
+  ``MemoryError``, not reported as ``memory``), the pid limit is RLIMIT_NPROC which counts every
+  process of the calling user, the work dir is a plain directory limited per file (RLIMIT_FSIZE)
+  but not in total, and there is no CPU-share limit or peak-memory figure beyond ``ru_maxrss``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import os
+import resource
+import secrets
+import selectors
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+from wflo_core.errors import SandboxError
+from wflo_core.sandbox.base import WORKDIR, Sandbox, SandboxJob
+from wflo_core.sandbox.cgroups import RunCgroup
+from wflo_core.sandbox.files import read_files, write_files
+from wflo_core.sandbox.output import CappedBuffer
+from wflo_core.sandbox.policy import SandboxLimits
+from wflo_core.sandbox.result import KilledReason, SandboxResult
+
+#: Per-run uids are drawn from this range, which no real account uses.
+UID_RANGE = (300_000, 365_535)
+_MS_NOSUID, _MS_NODEV, _MNT_DETACH = 2, 4, 2
+_LAUNCH = 'while [ "$1" != -- ]; do echo $$ > "$1" || exit 125; shift; done; shift; exec "$@"'
+
+
+class ProcessSandbox(Sandbox):
+    """Runs code under bubblewrap on this host (the embedded default)."""
+
+    name = "process"
+
+    def __init__(self, *, limits: SandboxLimits | None = None, base_dir: Path | None = None) -> None:
+        super().__init__(limits=limits)
+        self.bwrap = shutil.which("bwrap")
+        if self.bwrap is None:
+            raise SandboxError(
+                "the process sandbox needs bubblewrap: install it with `apt-get install bubblewrap` "
+                "(or set WFLO_SANDBOX_BACKEND=docker)"
+            )
+        self.is_root = os.geteuid() == 0
+        self.use_cgroups = RunCgroup.available()
+        self.base_dir = base_dir or Path(tempfile.gettempdir()) / "wflo-sandbox"
+        self.base_dir.mkdir(mode=0o711, parents=True, exist_ok=True)
+        reap_stale_runs(self.base_dir)
+
+    def _execute(self, job: SandboxJob) -> SandboxResult:
+        limits = job.limits
+        run_name = f"{os.getpid()}-{secrets.token_hex(6)}"
+        run_dir = self.base_dir / run_name
+        work = run_dir / "work"
+        work.mkdir(parents=True, mode=0o711)
+        os.chmod(run_dir, 0o711)
+        uid = secrets.randbelow(UID_RANGE[1] - UID_RANGE[0]) + UID_RANGE[0] if self.is_root else None
+        cgroup = RunCgroup(run_name) if self.use_cgroups else None
+        try:
+            if uid is not None:
+                _mount_tmpfs(work, size=limits.workdir_bytes, uid=uid)
+            write_files(work, job.files, uid=uid)
+            if cgroup is not None:
+                cgroup.create(memory_bytes=limits.memory_bytes, pids=limits.pids, cpus=limits.cpus)
+            argv = self._argv(job, work, uid, cgroup)
+            return self._supervise(argv, job, work, cgroup)
+        finally:
+            if cgroup is not None:
+                cgroup.remove()
+            if uid is not None:
+                _umount(work)
+            shutil.rmtree(run_dir, ignore_errors=True)
+
+    def _argv(self, job: SandboxJob, work: Path, uid: int | None, cgroup: RunCgroup | None) -> list[str]:
+        limits = job.limits
+        cpu = limits.effective_cpu_seconds
+        rlimits = [
+            f"--cpu={cpu}:{cpu + 1}",
+            f"--nproc={limits.pids}",
+            "--core=0",
+            "--nofile=256",
+            f"--fsize={limits.workdir_bytes}",
+        ]
+        if cgroup is None:
+            rlimits.append(f"--as={limits.memory_bytes}")
+        launch = [
+            "/bin/sh",
+            "-c",
+            _LAUNCH,
+            "wflo-launch",
+            *map(str, cgroup.procs_files if cgroup else []),
+            "--",
+        ]
+        drop = ["setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups"] if uid is not None else []
+        return [*launch, "prlimit", *rlimits, "--", *drop, *self._bwrap_args(work), "--", *job.argv]
+
+    def _bwrap_args(self, work: Path) -> list[str]:
+        args = [
+            str(self.bwrap),
+            "--unshare-all",
+            "--die-with-parent",
+            "--new-session",
+            "--cap-drop",
+            "ALL",
+            "--ro-bind",
+            "/usr",
+            "/usr",
+        ]
+        for top in ("bin", "sbin", "lib", "lib32", "lib64"):
+            host = Path("/") / top
+            if host.is_symlink():
+                args += ["--symlink", os.readlink(host), f"/{top}"]
+            elif host.is_dir():
+                args += ["--ro-bind", str(host), f"/{top}"]
+        return [
+            *args,
+            "--proc",
+            "/proc",
+            "--dev",
+            "/dev",
+            "--bind",
+            str(work),
+            WORKDIR,
+            "--chdir",
+            WORKDIR,
+            "--remount-ro",
+            "/",
+            "--hostname",
+            "sandbox",
+            "--clearenv",
+            "--setenv",
+            "PATH",
+            "/usr/local/bin:/usr/bin:/bin",
+            "--setenv",
+            "HOME",
+            WORKDIR,
+            "--setenv",
+            "TMPDIR",
+            WORKDIR,
+            "--setenv",
+            "LANG",
+            "C.UTF-8",
+            "--setenv",
+            "PYTHONDONTWRITEBYTECODE",
+            "1",
+        ]
+
+    def _supervise(
+        self, argv: list[str], job: SandboxJob, work: Path, cgroup: RunCgroup | None
+    ) -> SandboxResult:
+        limits = job.limits
+        stdout, stderr = CappedBuffer(limits.max_output_bytes), CappedBuffer(limits.max_output_bytes)
+        killed: KilledReason | None = None
+        started = time.monotonic()
+        deadline = started + limits.timeout_seconds
+        proc = subprocess.Popen(
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            start_new_session=True,
+            env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin"},
+        )
+        try:
+            killed = _pump(proc, {proc.stdout: stdout, proc.stderr: stderr}, deadline)
+            if killed is not None:
+                _kill(proc, cgroup)
+            reaped = _reap(proc.pid, deadline)
+            if reaped is None:
+                killed = KilledReason.TIMEOUT
+                _kill(proc, cgroup)
+                reaped = _reap(proc.pid, None)
+        except BaseException:
+            _kill(proc, cgroup)
+            _reap(proc.pid, None)
+            raise
+        finally:
+            for stream in (proc.stdout, proc.stderr):
+                stream.close()
+        status, rusage = reaped
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        wall_ms = int((time.monotonic() - started) * 1000)
+        exit_code = 128 - proc.returncode if proc.returncode < 0 else proc.returncode
+        if exit_code == 125 and not stdout.getvalue() and not stderr.getvalue() and killed is None:
+            raise SandboxError("the process sandbox could not start (joining its cgroup failed)")
+        if cgroup is not None:
+            cgroup.kill_all()
+        if killed is None and cgroup is not None and cgroup.oom_killed():
+            killed = KilledReason.MEMORY
+        if killed is None and exit_code == 128 + signal.SIGXCPU:
+            killed = KilledReason.CPU
+        files, files_truncated = read_files(work, max_total_bytes=limits.max_files_out_bytes)
+        return SandboxResult(
+            backend=self.name,
+            exit_code=exit_code,
+            stdout=stdout.getvalue(),
+            stderr=stderr.getvalue(),
+            stdout_truncated=stdout.truncated,
+            stderr_truncated=stderr.truncated,
+            files_out=files,
+            files_out_truncated=files_truncated,
+            wall_ms=wall_ms,
+            cpu_ms=cgroup.cpu_ms() if cgroup else int((rusage.ru_utime + rusage.ru_stime) * 1000),
+            peak_memory_bytes=cgroup.peak_memory_bytes() if cgroup else rusage.ru_maxrss * 1024,
+            killed_reason=killed,
+            limits=limits,
+        )
+
+
+def _pump(proc: subprocess.Popen, sinks: dict, deadline: float) -> KilledReason | None:
+    """Copy both pipes into their capped buffers until EOF, the deadline, or too much output."""
+    with selectors.DefaultSelector() as selector:
+        for stream in sinks:
+            os.set_blocking(stream.fileno(), False)
+            selector.register(stream, selectors.EVENT_READ)
+        while selector.get_map():
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return KilledReason.TIMEOUT
+            for key, _ in selector.select(remaining):
+                chunk = os.read(key.fileobj.fileno(), 65536)
+                if not chunk:
+                    selector.unregister(key.fileobj)
+                elif sinks[key.fileobj].write(chunk):
+                    return KilledReason.OUTPUT_LIMIT
+    return None
+
+
+def _reap(pid: int, deadline: float | None) -> tuple[int, resource.struct_rusage] | None:
+    """Wait for the launcher, with its rusage; None if it still runs at ``deadline`` (None = block)."""
+    while True:
+        try:
+            done, status, rusage = os.wait4(pid, 0 if deadline is None else os.WNOHANG)
+        except ChildProcessError:
+            return None if deadline is not None else (0, resource.getrusage(resource.RUSAGE_CHILDREN))
+        if done:
+            return status, rusage
+        if time.monotonic() >= deadline:
+            return None
+        time.sleep(0.005)
+
+
+def _kill(proc: subprocess.Popen, cgroup: RunCgroup | None) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    if cgroup is not None:
+        cgroup.kill_all()
+
+
+def _mount_tmpfs(path: Path, *, size: int, uid: int) -> None:
+    libc = ctypes.CDLL(None, use_errno=True)
+    options = f"size={size},uid={uid},gid={uid},mode=0700".encode()
+    if libc.mount(b"wflo-sandbox", str(path).encode(), b"tmpfs", _MS_NOSUID | _MS_NODEV, options) != 0:
+        err = ctypes.get_errno()
+        raise SandboxError(f"could not mount the sandbox work dir tmpfs at {path}: {os.strerror(err)}")
+
+
+def _umount(path: Path) -> None:
+    ctypes.CDLL(None, use_errno=True).umount2(str(path).encode(), _MNT_DETACH)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def reap_stale_runs(base_dir: Path) -> list[str]:
+    """Remove work dirs, mounts and cgroups of runs whose owning process has died (e.g. SIGKILL)."""
+    names = set(RunCgroup.stale_names()) | {p.name for p in base_dir.iterdir() if p.is_dir()}
+    reaped = []
+    for name in sorted(names):
+        owner = name.split("-", 1)[0]
+        if not owner.isdigit() or _alive(int(owner)):
+            continue
+        if RunCgroup.available():
+            RunCgroup(name).remove()
+        work = base_dir / name / "work"
+        if os.path.ismount(work):
+            _umount(work)
+        shutil.rmtree(base_dir / name, ignore_errors=True)
+        reaped.append(name)
+    return reaped
