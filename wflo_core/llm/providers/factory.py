@@ -19,7 +19,7 @@ def build_provider(name: str, settings: WfloSettings) -> Provider:
     if name not in PROVIDER_NAMES:
         raise ConfigError(f"unknown LLM provider {name!r}; use one of {', '.join(PROVIDER_NAMES)}")
     if name == "replay" or settings.llm_mode == "replay":
-        return ReplayProvider(settings.cassette_path or default_cassette_path())
+        return ReplayProvider(settings.cassette_path or default_cassette_path(), name=name)
     live = _live_provider(name, settings)
     if settings.llm_mode == "record":
         if settings.cassette_path is None:

@@ -18,9 +18,9 @@ class ReplayProvider:
     treat a replayed ``openai``/``gpt-4o-mini`` call exactly like the live one.
     """
 
-    name = "replay"
-
-    def __init__(self, cassette_path: Path | str) -> None:
+    def __init__(self, cassette_path: Path | str, *, name: str = "replay") -> None:
+        """``name`` is the provider it stands in for, so budgets price and breakers key it as that one."""
+        self.name = name
         path = Path(cassette_path)
         if not path.is_file():
             raise ConfigError(

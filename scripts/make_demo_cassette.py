@@ -1,0 +1,209 @@
+"""Regenerate the research-agent demo cassette from the pipeline's own prompt builders.
+
+No key and no network: a scripted local server (127.0.0.1) answers each call with a canned, realistic
+provider body, and the calls go through the real SDK adapters and ``RecordingProvider``, so the
+cassette holds exactly what a live recording would. Token counts follow the prompt and answer sizes
+(about four characters a token, plus per-message overhead). Run after changing a prompt:
+
+    .venv/bin/python scripts/make_demo_cassette.py
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import threading
+from collections import deque
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+from wflo_core.llm.providers import (
+    AnthropicProvider,
+    OpenAIProvider,
+    RecordingProvider,
+    default_cassette_path,
+)
+from wflo_core.llm.types import LLMRequest, LLMResponse, Message
+from wflo_dagster.pipelines import research_agent as ra
+
+PLAN = (
+    "1. Collect published list prices (USD per million output tokens) of leading models for 2023, "
+    "2024 and 2025.\n2. Take a representative price per year and compute the ratios between years.\n"
+    "3. Explain the drivers of the change (competition, distilled small models, cheaper inference) and "
+    "note the caveats of list prices."
+)
+SEARCH_QUERY = "llm api prices 2023 2024 2025"
+NOTES = (
+    "- 2023: GPT-4 was listed at $60 per million output tokens.\n"
+    "- 2024: GPT-4o at $15/M and GPT-4o-mini at $0.60/M.\n"
+    "- 2025: most frontier models cost $8-15/M; small models are under $1/M.\n"
+    "- The representative frontier output price fell about 4x by 2024 and about 6x by 2025."
+)
+CODE = (
+    "import json\n\n"
+    "prices = {2023: 60.0, 2024: 15.0, 2025: 10.0}\n"
+    "ratios = {\n"
+    '    "2024_vs_2023": round(prices[2024] / prices[2023], 4),\n'
+    '    "2025_vs_2023": round(prices[2025] / prices[2023], 4),\n'
+    "}\n"
+    "print(json.dumps(ratios))\n"
+)
+SUMMARY = (
+    "LLM output prices fell steeply between 2023 and 2025: GPT-4 cost $60 per million output tokens in "
+    "2023, GPT-4o $15 in 2024, and most frontier models $8-15 in 2025. On representative prices, 2024 "
+    "output cost 25% of the 2023 level and 2025 about 17%, a roughly six-fold drop. Small models fell much "
+    "further, to under $1 per million tokens, which makes high-volume agent workloads affordable."
+)
+
+
+def tokens(text: str) -> int:
+    return max(1, math.ceil(len(text) / 4))
+
+
+def prompt_tokens(request: LLMRequest) -> int:
+    return (
+        sum(tokens(m.content) + 4 for m in request.messages)
+        + sum(tokens(json.dumps(t)) for t in request.tools)
+        + 3
+    )
+
+
+def openai_body(request: LLMRequest, text: str, tool_call: dict[str, Any] | None = None) -> dict[str, Any]:
+    digest = hashlib.sha256(json.dumps([m.content for m in request.messages]).encode()).hexdigest()
+    message: dict[str, Any] = {"role": "assistant", "content": text or None, "refusal": None}
+    if tool_call:
+        message["tool_calls"] = [{"id": f"call_{digest[:24]}", "type": "function", "function": tool_call}]
+    completion = tokens(text + json.dumps(tool_call or ""))
+    prompt = prompt_tokens(request)
+    return {
+        "id": f"chatcmpl-{digest[:29]}",
+        "object": "chat.completion",
+        "created": 1_745_000_000,
+        "model": "gpt-4o-mini-2024-07-18",
+        "choices": [
+            {
+                "index": 0,
+                "message": message,
+                "logprobs": None,
+                "finish_reason": "tool_calls" if tool_call else "stop",
+            }
+        ],
+        "usage": {
+            "prompt_tokens": prompt,
+            "completion_tokens": completion,
+            "total_tokens": prompt + completion,
+            "prompt_tokens_details": {"cached_tokens": 0, "audio_tokens": 0},
+            "completion_tokens_details": {
+                "reasoning_tokens": 0,
+                "audio_tokens": 0,
+                "accepted_prediction_tokens": 0,
+                "rejected_prediction_tokens": 0,
+            },
+        },
+        "service_tier": "default",
+        "system_fingerprint": "fp_b376dfbbd5",
+    }
+
+
+def anthropic_body(request: LLMRequest, text: str) -> dict[str, Any]:
+    digest = hashlib.sha256(json.dumps([m.content for m in request.messages]).encode()).hexdigest()
+    return {
+        "id": f"msg_01{digest[:22]}",
+        "type": "message",
+        "role": "assistant",
+        "model": "claude-3-5-haiku-20241022",
+        "content": [{"type": "text", "text": text}],
+        "stop_reason": "end_turn",
+        "stop_sequence": None,
+        "usage": {
+            "input_tokens": prompt_tokens(request),
+            "output_tokens": tokens(text),
+            "cache_creation_input_tokens": 0,
+            "cache_read_input_tokens": 0,
+        },
+    }
+
+
+class ScriptedServer(ThreadingHTTPServer):
+    """Answers each POST with the next canned body, whatever the path."""
+
+    def __init__(self) -> None:
+        super().__init__(("127.0.0.1", 0), _Handler)
+        self.bodies: deque[dict[str, Any]] = deque()
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: ScriptedServer
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
+        """Quiet."""
+
+    def do_POST(self) -> None:  # noqa: N802 - stdlib name
+        self.rfile.read(int(self.headers["content-length"]))
+        data = json.dumps(self.server.bodies.popleft()).encode()
+        self.send_response(200)
+        self.send_header("content-type", "application/json")
+        self.send_header("content-length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+
+def main() -> None:
+    path = default_cassette_path()
+    path.unlink(missing_ok=True)
+    server = ScriptedServer()
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_address[1]}"
+    providers = {
+        "openai": RecordingProvider(OpenAIProvider(api_key="recording", base_url=url + "/v1"), path),
+        "anthropic": RecordingProvider(AnthropicProvider(api_key="recording", base_url=url), path),
+    }
+
+    def call(
+        provider_model: tuple[str, str], messages: list[Message], body: Any, **params: Any
+    ) -> LLMResponse:
+        provider, model = provider_model
+        request = LLMRequest(provider=provider, model=model, messages=tuple(messages), **params)
+        server.bodies.append(body(request))
+        return providers[provider].complete(request)
+
+    question = ra.QUESTION
+    plan = call(
+        ra.PLANNER_MODEL,
+        ra.plan_messages(question),
+        lambda r: openai_body(r, PLAN),
+        max_tokens=300,
+        temperature=0.0,
+    ).text
+    tool = {"name": "search_notes", "arguments": json.dumps({"query": SEARCH_QUERY})}
+    notes_params = {"max_tokens": 400, "temperature": 0.0, "tools": (ra.SEARCH_TOOL,)}
+    first = call(
+        ra.PLANNER_MODEL, ra.notes_messages(plan), lambda r: openai_body(r, "", tool), **notes_params
+    )
+    search_call = first.tool_calls[0]
+    followup = ra.notes_followup(plan, search_call, ra.run_search_tool(search_call))
+    notes = call(ra.PLANNER_MODEL, followup, lambda r: openai_body(r, NOTES), **notes_params).text
+    code = call(
+        ra.CODER_MODEL,
+        ra.code_messages(plan),
+        lambda r: anthropic_body(r, CODE),
+        max_tokens=500,
+        temperature=0.0,
+    ).text
+    call(
+        ra.PLANNER_MODEL,
+        ra.summary_messages(question, notes, code),
+        lambda r: openai_body(r, SUMMARY),
+        max_tokens=300,
+        temperature=0.0,
+    )
+
+    for provider in providers.values():
+        provider.close()
+    server.shutdown()
+    print(f"wrote {len(path.read_text().splitlines())} entries to {path}")
+
+
+if __name__ == "__main__":
+    main()
