@@ -74,6 +74,9 @@ class WfloSettings(BaseSettings):
     """Holds of a step that crashed expire after this long and stop counting against budgets."""
 
     cache_ttl_seconds: int = Field(default=86_400, ge=0)
+    """0 = entries never expire (the size limit still applies)."""
+    cache_mode: Literal["auto", "always", "never"] = "auto"
+    """auto caches deterministic requests only (temperature 0 or a seed); always/never override."""
     cache_max_entries: int = Field(default=10_000, gt=0)
 
     retry_max_attempts: int = Field(default=4, ge=1, le=20)

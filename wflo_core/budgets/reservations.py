@@ -181,7 +181,7 @@ class BudgetBook:
                              with_for_update=self.ledger.dialect == "postgresql")
         if budget is None or budget.limit_usd <= 0:
             return []
-        due = [p for p in self.alert_thresholds + [100]
+        due = [p for p in self.alert_thresholds
                if p not in budget.alerts_sent and budget.spent_usd * 100 >= budget.limit_usd * p]
         if not due:
             return []

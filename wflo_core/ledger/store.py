@@ -60,9 +60,11 @@ class Ledger:
 
     # ------------------------------------------------------------------ idempotent lifecycle writes
 
-    def insert_ignore(self, session: Session, model: type, values: dict[str, Any], keys: list[str]) -> None:
+    def insert_ignore(self, session: Session, model: type, values: dict[str, Any], keys: list[str]) -> bool:
+        """INSERT ... ON CONFLICT DO NOTHING; True if the row is new."""
         insert = pg_insert if self.dialect == "postgresql" else sqlite_insert
-        session.execute(insert(model).values(**values).on_conflict_do_nothing(index_elements=keys))
+        stmt = insert(model).values(**values).on_conflict_do_nothing(index_elements=keys)
+        return session.execute(stmt.returning(*model.__table__.primary_key.columns)).first() is not None
 
     def ensure_run(
         self,
@@ -72,19 +74,18 @@ class Ledger:
         *,
         tags: dict[str, str] | None = None,
         parent_run_id: str | None = None,
-    ) -> Run:
+    ) -> bool:
+        """Record the run (and its workflow) if it is new; True if this call created it."""
         self.insert_ignore(session, Workflow, {"name": workflow, "created_at": utcnow()}, ["name"])
         workflow_id = session.scalar(select(Workflow.id).where(Workflow.name == workflow))
-        self.insert_ignore(
+        created = self.insert_ignore(
             session,
             Run,
             {"id": run_id, "workflow_id": workflow_id, "status": "running", "tags": tags or {},
              "parent_run_id": parent_run_id, "started_at": utcnow()},
             ["id"],
         )
-        run = session.get(Run, run_id)
-        assert run is not None
-        return run
+        return created
 
     def ensure_step(
         self, session: Session, run_id: str, step_key: str, attempt: int = 0, *,
@@ -102,6 +103,10 @@ class Ledger:
         )
         assert step is not None
         return step
+
+    def latest_step(self, session: Session, run_id: str, step_key: str) -> Step | None:
+        return session.scalar(select(Step).where(Step.run_id == run_id, Step.step_key == step_key)
+                              .order_by(Step.attempt.desc()).limit(1))
 
     def finish_step(self, session: Session, step: Step, status: str, error: str | None = None) -> None:
         step.status = status

@@ -1,0 +1,95 @@
+"""Cost and token roll-ups over the ledger: by run, step, workflow, asset, model, provider, tag or day."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from typing import Literal
+
+from sqlalchemy import Select, String, case, cast, func, select
+from sqlalchemy.orm import Session
+
+from wflo_core.ledger.models import LLMCall, Run, Workflow
+
+Dimension = Literal["run", "step", "workflow", "asset", "model", "provider", "tag", "day"]
+DIMENSIONS: tuple[Dimension, ...] = ("run", "step", "workflow", "asset", "model", "provider", "tag", "day")
+
+
+@dataclass(frozen=True, slots=True)
+class RollupRow:
+    key: str
+    calls: int
+    cache_hits: int
+    input_tokens: int
+    output_tokens: int
+    cost_usd: Decimal
+    saved_usd: Decimal
+
+
+def _group_column(dimension: Dimension):  # type: ignore[no-untyped-def]
+    return {
+        "run": LLMCall.run_id,
+        "step": func.coalesce(LLMCall.step_key, ""),
+        "workflow": Workflow.name,
+        "asset": func.coalesce(LLMCall.asset_key, ""),
+        "model": LLMCall.model,
+        "provider": LLMCall.provider,
+        "day": func.substr(cast(LLMCall.created_at, String), 1, 10),
+    }[dimension]
+
+
+def _filtered(query: Select, run_id: str | None, workflow: str | None, since: datetime | None) -> Select:
+    query = query.select_from(LLMCall).join(Run, Run.id == LLMCall.run_id).join(Workflow)
+    query = query.where(LLMCall.status != "failed")
+    if run_id:
+        query = query.where(LLMCall.run_id == run_id)
+    if workflow:
+        query = query.where(Workflow.name == workflow)
+    if since:
+        query = query.where(LLMCall.created_at >= since)
+    return query
+
+
+def cost_rollup(session: Session, by: Dimension, *, run_id: str | None = None, workflow: str | None = None,
+                since: datetime | None = None) -> list[RollupRow]:
+    """Totals per value of ``by``, most expensive first. Failed (unbilled) attempts are not counted."""
+    if by == "tag":
+        return _tag_rollup(session, run_id, workflow, since)
+    key = _group_column(by).label("key")
+    query = _filtered(select(
+        key,
+        func.count(LLMCall.id),
+        func.sum(case((LLMCall.status == "cache_hit", 1), else_=0)),
+        func.coalesce(func.sum(LLMCall.input_tokens), 0),
+        func.coalesce(func.sum(LLMCall.output_tokens), 0),
+        func.coalesce(func.sum(LLMCall.cost_usd), Decimal(0)),
+        func.coalesce(func.sum(LLMCall.saved_usd), Decimal(0)),
+    ), run_id, workflow, since).group_by(key)
+    rows = [RollupRow(str(k), n, int(h or 0), int(i), int(o), c, s) for k, n, h, i, o, c, s in session.execute(query)]
+    return sorted(rows, key=lambda r: (-r.cost_usd, r.key))
+
+
+def _tag_rollup(session: Session, run_id: str | None, workflow: str | None,
+                since: datetime | None) -> list[RollupRow]:
+    acc: dict[str, list] = defaultdict(lambda: [0, 0, 0, 0, Decimal(0), Decimal(0)])
+    query = _filtered(select(LLMCall.tags, LLMCall.status, LLMCall.input_tokens, LLMCall.output_tokens,
+                             LLMCall.cost_usd, LLMCall.saved_usd), run_id, workflow, since)
+    for tags, status, inp, out, cost, saved in session.execute(query):
+        for k, v in (tags or {}).items():
+            row = acc[f"{k}={v}"]
+            row[0] += 1
+            row[1] += status == "cache_hit"
+            row[2] += inp
+            row[3] += out
+            row[4] += cost
+            row[5] += saved
+    rows = [RollupRow(k, *v) for k, v in acc.items()]
+    return sorted(rows, key=lambda r: (-r.cost_usd, r.key))
+
+
+def run_total(session: Session, run_id: str) -> Decimal:
+    total = session.scalar(select(func.coalesce(func.sum(LLMCall.cost_usd), Decimal(0)))
+                           .where(LLMCall.run_id == run_id, LLMCall.status != "failed"))
+    return total if total is not None else Decimal(0)

@@ -1,0 +1,72 @@
+"""Per-step totals of LLM usage, accumulated as calls settle and written as step metadata."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+from wflo_core.pricing.usage import Usage
+
+COST_KEY = "wflo/cost_usd"
+CALLS_KEY = "wflo/llm_calls"
+CACHE_HITS_KEY = "wflo/cache_hits"
+SAVED_KEY = "wflo/saved_usd"
+INPUT_TOKENS_KEY = "wflo/input_tokens"
+OUTPUT_TOKENS_KEY = "wflo/output_tokens"
+MODEL_TOKENS_KEY = "wflo/tokens/{model}"
+MODEL_COST_KEY = "wflo/cost_usd/{model}"
+
+
+@dataclass(frozen=True, slots=True)
+class CallOutcome:
+    """What one gateway call cost, as the step sees it."""
+
+    provider: str
+    model: str
+    usage: Usage
+    cost_usd: Decimal
+    saved_usd: Decimal
+    cache_hit: bool
+    price_version: str
+    call_key: str
+
+
+@dataclass
+class StepTotals:
+    calls: int = 0
+    cache_hits: int = 0
+    cost_usd: Decimal = Decimal(0)
+    saved_usd: Decimal = Decimal(0)
+    usage: Usage = field(default_factory=Usage)
+    tokens_by_model: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+    cost_by_model: dict[str, Decimal] = field(default_factory=lambda: defaultdict(Decimal))
+
+    def add(self, outcome: CallOutcome) -> None:
+        self.calls += 1
+        self.cache_hits += int(outcome.cache_hit)
+        self.cost_usd += outcome.cost_usd
+        self.saved_usd += outcome.saved_usd
+        self.usage = self.usage + outcome.usage
+        self.tokens_by_model[outcome.model] += outcome.usage.total_tokens
+        self.cost_by_model[outcome.model] += outcome.cost_usd
+
+    def as_metadata(self) -> dict[str, Any]:
+        """Numeric metadata values (the Dagster UI plots these over time on the asset page).
+
+        USD values are floats only here, at the display boundary: Dagster metadata has no decimal type.
+        The exact amounts live in the ledger.
+        """
+        meta: dict[str, Any] = {
+            COST_KEY: float(self.cost_usd),
+            CALLS_KEY: self.calls,
+            CACHE_HITS_KEY: self.cache_hits,
+            SAVED_KEY: float(self.saved_usd),
+            INPUT_TOKENS_KEY: self.usage.input_tokens,
+            OUTPUT_TOKENS_KEY: self.usage.output_tokens,
+        }
+        for model, tokens in sorted(self.tokens_by_model.items()):
+            meta[MODEL_TOKENS_KEY.format(model=model)] = tokens
+            meta[MODEL_COST_KEY.format(model=model)] = float(self.cost_by_model[model])
+        return meta

@@ -1,0 +1,76 @@
+"""``wflo costs``: cost roll-ups from the ledger as a table, JSON or CSV."""
+
+from __future__ import annotations
+
+import csv
+import json
+import sys
+from datetime import datetime
+from decimal import Decimal
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from wflo_core.config import load_settings
+from wflo_core.errors import ConfigError
+from wflo_core.ledger.rollups import DIMENSIONS, RollupRow, cost_rollup
+from wflo_core.ledger.store import Ledger
+from wflo_dagster.cli import app
+
+FORMATS = ("table", "json", "csv")
+
+
+def rollup_table(rows: list[RollupRow], by: str, title: str) -> Table:
+    table = Table(title=title, show_footer=True)
+    total = sum((r.cost_usd for r in rows), Decimal(0))
+    saved = sum((r.saved_usd for r in rows), Decimal(0))
+    table.add_column(by, footer="total")
+    table.add_column("calls", justify="right", footer=str(sum(r.calls for r in rows)))
+    table.add_column("cache hits", justify="right", footer=str(sum(r.cache_hits for r in rows)))
+    table.add_column("input tok", justify="right", footer=str(sum(r.input_tokens for r in rows)))
+    table.add_column("output tok", justify="right", footer=str(sum(r.output_tokens for r in rows)))
+    table.add_column("cost USD", justify="right", footer=f"{total:.6f}")
+    table.add_column("saved USD", justify="right", footer=f"{saved:.6f}")
+    for r in rows:
+        table.add_row(r.key or "-", str(r.calls), str(r.cache_hits), str(r.input_tokens), str(r.output_tokens),
+                      f"{r.cost_usd:.6f}", f"{r.saved_usd:.6f}")
+    return table
+
+
+def _row_dict(r: RollupRow) -> dict[str, object]:
+    return {"key": r.key, "calls": r.calls, "cache_hits": r.cache_hits, "input_tokens": r.input_tokens,
+            "output_tokens": r.output_tokens, "cost_usd": str(r.cost_usd), "saved_usd": str(r.saved_usd)}
+
+
+@app.command("costs")
+def costs(
+    by: str = typer.Option("model", "--by", help=f"Group by: {', '.join(DIMENSIONS)}."),
+    run: str | None = typer.Option(None, "--run", help="Only this Dagster run id."),
+    workflow: str | None = typer.Option(None, "--workflow", help="Only this job/workflow."),
+    since: str | None = typer.Option(None, "--since", help="Only calls at or after this ISO date/time."),
+    fmt: str = typer.Option("table", "--format", help="table, json or csv."),
+) -> None:
+    """Show what LLM calls cost, grouped by run, step, workflow, asset, model, provider, tag or day."""
+    if by not in DIMENSIONS:
+        raise ConfigError(f"--by must be one of {', '.join(DIMENSIONS)}, got {by!r}")
+    if fmt not in FORMATS:
+        raise ConfigError(f"--format must be one of {', '.join(FORMATS)}, got {fmt!r}")
+    try:
+        since_at = datetime.fromisoformat(since) if since else None
+    except ValueError:
+        raise ConfigError(f"--since must be an ISO date like 2026-11-24, got {since!r}") from None
+    ledger = Ledger(load_settings().ledger_url)
+    try:
+        with ledger.transaction() as session:
+            rows = cost_rollup(session, by, run_id=run, workflow=workflow, since=since_at)  # type: ignore[arg-type]
+    finally:
+        ledger.close()
+    if fmt == "json":
+        typer.echo(json.dumps([_row_dict(r) for r in rows], indent=2))
+    elif fmt == "csv":
+        writer = csv.DictWriter(sys.stdout, fieldnames=list(_row_dict(rows[0]).keys()) if rows else ["key"])
+        writer.writeheader()
+        writer.writerows(_row_dict(r) for r in rows)
+    else:
+        Console().print(rollup_table(rows, by, f"LLM cost by {by}"))

@@ -1,0 +1,62 @@
+"""``wflo demo``: run the research agent on the embedded default and print what it cost."""
+
+from __future__ import annotations
+
+import os
+
+import typer
+from rich.console import Console
+
+from wflo_core.budgets import BudgetBook
+from wflo_core.config import load_settings, redact_url
+from wflo_core.ledger.migrations import upgrade
+from wflo_core.ledger.rollups import cost_rollup, run_total
+from wflo_core.ledger.store import Ledger
+from wflo_core.runs import close_run
+from wflo_dagster.cli import app
+from wflo_dagster.cli.costs import rollup_table
+
+DEMO_JOB = "research_agent_job"
+
+
+@app.command("demo")
+def demo(job: str = typer.Option(DEMO_JOB, help="Job of wflo_dagster.definitions to run.")) -> None:
+    """Materialize an example agent pipeline offline (replay cassette) and print its cost report."""
+    settings = load_settings()
+    dagster_home = settings.home.resolve() / "dagster"
+    dagster_home.mkdir(parents=True, exist_ok=True)
+    os.environ.setdefault("DAGSTER_HOME", str(dagster_home))
+    upgrade(settings.ledger_url)
+
+    import dagster as dg
+
+    from wflo_dagster.definitions import defs
+
+    console = Console(width=max(110, Console().width))
+    with console.status(f"running {job} ..."):
+        result = defs.get_job_def(job).execute_in_process(
+            instance=dg.DagsterInstance.get(), raise_on_error=False,
+            run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}},
+        )
+    status = "succeeded" if result.success else "failed"
+    reason = None
+    if not result.success:
+        failure = next((e for e in result.all_events if e.is_step_failure), None)
+        reason = failure.event_specific_data.error.message.strip() if failure else "run failed"
+    ledger = Ledger(settings.ledger_url)
+    try:
+        close_run(ledger, BudgetBook(ledger), result.run_id, job, status, reason)
+        with ledger.transaction() as session:
+            by_step = cost_rollup(session, "step", run_id=result.run_id)
+            by_model = cost_rollup(session, "model", run_id=result.run_id)
+            total = run_total(session, result.run_id)
+    finally:
+        ledger.close()
+    console.print(f"run [bold]{result.run_id}[/] of [bold]{job}[/] {status}"
+                  + (f": {reason}" if reason else ""))
+    console.print(rollup_table(by_step, "step", "LLM cost by step"))
+    console.print(rollup_table(by_model, "model", "LLM cost by model"))
+    console.print(f"total LLM cost of the run: [bold]${total}[/] (exact; ledger {redact_url(settings.ledger_url)})")
+    console.print(f"see it in the UI: DAGSTER_HOME={os.environ['DAGSTER_HOME']} dagster dev -m wflo_dagster.definitions")
+    if not result.success:
+        raise typer.Exit(1)

@@ -1,0 +1,15 @@
+"""wflo errors → ``dagster.Failure``, in one place, so the event log shows one clear line."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import dagster as dg
+
+from wflo_core.errors import WfloError
+
+
+def as_failure(err: WfloError) -> dg.Failure:
+    metadata = {f"wflo/{k}": (str(v) if isinstance(v, Decimal) else v) for k, v in err.fields.items()
+                if isinstance(v, str | int | Decimal)}
+    return dg.Failure(description=str(err), metadata=metadata, allow_retries=err.retryable)

@@ -1,0 +1,49 @@
+"""Step hooks: close the step's ledger row and emit its event, success or failure.
+
+Hooks run in the step's process after its events, with the same ``LLMResource`` instance the step
+used, so they see the step's totals. They never fire for crashed or terminated steps; the
+run-status sensor in ``sensors/run_status.py`` closes those out.
+"""
+
+from __future__ import annotations
+
+import dagster as dg
+
+from wflo_core.events.schemas import StepFailed, StepSucceeded
+
+from wflo_dagster.resources.llm import LLMResource
+
+LLM_RESOURCE_KEY = "llm"
+
+
+def _close_step(context: dg.HookContext, status: str, error: str | None) -> None:
+    llm: LLMResource = getattr(context.resources, LLM_RESOURCE_KEY)
+    services = llm.services
+    totals = llm.step_totals(context.run_id, context.step_key)
+    with services.ledger.transaction() as session:
+        services.ledger.ensure_run(session, context.run_id, context.job_name)
+        step = services.ledger.latest_step(session, context.run_id, context.step_key) or \
+            services.ledger.ensure_step(session, context.run_id, context.step_key)
+        services.ledger.finish_step(session, step, status, error)
+        common = {"run_id": context.run_id, "step_key": context.step_key, "attempt": step.attempt,
+                  "asset_key": step.asset_key, "cost_usd": totals.cost_usd}
+        if status == "succeeded":
+            event = StepSucceeded(**common, llm_calls=totals.calls, cache_hits=totals.cache_hits,
+                                  saved_usd=totals.saved_usd)
+        else:
+            event = StepFailed(**common, error=error or "step failed")
+        services.emit(session, event)
+
+
+@dg.success_hook(name="wflo_step_succeeded", required_resource_keys={LLM_RESOURCE_KEY})
+def wflo_success_hook(context: dg.HookContext) -> None:
+    _close_step(context, "succeeded", None)
+
+
+@dg.failure_hook(name="wflo_step_failed", required_resource_keys={LLM_RESOURCE_KEY})
+def wflo_failure_hook(context: dg.HookContext) -> None:
+    err = context.op_exception
+    _close_step(context, "failed", f"{type(err).__name__}: {err}"[:2000] if err else None)
+
+
+WFLO_HOOKS = {wflo_success_hook, wflo_failure_hook}

@@ -1,0 +1,160 @@
+"""``LLMResource``: the gateway for Dagster steps, with per-step cost totals for metadata and hooks."""
+
+from __future__ import annotations
+
+import threading
+from collections import defaultdict
+from typing import Any
+
+import dagster as dg
+from pydantic import Field, PrivateAttr
+
+from wflo_core.budgets import CallScope
+from wflo_core.budgets.scopes import BUDGET_TAG, ON_BREACH_TAG, tags_from
+from wflo_core.config import WfloSettings, load_settings
+from wflo_core.events.schemas import RunStarted, StepStarted
+from wflo_core.llm.accounting import CallOutcome, StepTotals
+from wflo_core.llm.factory import WfloServices, build_services
+from wflo_core.llm.types import LLMRequest, LLMResponse, Message
+
+StepContext = dg.AssetExecutionContext | dg.OpExecutionContext
+
+
+def step_identity(context: StepContext) -> tuple[str, str, int]:
+    """(run id, step key, attempt) of the step this context belongs to."""
+    step_key = context.get_step_execution_context().step.key
+    return context.run_id, step_key, context.retry_number
+
+
+class LLMResource(dg.ConfigurableResource):
+    """Every LLM call a step makes: priced, budgeted, cached, retried and recorded.
+
+    Examples:
+        .. code-block:: python
+
+            @llm_asset()
+            def summary(context: dg.AssetExecutionContext, llm: LLMResource) -> str:
+                return llm.complete(context, model="gpt-4o-mini", prompt="Summarize ...").text
+    """
+
+    default_provider: str = Field(default="openai", description="Provider used when a call names none.")
+    default_model: str = Field(default="gpt-4o-mini", description="Model used when a call names none.")
+    llm_mode: str | None = Field(
+        default=None, description="replay, live or record; unset = WFLO_LLM_MODE (default replay)."
+    )
+    cassette_path: str | None = Field(default=None, description="Cassette for replay/record mode.")
+
+    _services: WfloServices | None = PrivateAttr(default=None)
+    _totals: dict[tuple[str, str], StepTotals] = PrivateAttr(default_factory=lambda: defaultdict(StepTotals))
+    _seq: dict[tuple[str, str, int], int] = PrivateAttr(default_factory=lambda: defaultdict(int))
+    _scopes: dict[tuple[str, str], CallScope] = PrivateAttr(default_factory=dict)
+    _lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)
+
+    def _settings(self) -> WfloSettings:
+        overrides: dict[str, Any] = {}
+        if self.llm_mode:
+            overrides["llm_mode"] = self.llm_mode
+        if self.cassette_path:
+            overrides["cassette_path"] = self.cassette_path
+        return load_settings(**overrides)
+
+    def setup_for_execution(self, context: dg.InitResourceContext) -> None:
+        self._services = build_services(self._settings())
+
+    def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
+        if self._services is not None:
+            self._services.close()
+            self._services = None
+
+    @property
+    def services(self) -> WfloServices:
+        if self._services is None:  # used outside a run (direct invocation in tests)
+            self._services = build_services(self._settings())
+        return self._services
+
+    # ------------------------------------------------------------------ calls
+
+    def scope_for(self, context: StepContext) -> CallScope:
+        """Who this step's calls are charged to; its tag budgets are set up on first use."""
+        run_id, step_key, _ = step_identity(context)
+        if (run_id, step_key) in self._scopes:
+            return self._scopes[(run_id, step_key)]
+        asset_key = context.asset_key.to_user_string() if context.has_assets_def else None
+        op_tags = dict(context.op_def.tags or {})
+        tags = {**tags_from(context.run_tags), **tags_from(op_tags)}
+        scope = CallScope(run_id=run_id, workflow=context.job_name, step_key=step_key, asset_key=asset_key,
+                          tags=tags)
+        self._ensure_tag_budgets(context, scope, op_tags)
+        self._scopes[(run_id, step_key)] = scope
+        return scope
+
+    def _ensure_tag_budgets(self, context: StepContext, scope: CallScope, op_tags: dict[str, str]) -> None:
+        """Run budgets from the run tag or WFLO_BUDGET_RUN_USD; asset budgets from the asset's op tag."""
+        services = self.services
+        run_limit = context.run_tags.get(BUDGET_TAG)
+        on_breach = context.run_tags.get(ON_BREACH_TAG, services.settings.budget_on_breach)
+        with services.ledger.transaction() as session:
+            if run_limit is not None or services.settings.budget_run_usd is not None:
+                limit = services.parse_usd(run_limit, BUDGET_TAG) if run_limit else services.settings.budget_run_usd
+                services.budgets.ensure_limit(session, "run", scope.run_id, limit, on_breach)
+            if scope.asset_key and BUDGET_TAG in op_tags:
+                services.budgets.ensure_limit(session, "asset", scope.asset_key,
+                                              services.parse_usd(op_tags[BUDGET_TAG], BUDGET_TAG), on_breach)
+
+    def start_step(self, context: StepContext) -> None:
+        """Open this attempt's ``steps`` row (and the run's, first time) with their events."""
+        scope = self.scope_for(context)
+        run_id, step_key, attempt = step_identity(context)
+        services = self.services
+        with services.ledger.transaction() as session:
+            if services.ledger.ensure_run(session, run_id, scope.workflow, tags=dict(context.run_tags)):
+                services.emit(session, RunStarted(run_id=run_id, workflow=scope.workflow,
+                                                  tags=dict(context.run_tags)))
+            services.ledger.ensure_step(session, run_id, step_key, attempt, asset_key=scope.asset_key,
+                                        tags=dict(scope.tags))
+            services.emit(session, StepStarted(run_id=run_id, step_key=step_key, attempt=attempt,
+                                               asset_key=scope.asset_key))
+
+    def add_step_metadata(self, context: StepContext) -> None:
+        """Attach this step's cost, tokens, calls and cache savings as numeric output metadata."""
+        run_id, step_key, _ = step_identity(context)
+        context.add_output_metadata(self.step_totals(run_id, step_key).as_metadata())
+
+    def complete(
+        self,
+        context: StepContext,
+        *,
+        prompt: str | None = None,
+        messages: list[Message] | None = None,
+        system: str | None = None,
+        model: str | None = None,
+        provider: str | None = None,
+        **params: Any,
+    ) -> LLMResponse:
+        """Send one completion through the gateway and count it toward this step's totals."""
+        if (prompt is None) == (messages is None):
+            raise ValueError("pass exactly one of prompt= or messages=")
+        msgs = list(messages or [Message("user", prompt or "")])
+        if system:
+            msgs.insert(0, Message("system", system))
+        request = LLMRequest(provider=provider or self.default_provider, model=model or self.default_model,
+                             messages=tuple(msgs), **params)
+        return self.send(context, request)
+
+    def send(self, context: StepContext, request: LLMRequest) -> LLMResponse:
+        run_id, step_key, attempt = step_identity(context)
+        with self._lock:
+            self._seq[(run_id, step_key, attempt)] += 1
+            seq = self._seq[(run_id, step_key, attempt)]
+        call_key = f"{run_id}:{step_key}:{attempt}:{seq}"
+        response, outcome = self.services.gateway.complete(request, self.scope_for(context), call_key)
+        self._count(run_id, step_key, outcome)
+        return response
+
+    def _count(self, run_id: str, step_key: str, outcome: CallOutcome) -> None:
+        with self._lock:
+            self._totals[(run_id, step_key)].add(outcome)
+
+    def step_totals(self, run_id: str, step_key: str) -> StepTotals:
+        with self._lock:
+            return self._totals.get((run_id, step_key)) or StepTotals()

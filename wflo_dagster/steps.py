@@ -1,0 +1,67 @@
+"""Step factories: ``llm_asset`` makes an asset whose LLM calls are tracked, budgeted and reported."""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import typing
+from collections.abc import Callable, Mapping
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+import dagster as dg
+
+from wflo_core.budgets.scopes import BUDGET_TAG
+from wflo_core.errors import ConfigError, WfloError
+from wflo_dagster.failures import as_failure
+from wflo_dagster.hooks import LLM_RESOURCE_KEY, WFLO_HOOKS
+from wflo_dagster.resources.llm import LLMResource, StepContext
+
+
+def _llm_resource(args: tuple[Any, ...], kwargs: Mapping[str, Any], context: StepContext) -> LLMResource:
+    for value in (*args, *kwargs.values()):
+        if isinstance(value, LLMResource):
+            return value
+    return getattr(context.resources, LLM_RESOURCE_KEY)
+
+
+def track_llm_step(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Wrap a compute function: open the step in the ledger, attach its cost metadata at the end,
+    and turn wflo errors (``BudgetExceeded``...) into a ``dagster.Failure`` with one clear line."""
+
+    @functools.wraps(fn)
+    def wrapper(context: StepContext, *args: Any, **kwargs: Any) -> Any:
+        llm = _llm_resource(args, kwargs, context)
+        llm.start_step(context)
+        try:
+            result = fn(context, *args, **kwargs)
+        except WfloError as err:
+            raise as_failure(err) from err
+        llm.add_step_metadata(context)
+        return result
+
+    # Dagster reads the compute function's signature for inputs, config and resources; resolve it
+    # here, in the user's module, since string annotations would be looked up in this one.
+    wrapper.__signature__ = inspect.signature(fn, eval_str=True)  # type: ignore[attr-defined]
+    wrapper.__annotations__ = typing.get_type_hints(fn)
+    return wrapper
+
+
+def llm_asset(*, budget_usd: Decimal | str | None = None, **asset_kwargs: Any) -> Callable[..., dg.AssetsDefinition]:
+    """``@dg.asset`` plus wflo's hooks, cost metadata and an optional per-asset budget.
+
+    ``budget_usd`` becomes the asset's ``wflo/budget_usd`` op tag: every materialization's calls are
+    held against it before they are sent.
+    """
+    op_tags = dict(asset_kwargs.pop("op_tags", None) or {})
+    if budget_usd is not None:
+        try:
+            op_tags[BUDGET_TAG] = str(Decimal(str(budget_usd)))
+        except InvalidOperation:
+            raise ConfigError(f"budget_usd must be a decimal amount like '0.50', got {budget_usd!r}") from None
+    hooks = set(asset_kwargs.pop("hooks", None) or set()) | WFLO_HOOKS
+
+    def decorator(fn: Callable[..., Any]) -> dg.AssetsDefinition:
+        return dg.asset(op_tags=op_tags, hooks=hooks, **asset_kwargs)(track_llm_step(fn))
+
+    return decorator
