@@ -26,7 +26,8 @@ class WfloSettings(BaseSettings):
     """All of wflo's configuration. Field ``x`` is read from ``WFLO_X``."""
 
     model_config = SettingsConfigDict(
-        env_prefix=ENV_PREFIX, env_file=".env", extra="ignore", populate_by_name=True
+        env_prefix=ENV_PREFIX, env_file=".env", extra="ignore", populate_by_name=True,
+        env_ignore_empty=True,  # VAR= (compose's ${VAR:-} pass-through) means unset, not ""
     )
 
     home: Path = Path(".wflo")
