@@ -194,10 +194,9 @@ def _is_price(value: object) -> bool:
 
 
 def _inconsistent(usage: Usage, usage_key: str) -> UsageInvalid:
+    problem = usage.inconsistency() or f"the {usage_key} count comes out negative"
     return UsageInvalid(
-        f"UsageInvalid: {usage} has more cached/cache-write tokens than input tokens or more reasoning "
-        f"than output tokens (the {usage_key} count comes out negative); fix the usage normalization "
-        "for this provider",
+        f"UsageInvalid: cannot price {usage}: {problem}; fix the usage normalization for this provider",
         shape="usage",
     )
 

@@ -7,12 +7,14 @@ instead of silently pricing the call at zero.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+import functools
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from wflo_core.errors import UsageInvalid
+
+UsageReader = Callable[[Mapping[str, Any]], "Usage"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,6 +39,15 @@ class Usage:
             if getattr(self, name) < 0:
                 raise ValueError(f"Usage.{name} must be >= 0, got {getattr(self, name)}")
 
+    def inconsistency(self) -> str | None:
+        """Why these counts cannot all be true at once (parts larger than their whole), or ``None``."""
+        if self.cached_input_tokens + self.cache_write_tokens > self.input_tokens:
+            return (f"cached_input_tokens ({self.cached_input_tokens}) + cache_write_tokens "
+                    f"({self.cache_write_tokens}) exceed input_tokens ({self.input_tokens})")
+        if self.reasoning_tokens > self.output_tokens:
+            return f"reasoning_tokens ({self.reasoning_tokens}) exceed output_tokens ({self.output_tokens})"
+        return None
+
     @property
     def total_tokens(self) -> int:
         return self.input_tokens + self.output_tokens
@@ -50,58 +61,89 @@ class Usage:
             self.reasoning_tokens + other.reasoning_tokens,
         )
 
+def _reads(shape: str) -> Callable[[UsageReader], UsageReader]:
+    """Turn any unreadable or inconsistent count into one ``UsageInvalid`` naming the shape."""
+
+    def decorate(read: UsageReader) -> UsageReader:
+        @functools.wraps(read)
+        def reader(response: Mapping[str, Any]) -> Usage:
+            try:
+                usage = read(response)
+                if problem := usage.inconsistency():
+                    raise ValueError(problem)
+            except ValueError as err:
+                raise UsageInvalid(
+                    f"UsageInvalid: cannot read {shape} token usage: {err}; the call cannot be priced "
+                    "exactly, so settle it at its reserved upper bound",
+                    shape=shape,
+                ) from None
+            return usage
+
+        return reader
+
+    return decorate
 
 
+@_reads("openai_chat")
 def usage_from_openai_chat(response: Mapping[str, Any]) -> Usage:
     """Usage of an OpenAI chat completion, or of any OpenAI-compatible server (vLLM, Ollama, DeepSeek).
 
-    ``prompt_tokens`` already includes ``prompt_tokens_details.cached_tokens`` and
-    ``completion_tokens`` already includes ``completion_tokens_details.reasoning_tokens``. Servers that
-    omit the details get zero cached/reasoning tokens; DeepSeek's ``prompt_cache_hit_tokens`` counts as
-    cached.
+    ``prompt_tokens`` already includes ``prompt_tokens_details.cached_tokens`` (cache reads) and
+    ``.cache_write_tokens``; ``completion_tokens`` already includes
+    ``completion_tokens_details.reasoning_tokens``. Servers that omit the details get zero of each;
+    DeepSeek's ``prompt_cache_hit_tokens`` counts as cached.
     """
-    with _reading("openai_chat"):
-        usage = _usage_block(response, "prompt_tokens", stream_hint=True)
-        cached = _count(_mapping(usage, "prompt_tokens_details"), "cached_tokens")
-        return Usage(
-            input_tokens=_count(usage, "prompt_tokens", required=True),
-            output_tokens=_count(usage, "completion_tokens"),
-            cached_input_tokens=cached or _count(usage, "prompt_cache_hit_tokens"),
-            reasoning_tokens=_count(_mapping(usage, "completion_tokens_details"), "reasoning_tokens"),
-        )
+    usage = _usage_block(response, "prompt_tokens", stream_hint=True)
+    prompt_details = _mapping(usage, "prompt_tokens_details")
+    cached = _count(prompt_details, "cached_tokens")
+    return Usage(
+        input_tokens=_count(usage, "prompt_tokens", required=True),
+        output_tokens=_count(usage, "completion_tokens"),
+        cached_input_tokens=cached or _count(usage, "prompt_cache_hit_tokens"),
+        cache_write_tokens=_count(prompt_details, "cache_write_tokens"),
+        reasoning_tokens=_count(_mapping(usage, "completion_tokens_details"), "reasoning_tokens"),
+    )
 
 
+@_reads("openai_responses")
 def usage_from_openai_responses(response: Mapping[str, Any]) -> Usage:
-    """Usage of an OpenAI Responses API response (``input_tokens`` includes cached, ``output`` reasoning)."""
-    with _reading("openai_responses"):
-        usage = _usage_block(response, "input_tokens")
-        return Usage(
-            input_tokens=_count(usage, "input_tokens", required=True),
-            output_tokens=_count(usage, "output_tokens"),
-            cached_input_tokens=_count(_mapping(usage, "input_tokens_details"), "cached_tokens"),
-            reasoning_tokens=_count(_mapping(usage, "output_tokens_details"), "reasoning_tokens"),
-        )
+    """Usage of an OpenAI Responses API response.
+
+    ``input_tokens`` includes cache reads and writes (``input_tokens_details``) and ``output_tokens``
+    includes ``output_tokens_details.reasoning_tokens``.
+    """
+    usage = _usage_block(response, "input_tokens")
+    input_details = _mapping(usage, "input_tokens_details")
+    return Usage(
+        input_tokens=_count(usage, "input_tokens", required=True),
+        output_tokens=_count(usage, "output_tokens"),
+        cached_input_tokens=_count(input_details, "cached_tokens"),
+        cache_write_tokens=_count(input_details, "cache_write_tokens"),
+        reasoning_tokens=_count(_mapping(usage, "output_tokens_details"), "reasoning_tokens"),
+    )
 
 
+@_reads("anthropic")
 def usage_from_anthropic(response: Mapping[str, Any]) -> Usage:
     """Usage of an Anthropic message.
 
     Anthropic's ``input_tokens`` counts only the uncached part of the prompt; cache reads and cache
     writes are reported beside it, so they are added to get wflo's all-inclusive ``input_tokens``.
-    Anthropic bills thinking as output tokens and does not break it out, so ``reasoning_tokens`` is 0.
+    Thinking is billed as output; ``output_tokens_details.thinking_tokens`` (when present) says how much.
     """
-    with _reading("anthropic"):
-        usage = _usage_block(response, "input_tokens")
-        cache_read = _count(usage, "cache_read_input_tokens")
-        cache_write = _count(usage, "cache_creation_input_tokens")
-        return Usage(
-            input_tokens=_count(usage, "input_tokens", required=True) + cache_read + cache_write,
-            output_tokens=_count(usage, "output_tokens"),
-            cached_input_tokens=cache_read,
-            cache_write_tokens=cache_write,
-        )
+    usage = _usage_block(response, "input_tokens")
+    cache_read = _count(usage, "cache_read_input_tokens")
+    cache_write = _count(usage, "cache_creation_input_tokens")
+    return Usage(
+        input_tokens=_count(usage, "input_tokens", required=True) + cache_read + cache_write,
+        output_tokens=_count(usage, "output_tokens"),
+        cached_input_tokens=cache_read,
+        cache_write_tokens=cache_write,
+        reasoning_tokens=_count(_mapping(usage, "output_tokens_details"), "thinking_tokens"),
+    )
 
 
+@_reads("google")
 def usage_from_google(response: Mapping[str, Any]) -> Usage:
     """Usage of a Gemini ``generateContent`` response (google-genai ``model_dump()`` or REST camelCase).
 
@@ -109,32 +151,18 @@ def usage_from_google(response: Mapping[str, Any]) -> Usage:
     input; ``candidates_token_count`` excludes thinking, which Google bills as output, so thoughts are
     added to the output.
     """
-    with _reading("google"):
-        usage = _mapping(response, "usage_metadata") or _mapping(response, "usageMetadata")
-        if not usage:
-            raise ValueError("the response has no usage_metadata")
-        usage = {_snake_case(key): value for key, value in usage.items()}
-        thoughts = _count(usage, "thoughts_token_count")
-        return Usage(
-            input_tokens=_count(usage, "prompt_token_count", required=True)
-            + _count(usage, "tool_use_prompt_token_count"),
-            output_tokens=_count(usage, "candidates_token_count") + thoughts,
-            cached_input_tokens=_count(usage, "cached_content_token_count"),
-            reasoning_tokens=thoughts,
-        )
-
-
-@contextmanager
-def _reading(shape: str) -> Iterator[None]:
-    """Turn any unreadable or inconsistent number into one ``UsageInvalid`` naming the shape."""
-    try:
-        yield
-    except ValueError as err:
-        raise UsageInvalid(
-            f"UsageInvalid: cannot read {shape} token usage: {err}; the call cannot be priced exactly, "
-            "so settle it at its reserved upper bound",
-            shape=shape,
-        ) from None
+    usage = _mapping(response, "usage_metadata") or _mapping(response, "usageMetadata")
+    if not usage:
+        raise ValueError("the response has no usage_metadata")
+    usage = {_snake_case(key): value for key, value in usage.items()}
+    thoughts = _count(usage, "thoughts_token_count")
+    return Usage(
+        input_tokens=_count(usage, "prompt_token_count", required=True)
+        + _count(usage, "tool_use_prompt_token_count"),
+        output_tokens=_count(usage, "candidates_token_count") + thoughts,
+        cached_input_tokens=_count(usage, "cached_content_token_count"),
+        reasoning_tokens=thoughts,
+    )
 
 
 def _usage_block(response: Mapping[str, Any], key: str, *, stream_hint: bool = False) -> Mapping[str, Any]:
