@@ -69,8 +69,8 @@ def translate_sdk_error(err: Exception, *, provider: str, model: str) -> Provide
         )
     if isinstance(err, _CONNECTION_ERRORS):
         return ProviderUnavailable(
-            f"ProviderUnavailable: could not connect to {where} ({type(err.__cause__ or err).__name__}); "
-            f"check the base URL and the network",
+            f"ProviderUnavailable: the connection to {where} failed ({type(err.__cause__ or err).__name__}); "
+            f"wflo retries this; if it persists check the base URL and the network",
             provider=provider,
             model=model,
             status_code=None,
