@@ -69,7 +69,8 @@ def test_starts_closed_and_counts_consecutive_health_failures(breaker: CircuitBr
     assert breaker.snapshot().failures == 0  # the provider answered: it is up
 
 
-def test_opens_at_the_threshold_and_refuses_without_calling(breaker: CircuitBreaker, clock: FakeClock) -> None:
+def test_opens_at_the_threshold_and_refuses_without_calling(breaker: CircuitBreaker,
+                                                             clock: FakeClock) -> None:
     trip(breaker)
     snap = breaker.snapshot()
     assert (snap.state, snap.failures, snap.opened_at) == (BreakerState.OPEN, 3, clock.now)
@@ -97,7 +98,8 @@ def test_half_open_admits_the_configured_number_of_probes(store: BreakerStore, c
         BreakerState.CLOSED, 0, None, 0)
 
 
-def test_a_failed_probe_reopens_and_stale_outcomes_are_ignored(store: BreakerStore, clock: FakeClock) -> None:
+def test_a_failed_probe_reopens_and_stale_outcomes_are_ignored(store: BreakerStore,
+                                                                clock: FakeClock) -> None:
     breaker = CircuitBreaker("p", store=store, config=CONFIG, clock=clock)
     trip(breaker)
     clock.now += 30
@@ -121,7 +123,8 @@ def test_a_crashed_probe_stops_holding_its_slot(store: BreakerStore, clock: Fake
     assert store.admit("p", "z", now=clock.now + 60, config=CONFIG).probe
 
 
-def test_breakers_are_independent_per_provider_and_reset_clears(store: BreakerStore, clock: FakeClock) -> None:
+def test_breakers_are_independent_per_provider_and_reset_clears(store: BreakerStore,
+                                                                 clock: FakeClock) -> None:
     openai = CircuitBreaker("openai", store=store, config=CONFIG, clock=clock)
     anthropic = CircuitBreaker("anthropic", store=store, config=CONFIG, clock=clock)
     trip(openai)
@@ -130,7 +133,8 @@ def test_breakers_are_independent_per_provider_and_reset_clears(store: BreakerSt
     assert openai.call(lambda: "fine") == "fine"
 
 
-def test_concurrent_admissions_never_exceed_the_probe_limit(store: BreakerStore, clock: FakeClock) -> None:
+def test_concurrent_admissions_never_exceed_the_probe_limit(store: BreakerStore,
+                                                             clock: FakeClock) -> None:
     breaker = CircuitBreaker("p", store=store, config=CONFIG, clock=clock)
     trip(breaker)
     clock.now += 30

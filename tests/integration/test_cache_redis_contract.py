@@ -42,7 +42,7 @@ def locks(request: pytest.FixtureRequest) -> LockFactory:
     return RedisLocks(request.getfixturevalue("redis_client"), namespace=f"t:{uuid.uuid4().hex[:8]}:")
 
 
-# ----------------------------------------------------------------------------------------------- cache
+# --- cache
 
 
 def test_cache_round_trip_overwrite_and_delete(cache: ResponseCache) -> None:
@@ -92,7 +92,7 @@ def test_cache_is_safe_under_concurrent_writers(cache: ResponseCache) -> None:
     assert sum(r is not None for r in present) == 5
 
 
-# ----------------------------------------------------------------------------------------------- Redis-only
+# --- Redis-only
 
 
 def test_redis_entries_carry_a_ttl_and_reads_are_plain_gets(redis_client) -> None:
@@ -127,7 +127,7 @@ def test_redis_namespaces_are_isolated(redis_client) -> None:
     assert b.get("k") is None and len(b) == 0
 
 
-# ----------------------------------------------------------------------------------------------- locks
+# --- locks
 
 
 def test_lock_is_exclusive_and_only_the_owner_releases(locks: LockFactory) -> None:
@@ -213,7 +213,7 @@ def test_lock_gives_mutual_exclusion_between_threads(locks: LockFactory) -> None
     assert counter["n"] == 100
 
 
-# ----------------------------------------------------------------------------------------------- single-flight
+# --- single-flight
 
 
 @pytest.fixture(params=["memory", "redis"])

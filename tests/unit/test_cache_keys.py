@@ -54,7 +54,8 @@ def test_message_details_change_the_key() -> None:
     with_call = dataclasses.replace(BASE, messages=(*BASE.messages, Message("assistant", "", (call,))))
     with_other_args = dataclasses.replace(
         BASE, messages=(*BASE.messages, Message("assistant", "", (ToolCall("c1", "add", '{"a": 2}'),))))
-    as_tool_reply = dataclasses.replace(BASE, messages=(*BASE.messages, Message("tool", "4", tool_call_id="c1")))
+    as_tool_reply = dataclasses.replace(
+        BASE, messages=(*BASE.messages, Message("tool", "4", tool_call_id="c1")))
     keys = {cache_key(r) for r in (BASE, with_call, with_other_args, as_tool_reply)}
     assert len(keys) == 4
 

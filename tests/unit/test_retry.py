@@ -47,7 +47,8 @@ def unavailable() -> ProviderUnavailable:
 
 def test_retryable_errors_are_retried_with_growing_jittered_backoff() -> None:
     fn = Script(unavailable(), unavailable(), unavailable())
-    result, sleeps, attempts = run(fn, RetryPolicy(max_attempts=4, base_delay_seconds=1, max_delay_seconds=30))
+    policy = RetryPolicy(max_attempts=4, base_delay_seconds=1, max_delay_seconds=30)
+    result, sleeps, attempts = run(fn, policy)
     assert result == "ok" and fn.calls == 4
     # retry n waits in [d/2, d] with d = 2**(n-1); rand=0.5 -> 0.75 d
     assert sleeps == [0.75, 1.5, 3.0]

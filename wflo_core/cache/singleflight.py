@@ -58,7 +58,8 @@ class SingleFlight(Generic[T]):
         self.lock_ttl_seconds = lock_ttl_seconds
         self.wait_seconds = wait_seconds
 
-    def run(self, key: str, compute: Callable[[], T], *, ttl_seconds: float | None = None) -> FlightOutcome[T]:
+    def run(self, key: str, compute: Callable[[], T], *,
+            ttl_seconds: float | None = None) -> FlightOutcome[T]:
         """The stored value for ``key``, or the value of ``compute()`` run by exactly one caller.
 
         ``compute`` must return a non-None value; an exception from it propagates to this caller
