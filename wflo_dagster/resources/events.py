@@ -1,0 +1,91 @@
+"""``EventSinkResource``: steps and sensors emit events through the outbox and relay them.
+
+``emit`` commits the event to the ledger's outbox (in the caller's session when given one, so it
+lands with the ledger change), then makes a short best-effort attempt to publish; whatever is not
+published now is published later by the outbox-relay sensor or ``wflo events relay``. A broker
+outage therefore never fails a step.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from dagster import ConfigurableResource, InitResourceContext
+from pydantic import Field, PrivateAttr
+from sqlalchemy.orm import Session
+
+from wflo_core.config import WfloSettings, load_settings
+from wflo_core.events import CloudEvent, EventData, EventSink, OutboxRelay, RelayStats, TopicLayout, emit
+from wflo_core.events.sinks import build_event_sink
+from wflo_core.ledger.store import Ledger
+
+logger = logging.getLogger("wflo.events")
+
+
+class EventSinkResource(ConfigurableResource):
+    """Emits wflo events (Kafka when ``WFLO_KAFKA_BOOTSTRAP_SERVERS`` is set, else the JSONL file)."""
+
+    kafka_bootstrap_servers: str | None = Field(
+        default=None, description="host:port list; unset = WFLO_KAFKA_BOOTSTRAP_SERVERS or the JSONL file.")
+    topic_prefix: str | None = Field(default=None, description="Unset = WFLO_KAFKA_TOPIC_PREFIX.")
+    delivery_timeout_seconds: float = Field(
+        default=5.0, gt=0, description="How long a best-effort publish may wait for the broker.")
+
+    _settings: WfloSettings | None = PrivateAttr(default=None)
+    _ledger: Ledger | None = PrivateAttr(default=None)
+    _sink: EventSink | None = PrivateAttr(default=None)
+
+    def setup_for_execution(self, context: InitResourceContext) -> None:
+        self._start()
+
+    def teardown_after_execution(self, context: InitResourceContext) -> None:
+        self.relay()
+        if self._sink is not None:
+            self._sink.close()
+        if self._ledger is not None:
+            self._ledger.close()
+        self._sink = self._ledger = None
+
+    def _start(self) -> None:
+        if self._ledger is not None:
+            return
+        overrides = {k: v for k, v in {"kafka_bootstrap_servers": self.kafka_bootstrap_servers,
+                                       "kafka_topic_prefix": self.topic_prefix}.items() if v is not None}
+        self._settings = load_settings(**overrides)
+        self._ledger = Ledger(self._settings.ledger_url)
+        self._sink = build_event_sink(self._settings, delivery_timeout_s=self.delivery_timeout_seconds)
+
+    @property
+    def topics(self) -> TopicLayout:
+        self._start()
+        assert self._settings is not None
+        return TopicLayout.from_settings(self._settings)
+
+    @property
+    def ledger(self) -> Ledger:
+        self._start()
+        assert self._ledger is not None
+        return self._ledger
+
+    def emit(self, event: EventData, *, session: Session | None = None, source: str = "/wflo/dagster") -> CloudEvent:
+        """Queue ``event`` (in ``session`` if given; else in its own transaction, then publish)."""
+        if session is not None:
+            return emit(session, event, topic=self.topics.events, source=source)
+        with self.ledger.transaction() as own:
+            cloud_event = emit(own, event, topic=self.topics.events, source=source)
+        self.relay()
+        return cloud_event
+
+    def relay(self, *, max_seconds: float = 10.0) -> RelayStats:
+        """Publish pending events now, best effort: failures are logged and left for the relay."""
+        self._start()
+        assert self._sink is not None
+        try:
+            stats = OutboxRelay(self.ledger, self._sink).relay_until_idle(max_seconds=max_seconds)
+        except Exception as err:  # noqa: BLE001 - publishing later is the contract; never fail the step
+            logger.warning("event relay failed, events stay in the outbox: %s", err)
+            return RelayStats(errors=[str(err)])
+        if stats.failed or stats.deferred:
+            logger.warning("event relay: %d events wait in the outbox (%s)", stats.failed + stats.deferred,
+                           "; ".join(stats.errors[-1:]))
+        return stats
