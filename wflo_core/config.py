@@ -90,6 +90,10 @@ class WfloSettings(BaseSettings):
     sandbox_backend: Literal["docker", "process"] | None = None
     """Unset = docker when a database URL is set (production), process otherwise."""
     sandbox_image: str = "wflo-sandbox:latest"
+    sandbox_runtime: str | None = None
+    """Docker runtime for sandbox containers, e.g. ``runsc`` (gVisor); unset = the engine default."""
+    sandbox_warm_pool: int = Field(default=0, ge=0, le=32)
+    """Docker sandbox containers kept started ahead of time (0 = start one per run)."""
     docker_host: str | None = None
 
     @field_validator("database_url")

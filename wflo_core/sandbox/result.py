@@ -70,15 +70,15 @@ class SandboxResult:
             "wall_ms": self.wall_ms,
             "cpu_ms": self.cpu_ms,
             "peak_memory_bytes": self.peak_memory_bytes,
-            "stdout_excerpt": _excerpt(self.stdout_text),
-            "stderr_excerpt": _excerpt(self.stderr_text),
+            "stdout_excerpt": excerpt(self.stdout_text),
+            "stderr_excerpt": excerpt(self.stderr_text),
             "stdout_truncated": self.stdout_truncated,
             "stderr_truncated": self.stderr_truncated,
             "limits": self.limits.to_dict(),
         }
 
 
-def _excerpt(text: str) -> str:
+def excerpt(text: str) -> str:
     """The head and tail of ``text`` (errors are usually at the end), NUL-free for Postgres."""
     text = text.replace("\x00", "\ufffd")
     if len(text) <= EXCERPT_CHARS:

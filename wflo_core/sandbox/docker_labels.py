@@ -1,0 +1,62 @@
+"""Labels that tie every sandbox container to its owner, and the reaper that uses them.
+
+A container is removed when its run ends, and auto-removed when its PID 1 (``sleep``) ends at
+its deadline. If the owning process is killed mid-run, the next sandbox started on the same host
+removes the container at once: its owner label names a host and pid that no longer runs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import time
+
+import docker
+from docker.models.containers import Container
+
+LABEL = "io.wflo.sandbox"
+OWNER_LABEL = "io.wflo.sandbox.owner"
+DEADLINE_LABEL = "io.wflo.sandbox.deadline"
+
+
+def owner_labels(lifetime_seconds: float) -> dict[str, str]:
+    return {
+        LABEL: "1",
+        OWNER_LABEL: f"{socket.gethostname()}:{os.getpid()}",
+        DEADLINE_LABEL: str(int(time.time() + lifetime_seconds)),
+    }
+
+
+def is_orphaned(labels: dict[str, str], *, now: float | None = None) -> bool:
+    """The container's deadline has passed, or its owner was a process on this host that is gone."""
+    now = time.time() if now is None else now
+    deadline = labels.get(DEADLINE_LABEL, "")
+    if deadline.isdigit() and int(deadline) < now:
+        return True
+    host, _, pid = labels.get(OWNER_LABEL, "").rpartition(":")
+    if host != socket.gethostname() or not pid.isdigit():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
+
+
+def remove_container(container: Container) -> None:
+    """Kill and remove, ignoring a container that is already gone or being auto-removed."""
+    with contextlib.suppress(docker.errors.NotFound, docker.errors.APIError):
+        container.remove(force=True)
+
+
+def reap_orphaned_containers(client: docker.DockerClient) -> list[str]:
+    """Remove sandbox containers whose owner died or whose deadline passed; their names."""
+    reaped = []
+    for container in client.containers.list(all=True, filters={"label": LABEL}):
+        if is_orphaned(container.labels):
+            remove_container(container)
+            reaped.append(container.name)
+    return reaped

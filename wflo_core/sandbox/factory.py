@@ -1,0 +1,40 @@
+"""Choosing and opening the configured sandbox backend."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from wflo_core.config import WfloSettings, load_settings
+from wflo_core.sandbox.base import Sandbox
+from wflo_core.sandbox.policy import SandboxLimits
+
+BackendName = Literal["docker", "process"]
+
+
+def open_sandbox(
+    settings: WfloSettings | None = None,
+    *,
+    backend: BackendName | None = None,
+    limits: SandboxLimits | None = None,
+    warm_pool_size: int | None = None,
+) -> Sandbox:
+    """The sandbox the settings ask for: Docker in production, the process backend embedded.
+
+    ``backend`` and ``warm_pool_size`` override ``WFLO_SANDBOX_BACKEND``/``WFLO_SANDBOX_WARM_POOL``.
+    Close it (or use it as a context manager) to release warm containers.
+    """
+    settings = settings or load_settings()
+    chosen = backend or settings.effective_sandbox_backend
+    if chosen == "docker":
+        from wflo_core.sandbox.docker import DockerSandbox
+
+        return DockerSandbox(
+            image=settings.sandbox_image,
+            docker_host=settings.docker_host,
+            runtime=settings.sandbox_runtime,
+            warm_pool_size=settings.sandbox_warm_pool if warm_pool_size is None else warm_pool_size,
+            limits=limits,
+        )
+    from wflo_core.sandbox.process import ProcessSandbox
+
+    return ProcessSandbox(limits=limits)
