@@ -121,3 +121,40 @@ def llm_server_process(_llm_server_process_session):
     """The same fake server running in its own process, reset."""
     _llm_server_process_session.reset()
     return _llm_server_process_session
+
+
+@pytest.fixture(scope="session")
+def sandbox_image(docker_host: str) -> str:
+    """The sandbox image on the test dockerd, built by scripts/build_sandbox_image.sh if missing."""
+    import subprocess
+
+    import docker
+
+    tag = "wflo-sandbox:latest"
+    client = docker.DockerClient(base_url=docker_host)
+    try:
+        client.images.get(tag)
+    except docker.errors.ImageNotFound:
+        script = Path(__file__).resolve().parent.parent / "scripts" / "build_sandbox_image.sh"
+        proc = subprocess.run([str(script), tag], env={**os.environ, "DOCKER_HOST": docker_host},
+                              capture_output=True, text=True, timeout=900)
+        if proc.returncode != 0:
+            pytest.fail(f"building the sandbox image failed: {proc.stderr[-800:]}", pytrace=False)
+    finally:
+        client.close()
+    return tag
+
+
+@pytest.fixture(scope="session")
+def bubblewrap() -> str:
+    """Path of bwrap (installed with apt if missing) for the process sandbox."""
+    import shutil
+
+    if shutil.which("bwrap") is None:
+        try:
+            services.apt_install("bubblewrap")
+        except services.ServiceError as err:
+            pytest.fail(f"bubblewrap could not be installed: {err}", pytrace=False)
+    path = shutil.which("bwrap")
+    assert path, "bwrap is still missing after apt-get install bubblewrap"
+    return path
