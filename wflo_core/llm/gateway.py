@@ -67,7 +67,7 @@ class EventRecorder(Protocol):
 
 class ResponseCache(Protocol):
     def get(self, key: str) -> LLMResponse | None: ...
-    def set(self, key: str, response: LLMResponse) -> None: ...
+    def put(self, key: str, response: LLMResponse, *, ttl_seconds: float | None = None) -> None: ...
 
 
 @dataclass
@@ -94,22 +94,25 @@ class Gateway:
     def complete(self, request: LLMRequest, scope: CallScope, call_key: str) -> tuple[LLMResponse, CallOutcome]:
         """Answer ``request`` for ``scope``; ``call_key`` is the call's idempotency key in the ledger."""
         p = self.parts
-        key = p.cache_key(request) if p.cache_key and p.cache else None
-        if key is None or p.cache is None:
+        cache = p.cache
+        key = p.cache_key(request) if p.cache_key is not None and cache is not None else None
+        if key is None or cache is None:
             return self._call_upstream(request, scope, call_key, None)
-        cached = p.cache.get(key)
+        cached = cache.get(key)
         if cached is not None:
             return cached, self._record_cache_hit(cached, scope, call_key, key)
-        cache = p.cache
         computed: list[CallOutcome] = []
 
         def compute() -> LLMResponse:
             response, outcome = self._call_upstream(request, scope, call_key, key)
             computed.append(outcome)
-            cache.set(key, response)
             return response
 
-        response = p.single_flight(key, compute)[0] if p.single_flight else compute()
+        if p.single_flight is not None:
+            response = p.single_flight(key, compute)[0]  # stores the result for the waiters
+        else:
+            response = compute()
+            cache.put(key, response)
         if computed:
             return response, computed[0]
         return response, self._record_cache_hit(response, scope, call_key, key)
