@@ -102,11 +102,10 @@ def load_overrides(path: Path) -> PriceOverrides:
     try:
         parsed = _OverridesDocument.model_validate(document)
     except ValidationError as err:
-        first = err.errors()[0]
-        field = ".".join(str(part) for part in first["loc"]) or "(top level)"
-        problem = first["msg"].removeprefix("Value error, ")
-        more = f" (and {err.error_count() - 1} more problems)" if err.error_count() > 1 else ""
-        raise _bad(path, f"field {field}: {problem}{more}", field=field) from None
+        problems = [(".".join(str(part) for part in e["loc"]) or "(top level)",
+                     e["msg"].removeprefix("Value error, ")) for e in err.errors()]
+        listed = "; ".join(f"field {field}: {problem}" for field, problem in problems)
+        raise _bad(path, f"is invalid: {listed}", field=problems[0][0]) from None
     return PriceOverrides(path, hashlib.sha256(raw).hexdigest()[:12], tuple(parsed.models))
 
 
