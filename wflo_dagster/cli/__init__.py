@@ -21,6 +21,7 @@ def main() -> None:
     """Console entry point: user mistakes become one red line and exit code 1, never a traceback."""
     from wflo_dagster.cli import costs, db, demo, events  # noqa: F401  (registers commands)
     from wflo_dagster.cli import sandbox  # noqa: F401
+    from wflo_dagster.cli import budgets, doctor  # noqa: F401
 
     try:
         app(standalone_mode=True)
