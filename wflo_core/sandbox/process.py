@@ -48,6 +48,13 @@ from wflo_core.sandbox.result import KilledReason, SandboxResult
 
 #: Per-run uids are drawn from this range, which no real account uses.
 UID_RANGE = (300_000, 365_535)
+_SANDBOX_ENV = {
+    "PATH": "/usr/local/bin:/usr/bin:/bin",
+    "HOME": WORKDIR,
+    "TMPDIR": WORKDIR,
+    "LANG": "C.UTF-8",
+    "PYTHONDONTWRITEBYTECODE": "1",
+}
 _MS_NOSUID, _MS_NODEV, _MNT_DETACH = 2, 4, 2
 _LAUNCH = 'while [ "$1" != -- ]; do echo $$ > "$1" || exit 125; shift; done; shift; exec "$@"'
 
@@ -119,55 +126,20 @@ class ProcessSandbox(Sandbox):
         return [*launch, "prlimit", *rlimits, "--", *drop, *self._bwrap_args(work), "--", *job.argv]
 
     def _bwrap_args(self, work: Path) -> list[str]:
-        args = [
-            str(self.bwrap),
-            "--unshare-all",
-            "--die-with-parent",
-            "--new-session",
-            "--cap-drop",
-            "ALL",
-            "--ro-bind",
-            "/usr",
-            "/usr",
-        ]
+        args = [str(self.bwrap), "--unshare-all", "--die-with-parent", "--new-session", "--cap-drop", "ALL"]
+        args += ["--ro-bind", "/usr", "/usr"]
         for top in ("bin", "sbin", "lib", "lib32", "lib64"):
             host = Path("/") / top
             if host.is_symlink():
                 args += ["--symlink", os.readlink(host), f"/{top}"]
             elif host.is_dir():
                 args += ["--ro-bind", str(host), f"/{top}"]
-        return [
-            *args,
-            "--proc",
-            "/proc",
-            "--dev",
-            "/dev",
-            "--bind",
-            str(work),
-            WORKDIR,
-            "--chdir",
-            WORKDIR,
-            "--remount-ro",
-            "/",
-            "--hostname",
-            "sandbox",
-            "--clearenv",
-            "--setenv",
-            "PATH",
-            "/usr/local/bin:/usr/bin:/bin",
-            "--setenv",
-            "HOME",
-            WORKDIR,
-            "--setenv",
-            "TMPDIR",
-            WORKDIR,
-            "--setenv",
-            "LANG",
-            "C.UTF-8",
-            "--setenv",
-            "PYTHONDONTWRITEBYTECODE",
-            "1",
-        ]
+        args += ["--proc", "/proc", "--dev", "/dev", "--bind", str(work), WORKDIR, "--chdir", WORKDIR]
+        # Read-only root and /dev (no /dev/shm either): the work dir is the only writable place.
+        args += ["--remount-ro", "/dev", "--remount-ro", "/", "--hostname", "sandbox", "--clearenv"]
+        for name, value in _SANDBOX_ENV.items():
+            args += ["--setenv", name, value]
+        return args
 
     def _supervise(
         self, argv: list[str], job: SandboxJob, work: Path, cgroup: RunCgroup | None
