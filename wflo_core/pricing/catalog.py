@@ -12,8 +12,8 @@ from __future__ import annotations
 import dataclasses
 import logging
 import warnings
-from dataclasses import dataclass
-from datetime import UTC, datetime
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Literal
@@ -51,16 +51,32 @@ class ModelPrice:
     provider: str
     model: str
     points: tuple[PricePoint, ...]
+    _start_days: tuple[date | None, ...] | None = field(init=False, repr=False, compare=False)
+    """Each point's UTC start date when all are date-constrained (or always valid), else ``None``."""
+
+    def __post_init__(self) -> None:
+        constraints = [point.constraint for point in self.points]
+        dated = all(c is None or isinstance(c, genai.StartDateConstraint) for c in constraints)
+        starts = tuple(getattr(c, "start_date", None) for c in constraints)
+        object.__setattr__(self, "_start_days", starts if dated else None)
 
     def price_at(self, at: datetime | None = None) -> PricePoint | None:
-        """The price in effect at ``at`` (default now): the latest active one, else the first."""
-        if len(self.points) <= 1:
-            return self.points[0] if self.points else None
+        """The price in effect at ``at`` (default now): the latest active one, else the first.
+
+        Naive datetimes are UTC, as in genai-prices.
+        """
+        points = self.points
+        if len(points) <= 1:
+            return points[0] if points else None
         at = at or datetime.now(tz=UTC)
-        for point in reversed(self.points):
-            if point.active(at):
-                return point
-        return self.points[0]
+        if self._start_days is None:
+            return next((point for point in reversed(points) if point.active(at)), points[0])
+        day = (at.astimezone(UTC) if at.tzinfo is not None else at).date()
+        for index in range(len(points) - 1, -1, -1):
+            start = self._start_days[index]
+            if start is None or day >= start:
+                return points[index]
+        return points[0]
 
     def cost(self, usage: Usage, at: datetime | None = None) -> Cost:
         point = self.points[0] if len(self.points) == 1 else self.price_at(at)
@@ -108,6 +124,9 @@ class PriceCatalog:
     def cost(self, provider: str, model: str, usage: Usage, at: datetime | None = None) -> Cost:
         """What a call with this usage cost, at the price in effect at ``at`` (default now)."""
         resolved = self._resolved.get((provider, model)) or self.resolve(provider, model)
+        points = resolved.points
+        if len(points) == 1:  # the common case, without a clock read or a date comparison
+            return points[0].cost(usage)
         return resolved.cost(usage, at)
 
     def upper_bound(

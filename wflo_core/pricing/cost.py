@@ -69,11 +69,17 @@ class PricePoint:
     tiered: bool
     _rows: tuple[tuple[Any, ...], ...] = field(init=False, repr=False, compare=False)
     """``units`` flattened to tuples for the hot loop, each with the ``Decimal`` a zero count adds."""
+    _flat_rates: tuple[Decimal, Decimal, Decimal] | None = field(init=False, repr=False, compare=False)
+    """``_rates()`` of an untiered price, which do not depend on the prompt length."""
 
     def __post_init__(self) -> None:
-        rows = tuple((u.direction, u.price, u.tiers, u.per, u.terms, u.constant, u.price * _ZERO / u.per,
-                      u.usage_key) for u in self.units)
+        rows = tuple(
+            (u.direction, u.price, tuple((start, price, price * _ZERO / u.per) for start, price in u.tiers),
+             u.per, u.terms, u.constant, u.price * _ZERO / u.per, u.usage_key)
+            for u in self.units
+        )
         object.__setattr__(self, "_rows", rows)
+        object.__setattr__(self, "_flat_rates", None if self.tiered else self._rates(0))
 
     @classmethod
     def compile(
@@ -124,12 +130,12 @@ class PricePoint:
                 count += coefficient * counts[index]
             if count < 0:
                 raise _inconsistent(usage, usage_key)
-            if count or tiers:  # else: the precomputed price * 0 / per, same value and exponent
-                for start, tier_price in tiers:
-                    if tier_tokens > start:
-                        price = tier_price
-                        break
-                unit_usd = price * Decimal(count) / per
+            for start, tier_price, tier_zero_usd in tiers:
+                if tier_tokens > start:
+                    price, unit_usd = tier_price, tier_zero_usd
+                    break
+            if count:  # else unit_usd is the precomputed price * 0 / per: same value, same exponent
+                unit_usd = price * count / per  # int operands convert exactly, as Decimal(count) does
             total_usd += unit_usd
             if direction == _INPUT:
                 input_usd += unit_usd
@@ -144,6 +150,11 @@ class PricePoint:
         in any tier reachable with ``prompt_tokens``), every output token at the dearest output rate,
         plus the per-request fee. Usage never reports the other units, so they never cost anything.
         """
+        input_rate, output_rate, fee = self._flat_rates or self._rates(prompt_tokens)
+        return input_rate * prompt_tokens + output_rate * max_output_tokens + fee
+
+    def _rates(self, prompt_tokens: int) -> tuple[Decimal, Decimal, Decimal]:
+        """Dearest per-token input and output rates, and the per-request fee."""
         input_rate = output_rate = fee = _ZERO
         for unit in self.units:
             rate = max([unit.price, *(price for start, price in unit.tiers if prompt_tokens > start)])
@@ -154,7 +165,7 @@ class PricePoint:
                 input_rate = max(input_rate, rate)
             elif unit.usage_key in _OUTPUT_KEYS:
                 output_rate = max(output_rate, rate)
-        return input_rate * prompt_tokens + output_rate * max_output_tokens + fee
+        return input_rate, output_rate, fee
 
 
 def _leaf_terms(priced: list[UnitDef]) -> dict[str, tuple[tuple[int, int], ...]]:
