@@ -12,6 +12,7 @@ import pytest
 from tests import services
 
 _SERVICES: dict[str, services.Service] = {}
+REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
 def _service(name: str, start) -> services.Service:
@@ -38,6 +39,8 @@ def clean_environ(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[N
     for key in ("OPENAI_API_KEY", "ANTHROPIC_API_KEY", "OPENAI_BASE_URL", "DAGSTER_HOME"):
         monkeypatch.delenv(key, raising=False)
     monkeypatch.setenv("WFLO_HOME", str(tmp_path / "wflo-home"))
+    # Tests run from tmp_path; child processes (Dagster step workers) must still import tests.*.
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")])))
     monkeypatch.chdir(tmp_path)
     yield
 

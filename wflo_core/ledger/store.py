@@ -108,6 +108,14 @@ class Ledger:
         return session.scalar(select(Step).where(Step.run_id == run_id, Step.step_key == step_key)
                               .order_by(Step.attempt.desc()).limit(1))
 
+    def close_earlier_attempts(self, session: Session, run_id: str, step_key: str, attempt: int) -> list[Step]:
+        """Mark attempts before ``attempt`` that never finished as retried (failure hooks skip them)."""
+        earlier = list(session.scalars(select(Step).where(
+            Step.run_id == run_id, Step.step_key == step_key, Step.attempt < attempt, Step.status == "running")))
+        for step in earlier:
+            self.finish_step(session, step, "retried", step.error)
+        return earlier
+
     def finish_step(self, session: Session, step: Step, status: str, error: str | None = None) -> None:
         step.status = status
         step.error = error

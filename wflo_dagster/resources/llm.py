@@ -12,7 +12,7 @@ from pydantic import Field, PrivateAttr
 from wflo_core.budgets import CallScope
 from wflo_core.budgets.scopes import BUDGET_TAG, ON_BREACH_TAG, tags_from
 from wflo_core.config import WfloSettings, load_settings
-from wflo_core.events.schemas import RunStarted, StepStarted
+from wflo_core.events.schemas import RunStarted, StepRetried, StepStarted
 from wflo_core.llm.accounting import CallOutcome, StepTotals
 from wflo_core.llm.factory import WfloServices, build_services
 from wflo_core.llm.types import LLMRequest, LLMResponse, Message
@@ -110,6 +110,10 @@ class LLMResource(dg.ConfigurableResource):
             if services.ledger.ensure_run(session, run_id, scope.workflow, tags=dict(context.run_tags)):
                 services.emit(session, RunStarted(run_id=run_id, workflow=scope.workflow,
                                                   tags=dict(context.run_tags)))
+            for earlier in services.ledger.close_earlier_attempts(session, run_id, step_key, attempt):
+                services.emit(session, StepRetried(run_id=run_id, step_key=step_key, attempt=earlier.attempt,
+                                                   asset_key=scope.asset_key,
+                                                   error=f"attempt {earlier.attempt} failed; Dagster retried it"))
             services.ledger.ensure_step(session, run_id, step_key, attempt, asset_key=scope.asset_key,
                                         tags=dict(scope.tags))
             services.emit(session, StepStarted(run_id=run_id, step_key=step_key, attempt=attempt,
