@@ -22,9 +22,8 @@ from urllib.parse import urlparse
 
 import pytest
 
+from tests.integration.sandbox_backends import BACKENDS, assert_nothing_left, open_backend
 from wflo_core.sandbox import KilledReason, Sandbox, SandboxLimits, SandboxResult
-from wflo_core.sandbox.cgroups import RunCgroup
-from wflo_core.sandbox.docker_labels import LABEL
 
 pytestmark = pytest.mark.integration
 
@@ -32,50 +31,16 @@ MiB = 1024 * 1024
 CHECKOUT = Path(__file__).resolve().parents[2]
 
 
-@pytest.fixture(scope="module", params=["process", "docker"])
+@pytest.fixture(scope="module", params=BACKENDS)
 def sandbox(request: pytest.FixtureRequest) -> Iterator[Sandbox]:
-    """Each backend in turn, built from the harness's own tools (bubblewrap, dockerd + image)."""
-    if request.param == "docker":
-        from wflo_core.sandbox.docker import DockerSandbox
-
-        docker_host = request.getfixturevalue("docker_host")
-        built = DockerSandbox(image=request.getfixturevalue("sandbox_image"), docker_host=docker_host)
-    else:
-        from wflo_core.sandbox.process import ProcessSandbox
-
-        request.getfixturevalue("bubblewrap")
-        built = ProcessSandbox()
-    yield built
-    built.close()
+    with open_backend(request) as built:
+        yield built
 
 
 @pytest.fixture(autouse=True)
 def nothing_left_behind(sandbox: Sandbox) -> Iterator[None]:
-    """After each test: no sandbox container, process, cgroup or work dir remains."""
     yield
     assert_nothing_left(sandbox)
-
-
-def assert_nothing_left(sandbox: Sandbox) -> None:
-    deadline = time.monotonic() + 15
-    while True:
-        leftovers = _leftovers(sandbox)
-        if not leftovers or time.monotonic() > deadline:
-            break
-        time.sleep(0.2)
-    assert leftovers == [], f"left behind: {leftovers}"
-
-
-def _leftovers(sandbox: Sandbox) -> list[str]:
-    if sandbox.name == "docker":
-        containers = sandbox.client.containers.list(all=True, filters={"label": LABEL})  # type: ignore[attr-defined]
-        mine = [c for c in containers if c.labels.get(f"{LABEL}.owner", "").endswith(f":{os.getpid()}")]
-        return [f"container {c.name} ({c.status})" for c in mine]
-    found = [f"cgroup {n}" for n in RunCgroup.stale_names() if n.startswith(f"{os.getpid()}-")]
-    found += [f"run dir {p.name}" for p in sandbox.base_dir.iterdir()]  # type: ignore[attr-defined]
-    for name in RunCgroup.stale_names():
-        found += [f"process {pid}" for pid in RunCgroup(name).pids_in_group()]
-    return found
 
 
 def run_probing(sandbox: Sandbox, code: str, limits: SandboxLimits) -> tuple[SandboxResult, float]:
@@ -421,3 +386,18 @@ os.kill(-1, signal.SIGKILL)
     finally:
         bystander.kill()
         bystander.wait()
+
+
+def test_code_runs_unprivileged(sandbox: Sandbox) -> None:
+    code = """
+import json, os
+status = dict(line.split(":\\t", 1) for line in open("/proc/self/status").read().splitlines() if ":\\t" in line)
+print(json.dumps({"uid": os.getuid(), "gid": os.getgid(), "caps": status["CapEff"].strip(),
+                  "bounding": status["CapBnd"].strip(), "no_new_privs": status["NoNewPrivs"].strip(),
+                  "pids": sorted(int(p) for p in os.listdir("/proc") if p.isdigit())}))
+"""
+    seen = observations(sandbox.run(code, timeout=20))
+    assert seen["uid"] != 0 and seen["gid"] != 0
+    assert int(seen["caps"], 16) == 0 and int(seen["bounding"], 16) == 0
+    assert seen["no_new_privs"] == "1"
+    assert len(seen["pids"]) <= 3, f"host processes visible: {seen['pids']}"

@@ -1,0 +1,121 @@
+"""Docker backend specifics: the container's hardening as the engine sees it, the warm pool, and
+cleanup when the caller is killed mid-run."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+
+import docker
+import pytest
+
+from tests.integration.sandbox_backends import assert_nothing_left
+from wflo_core.errors import SandboxError
+from wflo_core.sandbox import SandboxLimits
+from wflo_core.sandbox.docker import DockerSandbox
+from wflo_core.sandbox.docker_labels import LABEL, OWNER_LABEL
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def client(docker_host: str) -> Iterator[docker.DockerClient]:
+    engine = docker.DockerClient(base_url=docker_host)
+    yield engine
+    engine.close()
+
+
+def _owned_by(client: docker.DockerClient, pid: int) -> list:
+    found = client.containers.list(all=True, filters={"label": LABEL})
+    return [c for c in found if c.labels.get(OWNER_LABEL, "").endswith(f":{pid}")]
+
+
+def _wait_for(predicate, timeout: float = 30.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if value := predicate():
+            return value
+        time.sleep(0.1)
+    raise AssertionError("condition not reached in time")
+
+
+def test_container_is_hardened(docker_host: str, sandbox_image: str, client: docker.DockerClient) -> None:
+    limits = SandboxLimits(
+        timeout_seconds=20, memory_bytes=128 * 2**20, pids=40, cpus=0.5, workdir_bytes=8 * 2**20
+    )
+    with DockerSandbox(image=sandbox_image, docker_host=docker_host) as sandbox:
+        worker = threading.Thread(
+            target=sandbox.run, args=("import time; time.sleep(3)",), kwargs={"limits": limits}
+        )
+        worker.start()
+        container = _wait_for(lambda: _owned_by(client, os.getpid()))[0]
+        attrs = client.api.inspect_container(container.id)
+        worker.join()
+        host = attrs["HostConfig"]
+        assert host["ReadonlyRootfs"] is True
+        assert host["NetworkMode"] == "none" and host["IpcMode"] == "none"
+        assert host["CapDrop"] == ["ALL"] and host["SecurityOpt"] == ["no-new-privileges"]
+        assert host["PidsLimit"] == 40 and host["Memory"] == 128 * 2**20 and host["MemorySwap"] == 128 * 2**20
+        assert host["NanoCpus"] == 500_000_000 and host["AutoRemove"] is True
+        assert "size=8388608" in host["Tmpfs"]["/work"]
+        assert attrs["Config"]["User"] == "65534:65534"
+        assert attrs["Config"]["Env"] and not any("API_KEY" in e for e in attrs["Config"]["Env"])
+        assert_nothing_left(sandbox)
+
+
+def test_warm_pool_serves_fresh_containers_and_is_removed_on_close(
+    docker_host: str, sandbox_image: str, client: docker.DockerClient
+) -> None:
+    sandbox = DockerSandbox(image=sandbox_image, docker_host=docker_host, warm_pool_size=2)
+    try:
+        assert sandbox.pool is not None and sandbox.pool.idle_count() == 2
+        assert len(_owned_by(client, os.getpid())) == 2
+        probe = "import os\nprint(os.path.exists('left.txt'))\nopen('left.txt', 'w').write('x')\n"
+        outputs = [sandbox.run(probe, timeout=20).stdout for _ in range(4)]
+        assert outputs == [b"False\n"] * 4  # never a container a previous run used
+        custom = sandbox.run("print(2)", limits=SandboxLimits(timeout_seconds=20, pids=20))
+        assert custom.ok and custom.stdout == b"2\n"  # other limits: a cold container
+        _wait_for(lambda: sandbox.pool.idle_count() == 2)
+    finally:
+        sandbox.close()
+    assert_nothing_left(sandbox)
+
+
+CALLER = """
+import sys
+from wflo_core.sandbox.docker import DockerSandbox
+sandbox = DockerSandbox(image=sys.argv[1], docker_host=sys.argv[2], warm_pool_size=1)
+print("running", flush=True)
+sandbox.run("import time; time.sleep(600)", timeout=600)
+"""
+
+
+def test_containers_of_a_killed_caller_are_reaped(
+    docker_host: str, sandbox_image: str, client: docker.DockerClient
+) -> None:
+    caller = subprocess.Popen(
+        [sys.executable, "-c", CALLER, sandbox_image, docker_host], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert caller.stdout and caller.stdout.readline().strip() == "running"
+        # one container runs the code, one waits in the pool
+        _wait_for(lambda: len([c for c in _owned_by(client, caller.pid) if c.status == "running"]) == 2)
+        time.sleep(0.5)
+    finally:
+        caller.send_signal(signal.SIGKILL)
+        caller.wait()
+    assert len(_owned_by(client, caller.pid)) == 2  # Docker itself does not stop them
+    DockerSandbox(image=sandbox_image, docker_host=docker_host).close()  # starting a sandbox reaps
+    _wait_for(lambda: not _owned_by(client, caller.pid), timeout=15)
+
+
+def test_missing_image_or_engine_is_a_clear_error(docker_host: str) -> None:
+    with pytest.raises(SandboxError, match="build_sandbox_image.sh"):
+        DockerSandbox(image="wflo-no-such-image:0", docker_host=docker_host)
+    with pytest.raises(SandboxError, match="not reachable"):
+        DockerSandbox(docker_host="unix:///nonexistent/docker.sock")

@@ -1,0 +1,86 @@
+"""Process backend specifics: per-run uid and cgroups, and cleanup when the caller is killed."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.integration.sandbox_backends import assert_nothing_left
+from wflo_core.errors import SandboxError
+from wflo_core.sandbox import SandboxLimits
+from wflo_core.sandbox.cgroups import CGROUP_ROOT, PARENT, RunCgroup
+from wflo_core.sandbox.process import UID_RANGE, ProcessSandbox
+
+pytestmark = pytest.mark.integration
+
+
+def _groups_of(pid: int) -> list[str]:
+    return [name for name in RunCgroup.stale_names() if name.startswith(f"{pid}-")]
+
+
+def _wait_for(predicate, timeout: float = 30.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if value := predicate():
+            return value
+        time.sleep(0.05)
+    raise AssertionError("condition not reached in time")
+
+
+def test_each_run_gets_its_own_uid_and_cgroup_limits(bubblewrap: str) -> None:
+    sandbox = ProcessSandbox()
+    assert sandbox.is_root and sandbox.use_cgroups, "the CI machines run as root with cgroup v1"
+    uids = {int(sandbox.run("import os; print(os.getuid())", timeout=20).stdout) for _ in range(3)}
+    assert len(uids) == 3 and all(UID_RANGE[0] <= uid <= UID_RANGE[1] for uid in uids)
+    limits = SandboxLimits(timeout_seconds=20, memory_bytes=64 * 2**20, pids=12, cpus=0.25)
+    worker = threading.Thread(
+        target=sandbox.run, args=("import time; time.sleep(2)",), kwargs={"limits": limits}
+    )
+    worker.start()
+    group = CGROUP_ROOT / "{}" / PARENT / _wait_for(lambda: _groups_of(os.getpid()))[0]
+    assert (Path(str(group).format("memory")) / "memory.limit_in_bytes").read_text().strip() == str(
+        64 * 2**20
+    )
+    assert (Path(str(group).format("pids")) / "pids.max").read_text().strip() == "12"
+    assert (Path(str(group).format("cpu")) / "cpu.cfs_quota_us").read_text().strip() == "25000"
+    worker.join()
+    assert_nothing_left(sandbox)
+
+
+CALLER = """
+from wflo_core.sandbox.process import ProcessSandbox
+sandbox = ProcessSandbox()
+print("running", flush=True)
+sandbox.run("import os, time\\nos.fork()\\ntime.sleep(600)", timeout=600)
+"""
+
+
+def test_processes_of_a_killed_caller_die_and_are_reaped(bubblewrap: str) -> None:
+    caller = subprocess.Popen([sys.executable, "-c", CALLER], stdout=subprocess.PIPE, text=True)
+    try:
+        assert caller.stdout and caller.stdout.readline().strip() == "running"
+        name = _wait_for(lambda: _groups_of(caller.pid))[0]
+        group = RunCgroup(name)
+        _wait_for(lambda: len(group.pids_in_group()) >= 3)  # bwrap init, the code, its fork
+    finally:
+        caller.send_signal(signal.SIGKILL)
+        caller.wait()
+    _wait_for(lambda: not group.pids_in_group(), timeout=10)  # --die-with-parent takes them all down
+    work = Path(tempfile.gettempdir()) / "wflo-sandbox" / name / "work"
+    assert group.dirs["pids"].exists() and work.is_mount()  # what a dead caller leaves ...
+    ProcessSandbox()  # ... until the next sandbox starts
+    assert not group.dirs["pids"].exists() and not work.exists()
+
+
+def test_missing_bubblewrap_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PATH", "/nonexistent")
+    with pytest.raises(SandboxError, match="apt-get install bubblewrap"):
+        ProcessSandbox()
