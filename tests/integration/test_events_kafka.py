@@ -65,9 +65,17 @@ def read_events(bootstrap: str, topic: str) -> list[tuple[int, CloudEvent]]:
 
 
 def call(run_id: str, n: int, cost: Decimal) -> LLMCallSettled:
-    return LLMCallSettled(run_id=run_id, step_key=f"step{n % 2}", provider="openai", model="gpt-4o-mini",
-                          input_tokens=100 + n, output_tokens=20, cost_usd=cost, price_version="v1",
-                          idempotency_key=f"{run_id}/{n}")
+    return LLMCallSettled(
+        run_id=run_id,
+        step_key=f"step{n % 2}",
+        provider="openai",
+        model="gpt-4o-mini",
+        input_tokens=100 + n,
+        output_tokens=20,
+        cost_usd=cost,
+        price_version="v1",
+        idempotency_key=f"{run_id}/{n}",
+    )
 
 
 def test_sink_keeps_a_runs_messages_on_one_partition_in_order(
@@ -88,8 +96,9 @@ def test_oversized_message_is_a_permanent_failure(layout: TopicLayout, kafka_boo
     sink = KafkaEventSink(kafka_bootstrap, max_message_bytes=5_000, delivery_timeout_s=5)
     huge = new_event(StepStarted(run_id="r", step_key="s", asset_key="a" * 6_000))
     small = new_event(StepStarted(run_id="r", step_key="t"))
-    big_result, small_result = sink.deliver([OutboundMessage.of(huge, layout.events),
-                                             OutboundMessage.of(small, layout.events)])
+    big_result, small_result = sink.deliver(
+        [OutboundMessage.of(huge, layout.events), OutboundMessage.of(small, layout.events)]
+    )
     sink.close()
     assert big_result.permanent and "MSG_SIZE_TOO_LARGE" in big_result.error
     assert small_result.ok
@@ -100,11 +109,13 @@ def test_a_runs_full_event_sequence_arrives_in_order(
 ) -> None:
     expected: dict[str, list[str]] = defaultdict(list)
     runs = [f"run-{uuid.uuid4().hex[:6]}" for _ in range(3)]
-    sequence = [lambda r: RunStarted(run_id=r, workflow="wf"),
-                lambda r: StepStarted(run_id=r, step_key="plan"),
-                *[lambda r, n=n: call(r, n, Decimal("0.002")) for n in range(5)],
-                lambda r: StepSucceeded(run_id=r, step_key="plan", cost_usd=Decimal("0.01"), llm_calls=5),
-                lambda r: RunSucceeded(run_id=r, workflow="wf", cost_usd=Decimal("0.01"))]
+    sequence = [
+        lambda r: RunStarted(run_id=r, workflow="wf"),
+        lambda r: StepStarted(run_id=r, step_key="plan"),
+        *[lambda r, n=n: call(r, n, Decimal("0.002")) for n in range(5)],
+        lambda r: StepSucceeded(run_id=r, step_key="plan", cost_usd=Decimal("0.01"), llm_calls=5),
+        lambda r: RunSucceeded(run_id=r, workflow="wf", cost_usd=Decimal("0.01")),
+    ]
     relay = OutboxRelay(ledger, sink)
     for i, make in enumerate(sequence):
         for run in runs:  # interleave the runs, one transaction per event, relaying as we go
@@ -118,8 +129,13 @@ def test_a_runs_full_event_sequence_arrives_in_order(
     for run in runs:
         assert [e.id for _, e in received if e.run_id == run] == expected[run]
         types = [e.type.removeprefix("io.wflo.") for _, e in received if e.run_id == run]
-        assert types == ["run.started", "step.started", *["llm_call.settled"] * 5, "step.succeeded",
-                         "run.succeeded"]
+        assert types == [
+            "run.started",
+            "step.started",
+            *["llm_call.settled"] * 5,
+            "step.succeeded",
+            "run.succeeded",
+        ]
 
 
 def test_consumer_rebuilds_each_runs_cost_from_events_alone(
@@ -131,8 +147,16 @@ def test_consumer_rebuilds_each_runs_cost_from_events_alone(
         cost = costs[i % len(costs)]
         with ledger.transaction() as s:  # the ledger row and its event commit together
             ledger.ensure_run(s, run, "wf")
-            ledger.record_call(s, idempotency_key=f"{run}/{i}", run_id=run, provider="openai",
-                               model="gpt-4o-mini", status="settled", cost_usd=cost, price_version="v1")
+            ledger.record_call(
+                s,
+                idempotency_key=f"{run}/{i}",
+                run_id=run,
+                provider="openai",
+                model="gpt-4o-mini",
+                status="settled",
+                cost_usd=cost,
+                price_version="v1",
+            )
             emit(s, call(run, i, cost), topic=layout.events)
     relay = OutboxRelay(ledger, sink)
     assert relay.relay_pending(limit=25).published == 25
@@ -144,7 +168,9 @@ def test_consumer_rebuilds_each_runs_cost_from_events_alone(
     assert len(received) == 65
     from_events = cost_by_run(unique_events(received))
     with ledger.transaction() as s:
-        from_ledger = dict(s.execute(select(LLMCall.run_id, func.sum(LLMCall.cost_usd)).group_by(LLMCall.run_id)).all())
+        from_ledger = dict(
+            s.execute(select(LLMCall.run_id, func.sum(LLMCall.cost_usd)).group_by(LLMCall.run_id)).all()
+        )
     assert from_events == from_ledger
     assert sum(from_events.values()) == sum(costs) * 15
 
@@ -166,4 +192,6 @@ def test_undeliverable_event_goes_to_the_dead_letter_topic(
     assert record.original_id == huge and "MSG_SIZE_TOO_LARGE" in record.reason
     with ledger.transaction() as s:
         assert pending_count(s) == 0
-        assert "MSG_SIZE_TOO_LARGE" in s.scalar(select(OutboxEvent.last_error).where(OutboxEvent.event_id == huge))
+        assert "MSG_SIZE_TOO_LARGE" in s.scalar(
+            select(OutboxEvent.last_error).where(OutboxEvent.event_id == huge)
+        )

@@ -41,7 +41,9 @@ def broker() -> Iterator[KafkaBroker]:
     shutil.rmtree(broker.data_dir, ignore_errors=True)
 
 
-def test_broker_outage_loses_nothing_and_never_fails_the_producer(broker: KafkaBroker, fresh_postgres_url: str) -> None:
+def test_broker_outage_loses_nothing_and_never_fails_the_producer(
+    broker: KafkaBroker, fresh_postgres_url: str
+) -> None:
     layout = TopicLayout("outage")
     create_topics(broker.bootstrap, layout.all, partitions=3)
     upgrade(fresh_postgres_url)
@@ -58,9 +60,20 @@ def test_broker_outage_loses_nothing_and_never_fails_the_producer(broker: KafkaB
         try:
             for i in range(240):
                 with ledger.transaction() as s:
-                    emitted.append(emit(s, LLMCallSettled(
-                        run_id=f"run{i % 4}", provider="openai", model="m", cost_usd=Decimal("0.001"),
-                        price_version="v", idempotency_key=f"call-{i}"), topic=layout.events).id)
+                    emitted.append(
+                        emit(
+                            s,
+                            LLMCallSettled(
+                                run_id=f"run{i % 4}",
+                                provider="openai",
+                                model="m",
+                                cost_usd=Decimal("0.001"),
+                                price_version="v",
+                                idempotency_key=f"call-{i}",
+                            ),
+                            topic=layout.events,
+                        ).id
+                    )
                 time.sleep(0.02)
         except BaseException as err:  # noqa: BLE001 - the assertion below reports it
             producer_errors.append(err)

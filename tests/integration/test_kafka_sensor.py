@@ -1,6 +1,5 @@
 """The Kafka trigger sensor: one run request per message, never twice per offset, bad ones to the DLQ."""
 
-
 import json
 import uuid
 
@@ -37,8 +36,9 @@ def produce(bootstrap: str, topic: str, values: list[bytes]) -> None:
 
 
 def request(prompt: str) -> bytes:
-    return json.dumps({"run_config": {"ops": {"answer": {"config": {"prompt": prompt}}}},
-                       "tags": {"team": "ml"}}).encode()
+    return json.dumps(
+        {"run_config": {"ops": {"answer": {"config": {"prompt": prompt}}}}, "tags": {"team": "ml"}}
+    ).encode()
 
 
 @pytest.fixture
@@ -54,11 +54,29 @@ def tick(sensor: dg.SensorDefinition, instance: dg.DagsterInstance, cursor: str 
     return result
 
 
-def test_one_run_per_message_never_twice_and_bad_messages_dead_lettered(kafka_bootstrap: str, topic: str) -> None:
-    sensor = kafka_trigger_sensor(name="questions", target=answer_job, topic=topic,
-                                  bootstrap_servers=kafka_bootstrap, max_messages=4, poll_timeout_seconds=5)
-    produce(kafka_bootstrap, topic, [request("a"), b"\xffnot json", request("b"),
-                                     b'{"run_config": {}, "unexpected": 1}', request("c"), request("d")])
+def test_one_run_per_message_never_twice_and_bad_messages_dead_lettered(
+    kafka_bootstrap: str, topic: str
+) -> None:
+    sensor = kafka_trigger_sensor(
+        name="questions",
+        target=answer_job,
+        topic=topic,
+        bootstrap_servers=kafka_bootstrap,
+        max_messages=4,
+        poll_timeout_seconds=5,
+    )
+    produce(
+        kafka_bootstrap,
+        topic,
+        [
+            request("a"),
+            b"\xffnot json",
+            request("b"),
+            b'{"run_config": {}, "unexpected": 1}',
+            request("c"),
+            request("d"),
+        ],
+    )
     seen_keys: list[str] = []
     prompts: list[str] = []
     with dg.instance_for_test() as instance:
@@ -68,7 +86,10 @@ def test_one_run_per_message_never_twice_and_bad_messages_dead_lettered(kafka_bo
             for r in result.run_requests or []:
                 seen_keys.append(r.run_key)
                 prompts.append(r.run_config["ops"]["answer"]["config"]["prompt"])
-                assert r.tags["team"] == "ml" and r.run_key == f"{topic}/{r.tags['kafka/partition']}/{r.tags['kafka/offset']}"
+                assert (
+                    r.tags["team"] == "ml"
+                    and r.run_key == f"{topic}/{r.tags['kafka/partition']}/{r.tags['kafka/offset']}"
+                )
                 assert answer_job.execute_in_process(run_config=r.run_config, instance=instance).success
             cursor = result.cursor
         assert sorted(prompts) == ["a", "b", "c", "d"]
@@ -85,19 +106,25 @@ def test_one_run_per_message_never_twice_and_bad_messages_dead_lettered(kafka_bo
         assert later.run_requests[0].run_key not in seen_keys
 
         dead = list(read_kafka(kafka_bootstrap, f"{topic}.dlq", timeout_s=10))
-        assert sorted(r.value for r in dead) == sorted([b"\xffnot json", b'{"run_config": {}, "unexpected": 1}'])
+        assert sorted(r.value for r in dead) == sorted(
+            [b"\xffnot json", b'{"run_config": {}, "unexpected": 1}']
+        )
 
         replay = tick(sensor, instance, None)  # a lost cursor re-reads, but the run keys are the same
         replayed = {r.run_key for r in replay.run_requests}
         assert replayed and replayed <= set(seen_keys) | {later.run_requests[0].run_key}
 
 
-
 def test_dead_letter_headers_carry_reason_and_source(kafka_bootstrap: str, topic: str) -> None:
     from confluent_kafka import Consumer, TopicPartition
 
-    sensor = kafka_trigger_sensor(name="questions2", target=answer_job, topic=topic,
-                                  bootstrap_servers=kafka_bootstrap, poll_timeout_seconds=5)
+    sensor = kafka_trigger_sensor(
+        name="questions2",
+        target=answer_job,
+        topic=topic,
+        bootstrap_servers=kafka_bootstrap,
+        poll_timeout_seconds=5,
+    )
     produce(kafka_bootstrap, topic, [b"[1, 2, 3]"])
     with dg.instance_for_test() as instance:
         result = tick(sensor, instance, None)
@@ -115,8 +142,13 @@ def test_dead_letter_headers_carry_reason_and_source(kafka_bootstrap: str, topic
 def test_unreachable_broker_is_a_skip_not_a_crash(topic: str) -> None:
     from tests.services import free_port
 
-    sensor = kafka_trigger_sensor(name="questions3", target=answer_job, topic=topic,
-                                  bootstrap_servers=f"127.0.0.1:{free_port()}", poll_timeout_seconds=2)
+    sensor = kafka_trigger_sensor(
+        name="questions3",
+        target=answer_job,
+        topic=topic,
+        bootstrap_servers=f"127.0.0.1:{free_port()}",
+        poll_timeout_seconds=2,
+    )
     with dg.instance_for_test() as instance:
         result = sensor(dg.build_sensor_context(instance=instance, cursor=None))
     assert isinstance(result, dg.SkipReason) and "cannot reach Kafka" in result.skip_message

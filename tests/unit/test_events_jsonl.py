@@ -25,8 +25,12 @@ def _write(path: str, writer: int) -> None:
         batch = []
         for i in range(PER_BATCH):
             # Large-ish lines (> PIPE_BUF) so torn or interleaved writes would show.
-            event = new_event(SandboxFinished(run_id=f"w{writer}", step_key="s" * 200, backend="process",
-                                              wall_ms=b * PER_BATCH + i), id=f"{writer}-{b}-{i}")
+            event = new_event(
+                SandboxFinished(
+                    run_id=f"w{writer}", step_key="s" * 200, backend="process", wall_ms=b * PER_BATCH + i
+                ),
+                id=f"{writer}-{b}-{i}",
+            )
             batch.append(OutboundMessage.of(event, "wflo.events"))
         assert all(d.ok for d in sink.deliver(batch))
 
@@ -49,8 +53,13 @@ def test_concurrent_processes_never_tear_or_interleave_lines(tmp_path: Path) -> 
 
 def test_line_too_long_or_with_a_line_break_is_refused_permanently(tmp_path: Path) -> None:
     sink = JsonlEventSink(tmp_path / "e.jsonl", max_line_bytes=100)
-    results = sink.deliver([OutboundMessage("t", None, b"x" * 101, "big"), OutboundMessage("t", None, b"{}\n{}", "nl"),
-                            OutboundMessage("t", None, b"{}", "ok")])
+    results = sink.deliver(
+        [
+            OutboundMessage("t", None, b"x" * 101, "big"),
+            OutboundMessage("t", None, b"{}\n{}", "nl"),
+            OutboundMessage("t", None, b"{}", "ok"),
+        ]
+    )
     assert [(r.ok, r.permanent) for r in results] == [(False, True), (False, True), (True, False)]
     assert (tmp_path / "e.jsonl").read_bytes() == b"{}\n"
 

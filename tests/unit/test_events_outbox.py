@@ -35,20 +35,43 @@ def ledger() -> Ledger:
 
 
 def settled(run_id: str, n: int, cost: str = "0.001") -> LLMCallSettled:
-    return LLMCallSettled(run_id=run_id, step_key="s", provider="openai", model="m", cost_usd=Decimal(cost),
-                          price_version="v", idempotency_key=f"{run_id}/{n}")
+    return LLMCallSettled(
+        run_id=run_id,
+        step_key="s",
+        provider="openai",
+        model="m",
+        cost_usd=Decimal(cost),
+        price_version="v",
+        idempotency_key=f"{run_id}/{n}",
+    )
 
 
 def test_event_commits_with_the_ledger_change_and_rolls_back_with_it(ledger: Ledger) -> None:
     with ledger.transaction() as s:
         ledger.ensure_run(s, "r1", "wf")
-        ledger.record_call(s, idempotency_key="r1/1", run_id="r1", provider="openai", model="m",
-                           status="settled", cost_usd=Decimal("0.001"), price_version="v")
+        ledger.record_call(
+            s,
+            idempotency_key="r1/1",
+            run_id="r1",
+            provider="openai",
+            model="m",
+            status="settled",
+            cost_usd=Decimal("0.001"),
+            price_version="v",
+        )
         event = emit(s, settled("r1", 1))
     with pytest.raises(LedgerError), ledger.transaction() as s:
         emit(s, settled("r1", 2))
-        ledger.record_call(s, idempotency_key="r1/2", run_id="missing-run", provider="openai", model="m",
-                           status="settled", cost_usd=Decimal("0.001"), price_version="v")
+        ledger.record_call(
+            s,
+            idempotency_key="r1/2",
+            run_id="missing-run",
+            provider="openai",
+            model="m",
+            status="settled",
+            cost_usd=Decimal("0.001"),
+            price_version="v",
+        )
     with ledger.transaction() as s:
         rows = s.scalars(select(OutboxEvent)).all()
         assert s.scalar(select(LLMCall.idempotency_key)) == "r1/1"
@@ -97,14 +120,19 @@ def test_outage_loses_nothing_and_keeps_each_runs_order(ledger: Ledger) -> None:
     with ledger.transaction() as s:
         second = [emit(s, settled("a", i)).id for i in range(5, 8)]
         assert pending_count(s) == 8
-        assert s.scalar(select(OutboxEvent.last_error).where(OutboxEvent.event_id == first[0])) == "sink unavailable"
+        assert (
+            s.scalar(select(OutboxEvent.last_error).where(OutboxEvent.event_id == first[0]))
+            == "sink unavailable"
+        )
     sink.available = True
     up = relay.relay_until_idle(limit=3)
     assert up.published == 8 and up.healthy
     assert [m.event_id for m in sink.messages] == first + second
 
 
-def test_undeliverable_event_is_dead_lettered_with_the_reason_and_does_not_block_its_run(ledger: Ledger) -> None:
+def test_undeliverable_event_is_dead_lettered_with_the_reason_and_does_not_block_its_run(
+    ledger: Ledger,
+) -> None:
     sink = MemoryEventSink(max_message_bytes=3_000)
     with ledger.transaction() as s:
         before = emit(s, settled("r", 1)).id

@@ -34,10 +34,19 @@ from wflo_core.events import (
     new_event,
 )
 
-SETTLED = LLMCallSettled(run_id="r1", step_key="summarize", provider="openai", model="gpt-4o-mini",
-                         input_tokens=1200, cached_input_tokens=200, output_tokens=300,
-                         cost_usd=Decimal("0.0000001"), price_version="genai-prices@0.2.3",
-                         idempotency_key="r1/summarize/0/1", latency_ms=420)
+SETTLED = LLMCallSettled(
+    run_id="r1",
+    step_key="summarize",
+    provider="openai",
+    model="gpt-4o-mini",
+    input_tokens=1200,
+    cached_input_tokens=200,
+    output_tokens=300,
+    cost_usd=Decimal("0.0000001"),
+    price_version="genai-prices@0.2.3",
+    idempotency_key="r1/summarize/0/1",
+    latency_ms=420,
+)
 
 ONE_OF_EACH = [
     RunStarted(run_id="r1", workflow="wf", tags={"team": "ml"}),
@@ -49,16 +58,39 @@ ONE_OF_EACH = [
     StepFailed(run_id="r1", step_key="s", error="bad"),
     StepRetried(run_id="r1", step_key="s", attempt=1, error="flaky"),
     SETTLED,
-    LLMCallCacheHit(run_id="r1", provider="openai", model="m", saved_usd=Decimal("0.02"),
-                    price_version="v", idempotency_key="hit-1"),
-    BudgetThresholdCrossed(scope="run", scope_key="r1", limit_usd=Decimal(5), spent_usd=Decimal("3.8"),
-                           threshold_pct=75, run_id="r1"),
-    BudgetExceededEvent(scope="day", scope_key="2026-11-24", limit_usd=Decimal(5), spent_usd=Decimal("4.9"),
-                        requested_usd=Decimal("0.2")),
+    LLMCallCacheHit(
+        run_id="r1",
+        provider="openai",
+        model="m",
+        saved_usd=Decimal("0.02"),
+        price_version="v",
+        idempotency_key="hit-1",
+    ),
+    BudgetThresholdCrossed(
+        scope="run",
+        scope_key="r1",
+        limit_usd=Decimal(5),
+        spent_usd=Decimal("3.8"),
+        threshold_pct=75,
+        run_id="r1",
+    ),
+    BudgetExceededEvent(
+        scope="day",
+        scope_key="2026-11-24",
+        limit_usd=Decimal(5),
+        spent_usd=Decimal("4.9"),
+        requested_usd=Decimal("0.2"),
+    ),
     SandboxFinished(run_id="r1", backend="docker", exit_code=0, wall_ms=240),
     SandboxKilled(backend="process", wall_ms=10_000, reason="timeout"),
-    ApprovalRequested(run_id="r1", approval_id="a1", step_key="gate", reason="over budget",
-                      approvers=["ops"], expires_at=datetime(2026, 11, 25, tzinfo=UTC)),
+    ApprovalRequested(
+        run_id="r1",
+        approval_id="a1",
+        step_key="gate",
+        reason="over budget",
+        approvers=["ops"],
+        expires_at=datetime(2026, 11, 25, tzinfo=UTC),
+    ),
     ApprovalDecided(run_id="r1", approval_id="a1", step_key="gate", decision="approved", decided_by="ana"),
 ]
 
@@ -105,13 +137,46 @@ def test_the_same_fact_gets_the_same_id_and_new_facts_new_ones() -> None:
         (b"\xff\xfe", "not a CloudEvents 1.0 JSON event"),
         (b"[1, 2]", "not a CloudEvents 1.0 JSON event"),
         (b'{"specversion": "0.3"}', "specversion"),
-        (json.dumps({"specversion": "1.0", "id": "1", "source": "/x", "type": "io.wflo.nope",
-                     "time": "2026-01-01T00:00:00Z", "data": {}}).encode(), "unknown event type 'io.wflo.nope'"),
-        (json.dumps({"specversion": "1.0", "id": "1", "source": "/x", "type": "io.wflo.run.started",
-                     "time": "2026-01-01T00:00:00", "data": {}}).encode(), "time"),
-        (json.dumps({"specversion": "1.0", "id": "1", "source": "/x", "type": "io.wflo.run.started",
-                     "dataversion": "2", "time": "2026-01-01T00:00:00Z",
-                     "data": {"run_id": "r", "workflow": "w"}}).encode(), "data version '2'"),
+        (
+            json.dumps(
+                {
+                    "specversion": "1.0",
+                    "id": "1",
+                    "source": "/x",
+                    "type": "io.wflo.nope",
+                    "time": "2026-01-01T00:00:00Z",
+                    "data": {},
+                }
+            ).encode(),
+            "unknown event type 'io.wflo.nope'",
+        ),
+        (
+            json.dumps(
+                {
+                    "specversion": "1.0",
+                    "id": "1",
+                    "source": "/x",
+                    "type": "io.wflo.run.started",
+                    "time": "2026-01-01T00:00:00",
+                    "data": {},
+                }
+            ).encode(),
+            "time",
+        ),
+        (
+            json.dumps(
+                {
+                    "specversion": "1.0",
+                    "id": "1",
+                    "source": "/x",
+                    "type": "io.wflo.run.started",
+                    "dataversion": "2",
+                    "time": "2026-01-01T00:00:00Z",
+                    "data": {"run_id": "r", "workflow": "w"},
+                }
+            ).encode(),
+            "data version '2'",
+        ),
     ],
 )
 def test_malformed_payloads_say_what_is_wrong(raw: bytes, message: str) -> None:
@@ -136,9 +201,15 @@ def test_fuzzed_bytes_only_ever_raise_event_error(raw: bytes) -> None:
 
 
 @settings(max_examples=300, deadline=None)
-@given(field=st.sampled_from(["id", "source", "type", "time", "specversion", "data", "subject"]),
-       value=json_values, data_field=st.sampled_from(sorted(SETTLED.model_fields)), data_value=json_values)
-def test_fuzzed_fields_of_a_valid_event_only_ever_raise_event_error(field, value, data_field, data_value) -> None:
+@given(
+    field=st.sampled_from(["id", "source", "type", "time", "specversion", "data", "subject"]),
+    value=json_values,
+    data_field=st.sampled_from(sorted(SETTLED.model_fields)),
+    data_value=json_values,
+)
+def test_fuzzed_fields_of_a_valid_event_only_ever_raise_event_error(
+    field, value, data_field, data_value
+) -> None:
     wire = json.loads(encode_event(new_event(SETTLED)))
     wire[field] = value
     if isinstance(wire.get("data"), dict):

@@ -34,7 +34,9 @@ class EventDeduplicator:
         return True
 
 
-def unique_events(events: Iterable[CloudEvent], dedup: EventDeduplicator | None = None) -> Iterator[CloudEvent]:
+def unique_events(
+    events: Iterable[CloudEvent], dedup: EventDeduplicator | None = None
+) -> Iterator[CloudEvent]:
     dedup = dedup or EventDeduplicator()
     return (e for e in events if dedup.first_time(e.id))
 

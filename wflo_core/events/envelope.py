@@ -56,8 +56,11 @@ class CloudEvent(BaseModel):
         """The typed payload; ``EventError`` if the type is unknown or the data does not fit it."""
         model = EVENT_TYPES.get(self.type)
         if model is None:
-            raise EventError(f"unknown event type {self.type!r}; known types: io.wflo.run.started, ... "
-                             f"(see wflo_core.events.schemas.EVENT_TYPES)", event_type=self.type)
+            raise EventError(
+                f"unknown event type {self.type!r}; known types: io.wflo.run.started, ... "
+                f"(see wflo_core.events.schemas.EVENT_TYPES)",
+                event_type=self.type,
+            )
         if self.dataversion is not None and self.dataversion != model.version:
             raise EventError(
                 f"event {self.id} has {self.type} data version {self.dataversion!r} but this wflo reads "
@@ -67,8 +70,9 @@ class CloudEvent(BaseModel):
         try:
             return model.model_validate(self.data)
         except ValidationError as err:
-            raise EventError(f"event {self.id} ({self.type}) has invalid data: {_summary(err)}",
-                             event_type=self.type) from None
+            raise EventError(
+                f"event {self.id} ({self.type}) has invalid data: {_summary(err)}", event_type=self.type
+            ) from None
 
 
 def new_event(

@@ -40,9 +40,15 @@ def emit(
     insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
     session.execute(
         insert(OutboxEvent)
-        .values(event_id=cloud_event.id, event_type=cloud_event.type, topic=topic,
-                key=cloud_event.partitionkey, payload=encode_event(cloud_event).decode(),
-                created_at=utcnow(), attempts=0)
+        .values(
+            event_id=cloud_event.id,
+            event_type=cloud_event.type,
+            topic=topic,
+            key=cloud_event.partitionkey,
+            payload=encode_event(cloud_event).decode(),
+            created_at=utcnow(),
+            attempts=0,
+        )
         .on_conflict_do_nothing(index_elements=["event_id"])
     )
     return cloud_event

@@ -50,24 +50,31 @@ def read_kafka(
     """
     from confluent_kafka import OFFSET_END, Consumer, KafkaError, KafkaException, TopicPartition
 
-    consumer = Consumer({
-        "bootstrap.servers": bootstrap_servers,
-        "group.id": f"wflo-reader-{uuid.uuid4().hex[:12]}",
-        "enable.auto.commit": False,
-        "enable.auto.offset.store": False,
-        "logger": logger,
-    })
+    consumer = Consumer(
+        {
+            "bootstrap.servers": bootstrap_servers,
+            "group.id": f"wflo-reader-{uuid.uuid4().hex[:12]}",
+            "enable.auto.commit": False,
+            "enable.auto.offset.store": False,
+            "logger": logger,
+        }
+    )
     deadline = time.monotonic() + timeout_s
     try:
         try:
             metadata = consumer.list_topics(topic, timeout=max(timeout_s, 1.0))
         except KafkaException as err:
-            raise EventError(f"cannot reach Kafka at {bootstrap_servers} to read {topic!r}: "
-                             f"{err.args[0].str()}", topic=topic) from None
+            raise EventError(
+                f"cannot reach Kafka at {bootstrap_servers} to read {topic!r}: {err.args[0].str()}",
+                topic=topic,
+            ) from None
         described = metadata.topics.get(topic)
         if described is None or described.error is not None or not described.partitions:
-            raise EventError(f"Kafka topic {topic!r} does not exist on {bootstrap_servers}; create it with "
-                             "`wflo events topics`", topic=topic)
+            raise EventError(
+                f"Kafka topic {topic!r} does not exist on {bootstrap_servers}; create it with "
+                "`wflo events topics`",
+                topic=topic,
+            )
         assignment, ends = [], {}
         for p in sorted(described.partitions):
             low, high = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=timeout_s)
@@ -82,7 +89,9 @@ def read_kafka(
         count = 0
         while active and (follow or time.monotonic() < deadline):
             batch = min(500, max_records - count) if max_records else 500
-            for msg in consumer.consume(batch, timeout=0.5 if follow else max(0.0, min(0.5, deadline - time.monotonic()))):
+            for msg in consumer.consume(
+                batch, timeout=0.5 if follow else max(0.0, min(0.5, deadline - time.monotonic()))
+            ):
                 error = msg.error()
                 if error is not None:
                     if error.code() == KafkaError._PARTITION_EOF:

@@ -29,7 +29,6 @@ from wflo_core.ledger.store import Ledger
 logger = logging.getLogger("wflo.events.relay")
 
 
-
 @dataclass
 class RelayStats:
     """What one or more relay passes did."""
@@ -45,9 +44,14 @@ class RelayStats:
     errors: list[str] = field(default_factory=list)
 
     def merge(self, other: RelayStats) -> RelayStats:
-        return RelayStats(self.published + other.published, self.failed + other.failed,
-                          self.deferred + other.deferred, self.dead_lettered + other.dead_lettered,
-                          self.busy or other.busy, (self.errors + other.errors)[-10:])
+        return RelayStats(
+            self.published + other.published,
+            self.failed + other.failed,
+            self.deferred + other.deferred,
+            self.dead_lettered + other.dead_lettered,
+            self.busy or other.busy,
+            (self.errors + other.errors)[-10:],
+        )
 
     @property
     def healthy(self) -> bool:
@@ -70,14 +74,23 @@ class OutboxRelay:
                 return RelayStats(busy=True)
             with self.ledger.transaction() as session:
                 rows = session.execute(
-                    select(OutboxEvent.id, OutboxEvent.event_id, OutboxEvent.event_type, OutboxEvent.topic,
-                           OutboxEvent.key, OutboxEvent.payload)
-                    .where(*PENDING).order_by(OutboxEvent.id).limit(limit)
+                    select(
+                        OutboxEvent.id,
+                        OutboxEvent.event_id,
+                        OutboxEvent.event_type,
+                        OutboxEvent.topic,
+                        OutboxEvent.key,
+                        OutboxEvent.payload,
+                    )
+                    .where(*PENDING)
+                    .order_by(OutboxEvent.id)
+                    .limit(limit)
                 ).all()
             if not rows:
                 return RelayStats()
             deliveries = self.sink.deliver(
-                [OutboundMessage(r.topic, r.key, r.payload.encode(), r.event_id) for r in rows])
+                [OutboundMessage(r.topic, r.key, r.payload.encode(), r.event_id) for r in rows]
+            )
             return self._settle(rows, deliveries)
 
     def relay_until_idle(self, *, max_seconds: float = 30.0, limit: int = 500) -> RelayStats:
@@ -91,8 +104,9 @@ class OutboxRelay:
             if stats.busy or not stats.healthy or moved < limit or time.monotonic() >= deadline:
                 return total
 
-    def relay_forever(self, stop: threading.Event, *, interval_s: float = 1.0,
-                      max_backoff_s: float = 30.0, limit: int = 500) -> None:
+    def relay_forever(
+        self, stop: threading.Event, *, interval_s: float = 1.0, max_backoff_s: float = 30.0, limit: int = 500
+    ) -> None:
         """Daemon loop: relay, sleep; back off exponentially while the sink keeps failing."""
         backoff = interval_s
         while not stop.is_set():
@@ -101,8 +115,13 @@ class OutboxRelay:
                 backoff = interval_s
                 stop.wait(interval_s)
                 continue
-            logger.warning("outbox relay: %d failed, %d deferred; retrying in %.1fs: %s",
-                           stats.failed, stats.deferred, backoff, stats.errors[-1:] or "")
+            logger.warning(
+                "outbox relay: %d failed, %d deferred; retrying in %.1fs: %s",
+                stats.failed,
+                stats.deferred,
+                backoff,
+                stats.errors[-1:] or "",
+            )
             stop.wait(backoff)
             backoff = min(backoff * 2, max_backoff_s)
 
@@ -132,32 +151,52 @@ class OutboxRelay:
         now = utcnow()
         with self.ledger.transaction() as session:
             for chunk in _chunks(published):
-                session.execute(update(OutboxEvent).where(OutboxEvent.id.in_(chunk))
-                                .values(published_at=now, attempts=OutboxEvent.attempts + 1))
+                session.execute(
+                    update(OutboxEvent)
+                    .where(OutboxEvent.id.in_(chunk))
+                    .values(published_at=now, attempts=OutboxEvent.attempts + 1)
+                )
             for row_id, reason in dead:
-                session.execute(update(OutboxEvent).where(OutboxEvent.id == row_id)
-                                .values(dead_lettered_at=now, last_error=reason,
-                                        attempts=OutboxEvent.attempts + 1))
+                session.execute(
+                    update(OutboxEvent)
+                    .where(OutboxEvent.id == row_id)
+                    .values(dead_lettered_at=now, last_error=reason, attempts=OutboxEvent.attempts + 1)
+                )
             for reason, ids in failed.items():
                 for chunk in _chunks(ids):
-                    session.execute(update(OutboxEvent).where(OutboxEvent.id.in_(chunk))
-                                    .values(last_error=reason, attempts=OutboxEvent.attempts + 1))
+                    session.execute(
+                        update(OutboxEvent)
+                        .where(OutboxEvent.id.in_(chunk))
+                        .values(last_error=reason, attempts=OutboxEvent.attempts + 1)
+                    )
         return stats
 
-    def _dead_letter(self, undeliverable: list[tuple[Any, str]],
-                     failed: dict[str, list[int]]) -> list[tuple[int, str]]:
+    def _dead_letter(
+        self, undeliverable: list[tuple[Any, str]], failed: dict[str, list[int]]
+    ) -> list[tuple[int, str]]:
         """Publish a dead-letter record per undeliverable row; returns the rows that now are."""
         if not undeliverable:
             return []
         records = []
         for row, reason in undeliverable:
-            logger.error("outbox event %s (%s) can never be delivered, dead-lettering it: %s",
-                         row.event_id, row.event_type, reason)
-            record = new_event(EventDeadLettered(
-                original_id=row.event_id, original_type=row.event_type, original_topic=row.topic,
-                original_key=row.key, reason=reason, payload_bytes=len(row.payload.encode()),
-                payload_excerpt=row.payload[:self.dead_letter_excerpt_chars],
-            ), source="/wflo/outbox-relay")
+            logger.error(
+                "outbox event %s (%s) can never be delivered, dead-lettering it: %s",
+                row.event_id,
+                row.event_type,
+                reason,
+            )
+            record = new_event(
+                EventDeadLettered(
+                    original_id=row.event_id,
+                    original_type=row.event_type,
+                    original_topic=row.topic,
+                    original_key=row.key,
+                    reason=reason,
+                    payload_bytes=len(row.payload.encode()),
+                    payload_excerpt=row.payload[: self.dead_letter_excerpt_chars],
+                ),
+                source="/wflo/outbox-relay",
+            )
             records.append(OutboundMessage.of(record, dead_letter_topic(row.topic)))
         dead = []
         for (row, reason), delivery in zip(undeliverable, self.sink.deliver(records), strict=True):
@@ -169,4 +208,4 @@ class OutboxRelay:
 
 
 def _chunks(ids: list[int], size: int = 500) -> list[list[int]]:
-    return [ids[i:i + size] for i in range(0, len(ids), size)]
+    return [ids[i : i + size] for i in range(0, len(ids), size)]

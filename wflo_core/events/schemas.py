@@ -18,7 +18,7 @@ TYPE_PREFIX = "io.wflo."
 
 def _usd(value: Any) -> Any:
     if isinstance(value, float):
-        raise ValueError("money must be a decimal string such as \"0.0123\", not a float")
+        raise ValueError('money must be a decimal string such as "0.0123", not a float')
     if isinstance(value, bool):
         raise ValueError("money must be a decimal string, not a boolean")
     return value
@@ -260,7 +260,8 @@ class ApprovalDecided(_ApprovalEvent):
 
     @property
     def dedupe_key(self) -> str:
-        return self.approval_id
+        # an escalation and the final decision are two facts about one approval
+        return f"{self.approval_id}/{self.decision}"
 
 
 # ---------------------------------------------------------------------------------------------- delivery
@@ -291,12 +292,22 @@ class EventDeadLettered(EventData):
 EVENT_TYPES: dict[str, type[EventData]] = {
     cls.type: cls
     for cls in (
-        RunStarted, RunSucceeded, RunFailed, RunCanceled,
-        StepStarted, StepSucceeded, StepFailed, StepRetried,
-        LLMCallSettled, LLMCallCacheHit,
-        BudgetThresholdCrossed, BudgetExceededEvent,
-        SandboxFinished, SandboxKilled,
-        ApprovalRequested, ApprovalDecided,
+        RunStarted,
+        RunSucceeded,
+        RunFailed,
+        RunCanceled,
+        StepStarted,
+        StepSucceeded,
+        StepFailed,
+        StepRetried,
+        LLMCallSettled,
+        LLMCallCacheHit,
+        BudgetThresholdCrossed,
+        BudgetExceededEvent,
+        SandboxFinished,
+        SandboxKilled,
+        ApprovalRequested,
+        ApprovalDecided,
         EventDeadLettered,
     )
 }

@@ -74,8 +74,9 @@ def create_topics(
 
     if partitions < 1:
         raise ConfigError(f"partitions must be >= 1, got {partitions}; set WFLO_KAFKA_PARTITIONS")
-    admin = AdminClient({"bootstrap.servers": bootstrap_servers,
-                         "logger": logging.getLogger("wflo.events.kafka")})
+    admin = AdminClient(
+        {"bootstrap.servers": bootstrap_servers, "logger": logging.getLogger("wflo.events.kafka")}
+    )
     futures = admin.create_topics(
         [NewTopic(t, num_partitions=partitions, replication_factor=replication_factor) for t in topics],
         request_timeout=_ADMIN_TIMEOUT_S,
@@ -87,18 +88,28 @@ def create_topics(
             created.append(topic)
         except KafkaException as err:
             if err.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
-                raise EventError(f"could not create Kafka topic {topic!r} on {bootstrap_servers}: "
-                                 f"{err.args[0].str()}", topic=topic) from None
+                raise EventError(
+                    f"could not create Kafka topic {topic!r} on {bootstrap_servers}: {err.args[0].str()}",
+                    topic=topic,
+                ) from None
         except Exception as err:  # the future times out when the broker is unreachable
-            raise EventError(f"could not create Kafka topic {topic!r} on {bootstrap_servers}: {err!r}; "
-                             "is the broker running?", topic=topic) from None
+            raise EventError(
+                f"could not create Kafka topic {topic!r} on {bootstrap_servers}: {err!r}; "
+                "is the broker running?",
+                topic=topic,
+            ) from None
     return created
 
 
 def ensure_topics(settings: WfloSettings) -> list[str]:
     """Create the layout's topics on the configured broker (``wflo events topics``)."""
     if not settings.kafka_bootstrap_servers:
-        raise ConfigError("WFLO_KAFKA_BOOTSTRAP_SERVERS is not set; events go to the JSONL file "
-                          f"{settings.events_path} and need no topics")
-    return create_topics(settings.kafka_bootstrap_servers, TopicLayout.from_settings(settings).all,
-                         partitions=settings.kafka_partitions)
+        raise ConfigError(
+            "WFLO_KAFKA_BOOTSTRAP_SERVERS is not set; events go to the JSONL file "
+            f"{settings.events_path} and need no topics"
+        )
+    return create_topics(
+        settings.kafka_bootstrap_servers,
+        TopicLayout.from_settings(settings).all,
+        partitions=settings.kafka_partitions,
+    )

@@ -9,16 +9,24 @@ from wflo_core.errors import EventError
 from wflo_core.events.envelope import CloudEvent, decode_event
 from wflo_core.events.reader import Record
 
-_COLOURS = {"run": "bold cyan", "step": "cyan", "llm_call": "green", "budget": "yellow",
-            "sandbox": "magenta", "approval": "blue", "event": "red"}
+_COLOURS = {
+    "run": "bold cyan",
+    "step": "cyan",
+    "llm_call": "green",
+    "budget": "yellow",
+    "sandbox": "magenta",
+    "approval": "blue",
+    "event": "red",
+}
 _HIDDEN = {"run_id", "step_key", "idempotency_key", "payload_excerpt"}
 
 
 class EventPrinter:
     """Filters records by type and run and prints them; malformed records print as warnings."""
 
-    def __init__(self, *, wanted_types: set[str], run_id: str | None, raw: bool = False,
-                 console: Console | None = None) -> None:
+    def __init__(
+        self, *, wanted_types: set[str], run_id: str | None, raw: bool = False, console: Console | None = None
+    ) -> None:
         self.wanted_types = wanted_types
         self.run_id = run_id
         self.raw = raw
@@ -48,11 +56,16 @@ class EventPrinter:
         where = event.run_id or event.partitionkey or "-"
         if step := event.data.get("step_key"):
             where += f"/{step}"
-        fields = " ".join(f"{k}={_fmt(k, v)}" for k, v in event.data.items()
-                          if k not in _HIDDEN and v not in (None, {}, [], 0, "0"))
+        fields = " ".join(
+            f"{k}={_fmt(k, v)}"
+            for k, v in event.data.items()
+            if k not in _HIDDEN and v not in (None, {}, [], 0, "0")
+        )
         stamp = event.time.strftime("%H:%M:%S.%f")[:-3]
-        return (f"[dim]{stamp}[/dim] [{colour}]{short:<26}[/{colour}] [bold]{escape(where)}[/bold] "
-                f"{escape(fields)}")
+        return (
+            f"[dim]{stamp}[/dim] [{colour}]{short:<26}[/{colour}] [bold]{escape(where)}[/bold] "
+            f"{escape(fields)}"
+        )
 
 
 def _fmt(key: str, value: object) -> str:

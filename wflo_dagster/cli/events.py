@@ -10,14 +10,22 @@ import typer
 
 from wflo_dagster.cli import app
 
-events_app = typer.Typer(help="wflo's event stream (Kafka, or the JSONL file embedded).", no_args_is_help=True)
+events_app = typer.Typer(
+    help="wflo's event stream (Kafka, or the JSONL file embedded).", no_args_is_help=True
+)
 app.add_typer(events_app, name="events")
 
 
 @events_app.command("tail")
 def tail(
-    types: Annotated[list[str] | None, typer.Option("--type", "-t", help="Only this type; repeatable. "
-                                                    "'llm_call.settled' or the full 'io.wflo.…' name.")] = None,
+    types: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--type",
+            "-t",
+            help="Only this type; repeatable. 'llm_call.settled' or the full 'io.wflo.…' name.",
+        ),
+    ] = None,
     run: Annotated[str | None, typer.Option("--run", "-r", help="Only events of this run id.")] = None,
     follow: Annotated[bool, typer.Option("--follow", "-f", help="Keep waiting for new events.")] = False,
     source: Annotated[str | None, typer.Option(help="kafka or file; default: kafka if configured.")] = None,
@@ -35,8 +43,12 @@ def tail(
     if source == "kafka":
         if not settings.kafka_bootstrap_servers:
             raise ConfigError("--source kafka needs WFLO_KAFKA_BOOTSTRAP_SERVERS (e.g. localhost:9092)")
-        records = read_kafka(settings.kafka_bootstrap_servers, TopicLayout.from_settings(settings).events,
-                             follow=follow, timeout_s=30)
+        records = read_kafka(
+            settings.kafka_bootstrap_servers,
+            TopicLayout.from_settings(settings).events,
+            follow=follow,
+            timeout_s=30,
+        )
     elif source == "file":
         records = read_jsonl(settings.events_path, follow=follow)
     else:
@@ -77,9 +89,11 @@ def relay(
                 pass
             return
         stats = relayer.relay_until_idle(limit=limit)
-        typer.echo(f"published {stats.published}, dead-lettered {stats.dead_lettered}, "
-                   f"still pending {stats.failed + stats.deferred}"
-                   + (" (another relay is running)" if stats.busy else ""))
+        typer.echo(
+            f"published {stats.published}, dead-lettered {stats.dead_lettered}, "
+            f"still pending {stats.failed + stats.deferred}"
+            + (" (another relay is running)" if stats.busy else "")
+        )
         if stats.errors:
             typer.secho(f"last error: {stats.errors[-1]}", fg=typer.colors.YELLOW, err=True)
             raise typer.Exit(2)

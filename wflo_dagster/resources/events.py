@@ -26,10 +26,12 @@ class EventSinkResource(ConfigurableResource):
     """Emits wflo events (Kafka when ``WFLO_KAFKA_BOOTSTRAP_SERVERS`` is set, else the JSONL file)."""
 
     kafka_bootstrap_servers: str | None = Field(
-        default=None, description="host:port list; unset = WFLO_KAFKA_BOOTSTRAP_SERVERS or the JSONL file.")
+        default=None, description="host:port list; unset = WFLO_KAFKA_BOOTSTRAP_SERVERS or the JSONL file."
+    )
     topic_prefix: str | None = Field(default=None, description="Unset = WFLO_KAFKA_TOPIC_PREFIX.")
     delivery_timeout_seconds: float = Field(
-        default=5.0, gt=0, description="How long a best-effort publish may wait for the broker.")
+        default=5.0, gt=0, description="How long a best-effort publish may wait for the broker."
+    )
 
     _settings: WfloSettings | None = PrivateAttr(default=None)
     _ledger: Ledger | None = PrivateAttr(default=None)
@@ -49,8 +51,14 @@ class EventSinkResource(ConfigurableResource):
     def _start(self) -> None:
         if self._ledger is not None:
             return
-        overrides = {k: v for k, v in {"kafka_bootstrap_servers": self.kafka_bootstrap_servers,
-                                       "kafka_topic_prefix": self.topic_prefix}.items() if v is not None}
+        overrides = {
+            k: v
+            for k, v in {
+                "kafka_bootstrap_servers": self.kafka_bootstrap_servers,
+                "kafka_topic_prefix": self.topic_prefix,
+            }.items()
+            if v is not None
+        }
         self._settings = load_settings(**overrides)
         self._ledger = Ledger(self._settings.ledger_url)
         self._sink = build_event_sink(self._settings, delivery_timeout_s=self.delivery_timeout_seconds)
@@ -67,7 +75,9 @@ class EventSinkResource(ConfigurableResource):
         assert self._ledger is not None
         return self._ledger
 
-    def emit(self, event: EventData, *, session: Session | None = None, source: str = "/wflo/dagster") -> CloudEvent:
+    def emit(
+        self, event: EventData, *, session: Session | None = None, source: str = "/wflo/dagster"
+    ) -> CloudEvent:
         """Queue ``event`` (in ``session`` if given; else in its own transaction, then publish)."""
         if session is not None:
             return emit(session, event, topic=self.topics.events, source=source)
@@ -86,6 +96,9 @@ class EventSinkResource(ConfigurableResource):
             logger.warning("event relay failed, events stay in the outbox: %s", err)
             return RelayStats(errors=[str(err)])
         if stats.failed or stats.deferred:
-            logger.warning("event relay: %d events wait in the outbox (%s)", stats.failed + stats.deferred,
-                           "; ".join(stats.errors[-1:]))
+            logger.warning(
+                "event relay: %d events wait in the outbox (%s)",
+                stats.failed + stats.deferred,
+                "; ".join(stats.errors[-1:]),
+            )
         return stats

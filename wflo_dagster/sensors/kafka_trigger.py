@@ -42,7 +42,9 @@ class TriggerPayload(BaseModel):
 def run_request_from_json(record: Record) -> dg.RunRequest:
     """``{"run_config": {...}, "tags": {...}, "partition_key": "..."}`` -> a RunRequest; else raises."""
     payload = TriggerPayload.model_validate_json(record.value)
-    return dg.RunRequest(run_config=payload.run_config, tags=payload.tags, partition_key=payload.partition_key)
+    return dg.RunRequest(
+        run_config=payload.run_config, tags=payload.tags, partition_key=payload.partition_key
+    )
 
 
 def read_cursor(cursor: str | None, topic: str) -> dict[int, int]:
@@ -54,9 +56,11 @@ def read_cursor(cursor: str | None, topic: str) -> dict[int, int]:
             return {}
         return {int(p): int(o) for p, o in state["offsets"].items()}
     except (ValueError, TypeError, KeyError, AttributeError) as err:
-        raise ConfigError(f"Kafka trigger sensor cursor {cursor[:200]!r} is not "
-                          f'{{"topic": ..., "offsets": {{"<partition>": <offset>}}}}: {err}; reset the '
-                          "sensor's cursor in the Dagster UI") from None
+        raise ConfigError(
+            f"Kafka trigger sensor cursor {cursor[:200]!r} is not "
+            f'{{"topic": ..., "offsets": {{"<partition>": <offset>}}}}: {err}; reset the '
+            "sensor's cursor in the Dagster UI"
+        ) from None
 
 
 def write_cursor(topic: str, offsets: dict[int, int]) -> str:
@@ -82,11 +86,18 @@ def kafka_trigger_sensor(
     for at most ``poll_timeout_seconds`` (keep it well under Dagster's 60 s tick timeout).
     """
     if poll_timeout_seconds >= 45:
-        raise ConfigError(f"poll_timeout_seconds={poll_timeout_seconds} leaves no room in Dagster's 60 s "
-                          "sensor tick; use at most 30")
+        raise ConfigError(
+            f"poll_timeout_seconds={poll_timeout_seconds} leaves no room in Dagster's 60 s "
+            "sensor tick; use at most 30"
+        )
 
-    @dg.sensor(name=name, target=target, minimum_interval_seconds=minimum_interval_seconds,
-               default_status=default_status, description=f"Launches one run per Kafka message ({name}).")
+    @dg.sensor(
+        name=name,
+        target=target,
+        minimum_interval_seconds=minimum_interval_seconds,
+        default_status=default_status,
+        description=f"Launches one run per Kafka message ({name}).",
+    )
     def _sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult | dg.SkipReason:
         settings = load_settings()
         servers = bootstrap_servers or settings.kafka_bootstrap_servers
@@ -111,15 +122,20 @@ def evaluate_tick(
     requests: list[tuple[Record, dg.RunRequest]] = []
     rejected: list[tuple[Record, str]] = []
     try:
-        for record in read_kafka(bootstrap_servers, topic, start=offsets, max_records=max_messages,
-                                 timeout_s=poll_timeout_seconds):
+        for record in read_kafka(
+            bootstrap_servers, topic, start=offsets, max_records=max_messages, timeout_s=poll_timeout_seconds
+        ):
             try:
                 request = to_run_request(record)
             except Exception as err:  # noqa: BLE001 - any bad message is dead-lettered, never fatal
                 rejected.append((record, f"{type(err).__name__}: {err}"[:_MAX_REASON_CHARS]))
                 continue
-            tags = {**request.tags, "kafka/topic": record.topic, "kafka/partition": str(record.partition),
-                    "kafka/offset": str(record.offset)}
+            tags = {
+                **request.tags,
+                "kafka/topic": record.topic,
+                "kafka/partition": str(record.partition),
+                "kafka/offset": str(record.offset),
+            }
             requests.append((record, request.with_replaced_attrs(run_key=record.position, tags=tags)))
     except EventError as err:
         if not requests and not rejected:
@@ -133,37 +149,54 @@ def evaluate_tick(
             continue
         offsets[record.partition] = max(offsets.get(record.partition, 0), record.offset + 1)
     runs = [r for rec, r in requests if not (rec.partition in stuck and rec.offset >= stuck[rec.partition])]
-    context.log.info(f"Kafka trigger: {len(runs)} run requests, {len(rejected)} dead-lettered from {topic} "
-                     f"in {time.monotonic() - started:.1f}s")
+    context.log.info(
+        f"Kafka trigger: {len(runs)} run requests, {len(rejected)} dead-lettered from {topic} "
+        f"in {time.monotonic() - started:.1f}s"
+    )
     cursor = write_cursor(topic, offsets)
     if not runs:
         return dg.SensorResult(skip_reason=f"no new runnable messages on {topic}", cursor=cursor)
     return dg.SensorResult(run_requests=runs, cursor=cursor)
 
 
-def _dead_letter(context: dg.SensorEvaluationContext, bootstrap_servers: str, topic: str,
-                 rejected: list[tuple[Record, str]], timeout_s: float) -> dict[int, int]:
+def _dead_letter(
+    context: dg.SensorEvaluationContext,
+    bootstrap_servers: str,
+    topic: str,
+    rejected: list[tuple[Record, str]],
+    timeout_s: float,
+) -> dict[int, int]:
     """Send rejected messages to ``<topic>.dlq``; returns partition -> first offset that failed to go."""
     if not rejected:
         return {}
     dlq = dead_letter_topic(topic)
     for record, reason in rejected:
-        context.log.warning(f"Kafka trigger: message {record.position} is not a valid run request, "
-                            f"sending it to {dlq}: {reason}")
+        context.log.warning(
+            f"Kafka trigger: message {record.position} is not a valid run request, "
+            f"sending it to {dlq}: {reason}"
+        )
     sink = KafkaEventSink(bootstrap_servers, delivery_timeout_s=max(1.0, timeout_s))
     try:
-        deliveries = sink.deliver([
-            OutboundMessage(dlq, record.key.decode(errors="replace") if record.key else None, record.value,
-                            record.position,
-                            ((REASON_HEADER, reason.encode()), (SOURCE_HEADER, record.position.encode())))
-            for record, reason in rejected
-        ])
+        deliveries = sink.deliver(
+            [
+                OutboundMessage(
+                    dlq,
+                    record.key.decode(errors="replace") if record.key else None,
+                    record.value,
+                    record.position,
+                    ((REASON_HEADER, reason.encode()), (SOURCE_HEADER, record.position.encode())),
+                )
+                for record, reason in rejected
+            ]
+        )
     finally:
         sink.close()
     stuck: dict[int, int] = {}
     for (record, _), delivery in zip(rejected, deliveries, strict=True):
         if not delivery.ok:
-            context.log.error(f"Kafka trigger: could not dead-letter {record.position} ({delivery.error}); "
-                              "it will be read again next tick")
+            context.log.error(
+                f"Kafka trigger: could not dead-letter {record.position} ({delivery.error}); "
+                "it will be read again next tick"
+            )
             stuck[record.partition] = min(stuck.get(record.partition, record.offset), record.offset)
     return stuck

@@ -17,14 +17,20 @@ def outbox_relay_sensor(
 ) -> dg.SensorDefinition:
     """A sensor (no job) that relays pending outbox events through the ``EventSinkResource``."""
 
-    @dg.sensor(name=name, minimum_interval_seconds=minimum_interval_seconds, default_status=default_status,
-               required_resource_keys={resource_key},
-               description="Publishes pending wflo events from the ledger outbox to Kafka / the JSONL file.")
+    @dg.sensor(
+        name=name,
+        minimum_interval_seconds=minimum_interval_seconds,
+        default_status=default_status,
+        required_resource_keys={resource_key},
+        description="Publishes pending wflo events from the ledger outbox to Kafka / the JSONL file.",
+    )
     def _sensor(context: dg.SensorEvaluationContext) -> dg.SkipReason:
         events: EventSinkResource = getattr(context.resources, resource_key)
         stats = events.relay(max_seconds=max_seconds_per_tick)
-        summary = (f"published {stats.published}, dead-lettered {stats.dead_lettered}, "
-                   f"waiting {stats.failed + stats.deferred}")
+        summary = (
+            f"published {stats.published}, dead-lettered {stats.dead_lettered}, "
+            f"waiting {stats.failed + stats.deferred}"
+        )
         if stats.busy:
             summary = "another relay is running"
         elif stats.errors:

@@ -17,5 +17,11 @@ def build_event_sink(settings: WfloSettings, *, delivery_timeout_s: float = 30.0
     return JsonlEventSink(settings.events_path)
 
 
-__all__ = ["Delivery", "EventSink", "JsonlEventSink", "MemoryEventSink", "OutboundMessage",
-           "build_event_sink"]
+__all__ = [
+    "Delivery",
+    "EventSink",
+    "JsonlEventSink",
+    "MemoryEventSink",
+    "OutboundMessage",
+    "build_event_sink",
+]

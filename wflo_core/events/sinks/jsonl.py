@@ -22,8 +22,9 @@ DEFAULT_MAX_LINE_BYTES = 1_000_000
 class JsonlEventSink:
     """Appends events to a JSON Lines file, safe for concurrent writers across processes."""
 
-    def __init__(self, path: Path | str, *, fsync: bool = True,
-                 max_line_bytes: int = DEFAULT_MAX_LINE_BYTES) -> None:
+    def __init__(
+        self, path: Path | str, *, fsync: bool = True, max_line_bytes: int = DEFAULT_MAX_LINE_BYTES
+    ) -> None:
         self.path = Path(path)
         self.fsync = fsync
         self.max_line_bytes = max_line_bytes
@@ -35,8 +36,13 @@ class JsonlEventSink:
             if b"\n" in m.value or b"\r" in m.value:
                 results.append(Delivery(m.event_id, "payload contains a line break", permanent=True))
             elif len(m.value) > self.max_line_bytes:
-                results.append(Delivery(m.event_id, f"message of {len(m.value)} bytes exceeds the "
-                                        f"{self.max_line_bytes}-byte limit", permanent=True))
+                results.append(
+                    Delivery(
+                        m.event_id,
+                        f"message of {len(m.value)} bytes exceeds the {self.max_line_bytes}-byte limit",
+                        permanent=True,
+                    )
+                )
             else:
                 lines.append(m.value + b"\n")
                 results.append(Delivery(m.event_id))

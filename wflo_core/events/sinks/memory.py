@@ -20,8 +20,13 @@ class MemoryEventSink:
         results = []
         for m in messages:
             if len(m.value) > self.max_message_bytes:
-                results.append(Delivery(m.event_id, f"message of {len(m.value)} bytes exceeds the "
-                                        f"{self.max_message_bytes}-byte limit", permanent=True))
+                results.append(
+                    Delivery(
+                        m.event_id,
+                        f"message of {len(m.value)} bytes exceeds the {self.max_message_bytes}-byte limit",
+                        permanent=True,
+                    )
+                )
             elif not self.available:
                 results.append(Delivery(m.event_id, "sink unavailable"))
             else:
