@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Literal
 
 from wflo_core.config import WfloSettings, load_settings
+from wflo_core.errors import ConfigError
 from wflo_core.sandbox.base import Sandbox
 from wflo_core.sandbox.policy import SandboxLimits
 
@@ -25,6 +26,8 @@ def open_sandbox(
     """
     settings = settings or load_settings()
     chosen = backend or settings.effective_sandbox_backend
+    if chosen not in ("docker", "process"):
+        raise ConfigError(f"sandbox backend must be 'docker' or 'process', not {chosen!r}")
     if chosen == "docker":
         from wflo_core.sandbox.docker import DockerSandbox
 

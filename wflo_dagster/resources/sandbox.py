@@ -8,8 +8,6 @@ def analysis(sandbox: SandboxResource, generated_code: str) -> dict:
 
 from __future__ import annotations
 
-from typing import Literal
-
 from dagster import ConfigurableResource, InitResourceContext
 from pydantic import Field, PrivateAttr
 
@@ -21,7 +19,7 @@ from wflo_core.sandbox.files import FilesIn
 class SandboxResource(ConfigurableResource):
     """The sandbox for a step: Docker in production, the process backend embedded."""
 
-    backend: Literal["docker", "process"] | None = Field(
+    backend: str | None = Field(
         default=None,
         description="Unset = WFLO_SANDBOX_BACKEND, else docker if a database URL is set.",
     )
@@ -67,7 +65,7 @@ class SandboxResource(ConfigurableResource):
         if self._sandbox is None:
             self._sandbox = open_sandbox(
                 load_settings(),
-                backend=self.backend,
+                backend=self.backend,  # type: ignore[arg-type]  (checked by open_sandbox)
                 limits=self.default_limits,
                 warm_pool_size=self.warm_pool_size,
             )
