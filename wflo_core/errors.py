@@ -18,6 +18,8 @@
     ├── LockTimeout                  a lock or a single-flight result was not ready within the max wait
     ├── SandboxError                 the sandbox itself failed (not the code inside it)
     ├── ApprovalError                approval requested/decided wrongly (unknown id, already decided)
+    ├── AwaitingApproval             not a failure: the step stopped cleanly to wait for a human decision
+    ├── CompensationError            a compensation action cannot be registered or resolved
     └── EventError                   an event could not be encoded/decoded or delivered
 
 Every subclass takes keyword-only fields and implements ``__reduce__`` so it survives crossing a
@@ -153,6 +155,14 @@ class SandboxError(WfloError):
 
 class ApprovalError(WfloError):
     """An approval request or decision is invalid."""
+
+
+class AwaitingApproval(WfloError):
+    """The step stopped to wait for approval ``approval_id``; an approved continuation run resumes it."""
+
+
+class CompensationError(WfloError):
+    """A compensation action is not importable or its payload is not JSON."""
 
 
 class EventError(WfloError):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from sqlalchemy import select
 
+from wflo_core.approvals.run_status import is_waiting_for_approval
 from wflo_core.budgets import BudgetBook
 from wflo_core.events.outbox import emit
 from wflo_core.events.schemas import RunCanceled, RunFailed, RunSucceeded
@@ -21,6 +22,8 @@ def close_run(ledger: Ledger, budgets: BudgetBook, run_id: str, workflow: str, s
     """
     with ledger.transaction() as session:
         ledger.ensure_run(session, run_id, workflow)
+        if is_waiting_for_approval(session, run_id):
+            return False  # stopped at an approval gate: the decision closes it (wflo_core.approvals)
         if not ledger.finish_run(session, run_id, status, reason):
             return False
         for step in session.scalars(select(Step).where(Step.run_id == run_id, Step.status == "running")):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -10,6 +11,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
+from wflo_core.approvals import ApprovalBook, BudgetAsk
 from wflo_core.budgets import BudgetBook
 from wflo_core.cache.keys import cache_key, is_cacheable
 from wflo_core.cache.locks import MemoryLocks
@@ -21,6 +23,7 @@ from wflo_core.config import WfloSettings
 from wflo_core.errors import ConfigError
 from wflo_core.events.outbox import emit
 from wflo_core.events.schemas import EventData
+from wflo_core.events.topics import TopicLayout
 from wflo_core.ledger.migrations import upgrade
 from wflo_core.ledger.store import Ledger
 from wflo_core.llm.gateway import Gateway, GatewayParts
@@ -44,7 +47,7 @@ class WfloServices:
     _providers: dict[str, Provider] = field(default_factory=dict)
 
     def emit(self, session: Session, event: EventData) -> None:
-        emit(session, event, topic=None)
+        emit(session, event, topic=TopicLayout.from_settings(self.settings).events)
 
     @staticmethod
     def parse_usd(value: str, what: str) -> Decimal:
@@ -104,9 +107,10 @@ def build_services(settings: WfloSettings, **part_overrides: Any) -> WfloService
 
     parts = GatewayParts(
         ledger=ledger, budgets=budgets, catalog=PriceCatalog.from_settings(settings),
-        provider_for=provider_for, record_event=emit, cache=cache, cache_key=key_for,
+        provider_for=provider_for, record_event=functools.partial(emit, topic=TopicLayout.from_settings(settings).events),
+        cache=cache, cache_key=key_for,
         single_flight=lambda key, compute: tuple(flights.run(key, compute)),  # type: ignore[arg-type,return-value]
-        call_with_resilience=resilient,
+        call_with_resilience=resilient, ask_approval=BudgetAsk(ApprovalBook(ledger)),
     )
     for key, value in part_overrides.items():
         setattr(parts, key, value)

@@ -21,6 +21,7 @@ from typing import Any, Protocol
 
 from sqlalchemy.orm import Session
 
+from wflo_core.approvals.budget_ask import awaiting as awaiting_approval
 from wflo_core.budgets import BudgetBook, CallScope, ThresholdCrossed
 from wflo_core.errors import BudgetExceeded, ProviderError
 from wflo_core.events.schemas import (
@@ -85,11 +86,14 @@ class GatewayParts:
     single_flight: Callable[[str, Callable[[], LLMResponse]], tuple[LLMResponse, bool]] | None = None
     call_with_resilience: Callable[[str, Callable[[int], LLMResponse]], LLMResponse] | None = None
     """Runs ``send(attempt)`` with retries behind the provider's breaker."""
+    ask_approval: Callable[[Session, BudgetExceeded, CallScope], str | None] | None = None
+    """For a refused call: opens an approval request and returns its id when the budget says ``ask``."""
 
 
 class Gateway:
     def __init__(self, parts: GatewayParts) -> None:
         self.parts = parts
+        self._known_runs: set[str] = set()
 
     def complete(self, request: LLMRequest, scope: CallScope, call_key: str) -> tuple[LLMResponse, CallOutcome]:
         """Answer ``request`` for ``scope``; ``call_key`` is the call's idempotency key in the ledger."""
@@ -129,9 +133,13 @@ class Gateway:
             p.budgets.reserve(scope.refs(), call_key, amount, run_id=scope.run_id)
         except BudgetExceeded as err:
             with p.ledger.transaction() as session:
+                approval_id = p.ask_approval(session, err, scope) if p.ask_approval else None
                 p.record_event(session, BudgetExceededEvent(
                     scope=err.scope, scope_key=err.scope_key, limit_usd=err.limit_usd, spent_usd=err.spent_usd,
-                    held_usd=err.held_usd, requested_usd=err.requested_usd, run_id=scope.run_id))
+                    held_usd=err.held_usd, requested_usd=err.requested_usd, run_id=scope.run_id,
+                    action="approval_requested" if approval_id else "failed"))
+            if approval_id:
+                raise awaiting_approval(err, approval_id) from err
             raise
         started = time.monotonic()
 
@@ -180,7 +188,7 @@ class Gateway:
     def _record_failed_attempt(self, request: LLMRequest, provider: str, scope: CallScope, call_key: str,
                                attempt: int, err: ProviderError) -> None:
         with self.parts.ledger.transaction() as session:
-            self.parts.ledger.ensure_run(session, scope.run_id, scope.workflow)
+            self._ensure_run(session, scope)
             self.parts.ledger.record_call(
                 session, idempotency_key=f"{call_key}#failed{attempt}", run_id=scope.run_id,
                 step_key=scope.step_key, asset_key=scope.asset_key, provider=provider, model=request.model,
@@ -188,10 +196,16 @@ class Gateway:
                 tags=dict(scope.tags),
             )
 
+    def _ensure_run(self, session: Session, scope: CallScope) -> None:
+        """Record the run once per process (the step normally did already; direct callers may not)."""
+        if scope.run_id not in self._known_runs:
+            self.parts.ledger.ensure_run(session, scope.run_id, scope.workflow)
+            self._known_runs.add(scope.run_id)
+
     def _write_call(self, session: Session, outcome: CallOutcome, scope: CallScope, *, status: str,
                     cache_key: str | None, latency_ms: int) -> None:
         ledger = self.parts.ledger
-        ledger.ensure_run(session, scope.run_id, scope.workflow)
+        self._ensure_run(session, scope)
         u = outcome.usage
         ledger.record_call(
             session, idempotency_key=outcome.call_key, run_id=scope.run_id, step_key=scope.step_key,
