@@ -10,22 +10,19 @@ from wflo_dagster.resources.events import EventSinkResource
 def outbox_relay_sensor(
     *,
     name: str = "wflo_outbox_relay",
-    resource_key: str = "events",
     minimum_interval_seconds: int = 30,
     max_seconds_per_tick: float = 30.0,
     default_status: dg.DefaultSensorStatus = dg.DefaultSensorStatus.RUNNING,
 ) -> dg.SensorDefinition:
-    """A sensor (no job) that relays pending outbox events through the ``EventSinkResource``."""
+    """A sensor (no job) relaying pending outbox events through the ``events`` resource."""
 
     @dg.sensor(
         name=name,
         minimum_interval_seconds=minimum_interval_seconds,
         default_status=default_status,
-        required_resource_keys={resource_key},
         description="Publishes pending wflo events from the ledger outbox to Kafka / the JSONL file.",
     )
-    def _sensor(context: dg.SensorEvaluationContext) -> dg.SkipReason:
-        events: EventSinkResource = getattr(context.resources, resource_key)
+    def _sensor(context: dg.SensorEvaluationContext, events: EventSinkResource) -> dg.SkipReason:
         stats = events.relay(max_seconds=max_seconds_per_tick)
         summary = (
             f"published {stats.published}, dead-lettered {stats.dead_lettered}, "
