@@ -93,20 +93,23 @@ class BudgetBook:
             ["scope", "scope_key"],
         )
 
-    def _materialize_periods(self, session: Session, refs: Sequence[ScopeRef]) -> None:
-        """Day/month budgets are set once as a template (key ``*``); each period gets its own counter."""
-        for ref in refs:
-            if ref.scope in ("day", "month"):
-                template = session.scalar(select(Budget).where(
-                    Budget.scope == ref.scope, Budget.scope_key == PERIOD_TEMPLATE_KEY))
-                if template is not None:
-                    self.ensure_limit(session, ref.scope, ref.key, template.limit_usd, template.on_breach)
-
     def applicable(self, session: Session, refs: Sequence[ScopeRef]) -> list[Budget]:
-        self._materialize_periods(session, refs)
+        """The budgets that govern ``refs``, in id order (the lock order of reservations).
+
+        Day/month budgets are set once as a template (key ``*``); each period gets its own counter,
+        created here from the template the first time the period is charged.
+        """
         wanted = {(r.scope, r.key) for r in refs}
-        rows = session.scalars(select(Budget).where(Budget.scope_key.in_({r.key for r in refs}))
-                               .order_by(Budget.id)).all()
+        keys = {r.key for r in refs} | {PERIOD_TEMPLATE_KEY}
+        rows = session.scalars(select(Budget).where(Budget.scope_key.in_(keys)).order_by(Budget.id)).all()
+        have = {(b.scope, b.scope_key) for b in rows}
+        templates = {b.scope: b for b in rows if b.scope_key == PERIOD_TEMPLATE_KEY}
+        missing = [r for r in refs if r.scope in templates and (r.scope, r.key) not in have]
+        for ref in missing:
+            template = templates[ref.scope]
+            self.ensure_limit(session, ref.scope, ref.key, template.limit_usd, template.on_breach)
+        if missing:
+            rows = session.scalars(select(Budget).where(Budget.scope_key.in_(keys)).order_by(Budget.id)).all()
         return [b for b in rows if (b.scope, b.scope_key) in wanted]
 
     def usage(self, session: Session, refs: Sequence[ScopeRef] | None = None) -> list[BudgetUsage]:
@@ -120,8 +123,19 @@ class BudgetBook:
     def reserve(self, refs: Sequence[ScopeRef], call_key: str, amount_usd: Decimal,
                 *, run_id: str | None = None) -> list[Hold]:
         """Hold ``amount_usd`` on every applicable budget, all or nothing; ``BudgetExceeded`` if any is full."""
+        try:
+            return self._reserve(refs, call_key, amount_usd, run_id)
+        except BudgetExceeded:
+            # Holds of crashed steps may be what fills the budget: expire them and try once more.
+            with self.ledger.transaction() as session:
+                expired = self.expire_stale(session)
+            if not expired:
+                raise
+            return self._reserve(refs, call_key, amount_usd, run_id)
+
+    def _reserve(self, refs: Sequence[ScopeRef], call_key: str, amount_usd: Decimal,
+                 run_id: str | None) -> list[Hold]:
         with self.ledger.transaction() as session:
-            self.expire_stale(session)
             budgets = self.applicable(session, refs)
             holds: list[Hold] = []
             for budget in budgets:

@@ -1,0 +1,81 @@
+"""Gateway overhead per LLM call vs calling the OpenAI SDK directly against the same local server.
+
+Both sides send the same chat completion through the real SDK over HTTP to the fake server from
+tests/llm_server.py. The gateway side adds what wflo does per call on its production backends:
+budget hold + settlement on Postgres, ledger row, outbox event, breaker on Redis. Requests use
+temperature 0.7 so nothing is served from the cache. Rounds alternate so machine noise hits both.
+
+    .venv/bin/python bench/bench_gateway.py [--calls 200]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from decimal import Decimal
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import openai  # noqa: E402
+
+from tests import llm_server  # noqa: E402
+from tests.services import start_postgres, start_redis  # noqa: E402
+from wflo_core.budgets import CallScope  # noqa: E402
+from wflo_core.config import load_settings  # noqa: E402
+from wflo_core.ledger.migrations import upgrade  # noqa: E402
+from wflo_core.llm.factory import build_services  # noqa: E402
+from wflo_core.llm.types import LLMRequest, Message  # noqa: E402
+
+ROUNDS = 10
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--calls", type=int, default=200, help="calls per side in total")
+    args = parser.parse_args()
+    per_round = max(1, args.calls // ROUNDS)
+    server, pg, rd = llm_server.start_in_thread(), start_postgres(), start_redis()
+    try:
+        settings = load_settings(database_url=pg.url, redis_url=rd.url, llm_mode="live", openai_api_key="sk-bench",
+                                 openai_base_url=server.openai_base_url)
+        upgrade(settings.ledger_url)
+        services = build_services(settings)
+        with services.ledger.transaction() as s:
+            services.budgets.set_limit(s, "run", "bench", Decimal("1000"))
+        sdk = openai.OpenAI(api_key="sk-bench", base_url=server.openai_base_url, max_retries=0)
+        scope = CallScope(run_id="bench", workflow="bench", step_key="step")
+        counter = iter(range(10**9))
+
+        def direct() -> None:
+            sdk.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "hi"}],
+                                        max_completion_tokens=50, temperature=0.7)
+
+        def gateway() -> None:
+            request = LLMRequest(provider="openai", model="gpt-4o-mini", messages=(Message("user", "hi"),),
+                                 max_tokens=50, temperature=0.7)
+            services.gateway.complete(request, scope, f"bench:{next(counter)}")
+
+        direct(), gateway()  # warm up connections and caches
+        sides: dict[str, list[float]] = {"direct": [], "gateway": []}
+        for _ in range(ROUNDS):
+            for name, fn in (("direct", direct), ("gateway", gateway)):
+                started = time.perf_counter()
+                for _ in range(per_round):
+                    fn()
+                sides[name].append((time.perf_counter() - started) / per_round * 1000)
+        d, g = statistics.median(sides["direct"]), statistics.median(sides["gateway"])
+        print(f"direct SDK call: {d:.2f} ms/call (median of {ROUNDS} rounds x {per_round})")
+        print(f"through gateway: {g:.2f} ms/call")
+        print(f"gateway overhead: {g - d:.2f} ms/call, ratio {g / d:.2f}x")
+        services.close()
+    finally:
+        server.stop()
+        pg.stop()
+        rd.stop()
+
+
+if __name__ == "__main__":
+    main()
