@@ -18,6 +18,8 @@ from collections import deque
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+import triage_cassette  # scripts/triage_cassette.py, next to this file
+
 from wflo_core.llm.providers import (
     AnthropicProvider,
     OpenAIProvider,
@@ -198,6 +200,7 @@ def main() -> None:
         max_tokens=300,
         temperature=0.0,
     )
+    triage_cassette.record(call, openai_body)
 
     for provider in providers.values():
         provider.close()

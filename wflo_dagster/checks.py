@@ -1,0 +1,70 @@
+"""Asset checks that fail when one materialization of an asset cost more than its threshold.
+
+The cost is read from the ledger (exact ``Decimal``), for the run that produced the asset's latest
+materialization, so it counts every call the asset made, fan-out steps of a graph asset included.
+"""
+
+from collections.abc import Sequence
+from decimal import Decimal, InvalidOperation
+
+import dagster as dg
+
+from wflo_core.config import load_settings
+from wflo_core.errors import ConfigError
+from wflo_core.ledger.rollups import cost_rollup
+from wflo_core.ledger.store import Ledger
+
+CHECK_NAME = "cost_per_materialization"
+
+
+def _usd(value: Decimal | str) -> Decimal:
+    try:
+        amount = Decimal(str(value))
+    except InvalidOperation:
+        raise ConfigError(f"max_usd must be a decimal amount like '0.01', got {value!r}") from None
+    if not amount.is_finite() or amount < 0:
+        raise ConfigError(f"max_usd must be a finite amount >= 0, got {value!r}")
+    return amount
+
+
+def asset_cost_in_run(asset_key: dg.AssetKey, run_id: str) -> Decimal:
+    """What the asset's calls in one run cost, from the ledger."""
+    ledger = Ledger(load_settings().ledger_url)
+    try:
+        with ledger.transaction() as session:
+            rows = cost_rollup(session, "asset", run_id=run_id)
+    finally:
+        ledger.close()
+    return sum((r.cost_usd for r in rows if r.key == asset_key.to_user_string()), Decimal(0))
+
+
+AssetRef = dg.AssetsDefinition | dg.AssetKey | str
+
+
+def cost_check(asset: AssetRef, max_usd: Decimal | str) -> dg.AssetChecksDefinition:
+    """A check on ``asset`` that fails (severity ERROR) when its latest materialization cost more than
+    ``max_usd``."""
+    limit = _usd(max_usd)
+    key = asset.key if isinstance(asset, dg.AssetsDefinition) else dg.AssetKey.from_coercible(asset)
+
+    @dg.asset_check(asset=key, name=CHECK_NAME,
+                    description=f"Fails when one materialization costs more than ${limit} in LLM calls.")
+    def _check(context: dg.AssetCheckExecutionContext) -> dg.AssetCheckResult:
+        event = context.instance.get_latest_materialization_event(key)
+        if event is None:
+            return dg.AssetCheckResult(passed=True, description="not materialized yet; nothing to check",
+                                       metadata={"max_usd": float(limit)})
+        cost = asset_cost_in_run(key, event.run_id)
+        passed = cost <= limit
+        verdict = "within" if passed else "over"
+        return dg.AssetCheckResult(
+            passed=passed, severity=dg.AssetCheckSeverity.ERROR,
+            description=f"${cost} {verdict} the ${limit} per-materialization threshold (run {event.run_id})",
+            metadata={"cost_usd": float(cost), "max_usd": float(limit), "run_id": event.run_id},
+        )
+
+    return _check
+
+
+def cost_checks(thresholds: Sequence[tuple[AssetRef, Decimal | str]]) -> list[dg.AssetChecksDefinition]:
+    return [cost_check(asset, max_usd) for asset, max_usd in thresholds]
