@@ -8,14 +8,17 @@ from typing import Any
 
 import dagster as dg
 from pydantic import Field, PrivateAttr
+from sqlalchemy.orm import Session
 
 from wflo_core.budgets import CallScope
 from wflo_core.budgets.scopes import BUDGET_TAG, ON_BREACH_TAG, tags_from
+from wflo_core.checkpoints import CheckpointStore, SettledResults
 from wflo_core.config import WfloSettings, load_settings
 from wflo_core.events.schemas import RunStarted, StepRetried, StepStarted
 from wflo_core.llm.accounting import CallOutcome, StepTotals
 from wflo_core.llm.factory import WfloServices, build_services
 from wflo_core.llm.types import LLMRequest, LLMResponse, Message
+from wflo_core.run_chain import PARENT_RUN_TAG
 
 StepContext = dg.AssetExecutionContext | dg.OpExecutionContext
 
@@ -24,6 +27,11 @@ def step_identity(context: StepContext) -> tuple[str, str, int]:
     """(run id, step key, attempt) of the step this context belongs to."""
     step_key = context.get_step_execution_context().step.key
     return context.run_id, step_key, context.retry_number
+
+
+def parent_run_id(context: StepContext) -> str | None:
+    """The run this one continues: an approved continuation's tag, or Dagster's re-execution parent."""
+    return context.run_tags.get(PARENT_RUN_TAG) or context.dagster_run.parent_run_id
 
 
 class LLMResource(dg.ConfigurableResource):
@@ -74,7 +82,7 @@ class LLMResource(dg.ConfigurableResource):
 
     # ------------------------------------------------------------------ calls
 
-    def scope_for(self, context: StepContext) -> CallScope:
+    def scope_for(self, context: StepContext, session: Session | None = None) -> CallScope:
         """Who this step's calls are charged to; its tag budgets are set up on first use."""
         run_id, step_key, _ = step_identity(context)
         if (run_id, step_key) in self._scopes:
@@ -84,32 +92,38 @@ class LLMResource(dg.ConfigurableResource):
         tags = {**tags_from(context.run_tags), **tags_from(op_tags)}
         scope = CallScope(run_id=run_id, workflow=context.job_name, step_key=step_key, asset_key=asset_key,
                           tags=tags)
-        self._ensure_tag_budgets(context, scope, op_tags)
+        if session is None:
+            with self.services.ledger.transaction() as own_session:
+                self._ensure_tag_budgets(own_session, context, scope, op_tags)
+        else:
+            self._ensure_tag_budgets(session, context, scope, op_tags)
         self._scopes[(run_id, step_key)] = scope
         return scope
 
-    def _ensure_tag_budgets(self, context: StepContext, scope: CallScope, op_tags: dict[str, str]) -> None:
+    def _ensure_tag_budgets(self, session: Session, context: StepContext, scope: CallScope,
+                            op_tags: dict[str, str]) -> None:
         """Run budgets from the run tag or WFLO_BUDGET_RUN_USD; asset budgets from the asset's op tag."""
         services = self.services
         run_limit = context.run_tags.get(BUDGET_TAG)
         on_breach = context.run_tags.get(ON_BREACH_TAG, services.settings.budget_on_breach)
-        with services.ledger.transaction() as session:
-            if run_limit is not None or services.settings.budget_run_usd is not None:
-                limit = services.parse_usd(run_limit, BUDGET_TAG) if run_limit else services.settings.budget_run_usd
-                services.budgets.ensure_limit(session, "run", scope.run_id, limit, on_breach)
-            if scope.asset_key and BUDGET_TAG in op_tags:
-                services.budgets.ensure_limit(session, "asset", scope.asset_key,
-                                              services.parse_usd(op_tags[BUDGET_TAG], BUDGET_TAG), on_breach)
+        if run_limit is not None or services.settings.budget_run_usd is not None:
+            limit = services.parse_usd(run_limit, BUDGET_TAG) if run_limit else services.settings.budget_run_usd
+            services.budgets.ensure_limit(session, "run", scope.run_id, limit, on_breach)
+        if scope.asset_key and BUDGET_TAG in op_tags:
+            services.budgets.ensure_limit(session, "asset", scope.asset_key,
+                                          services.parse_usd(op_tags[BUDGET_TAG], BUDGET_TAG), on_breach)
 
     def start_step(self, context: StepContext) -> None:
         """Open this attempt's ``steps`` row (and the run's, first time) with their events."""
-        scope = self.scope_for(context)
         run_id, step_key, attempt = step_identity(context)
         services = self.services
         with services.ledger.transaction() as session:
-            if services.ledger.ensure_run(session, run_id, scope.workflow, tags=dict(context.run_tags)):
+            scope = self.scope_for(context, session)
+            parent = parent_run_id(context)
+            if services.ledger.ensure_run(session, run_id, scope.workflow, tags=dict(context.run_tags),
+                                          parent_run_id=parent):
                 services.emit(session, RunStarted(run_id=run_id, workflow=scope.workflow,
-                                                  tags=dict(context.run_tags)))
+                                                  tags=dict(context.run_tags), parent_run_id=parent))
             for earlier in services.ledger.close_earlier_attempts(session, run_id, step_key, attempt):
                 services.emit(session, StepRetried(run_id=run_id, step_key=step_key, attempt=earlier.attempt,
                                                    asset_key=scope.asset_key,
@@ -151,8 +165,17 @@ class LLMResource(dg.ConfigurableResource):
             self._seq[(run_id, step_key, attempt)] += 1
             seq = self._seq[(run_id, step_key, attempt)]
         call_key = f"{run_id}:{step_key}:{attempt}:{seq}"
-        response, outcome = self.services.gateway.complete(request, self.scope_for(context), call_key)
+        scope = self.scope_for(context)
+        settled = SettledResults(CheckpointStore(self.services.ledger))
+        reused = settled.recall(run_id=run_id, step_key=step_key, seq=seq, request=request)
+        if reused is not None:
+            context.log.info(f"call {seq} of {step_key} was answered and paid for earlier in this run's chain; "
+                             "reusing that answer (not sent, not charged)")
+            return reused
+        response, outcome = self.services.gateway.complete(request, scope, call_key)
         self._count(run_id, step_key, outcome)
+        settled.remember(run_id=run_id, workflow=scope.workflow, step_key=step_key, seq=seq, request=request,
+                         response=response)
         return response
 
     def _count(self, run_id: str, step_key: str, outcome: CallOutcome) -> None:

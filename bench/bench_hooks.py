@@ -1,0 +1,82 @@
+"""Per-step overhead of wflo's hooks + ledger writes (Postgres) on a trivial asset vs the same asset without wflo.
+
+Each side is a chain of 20 trivial assets materialized in-process; the wflo side wraps them with
+``llm_asset`` (step row + events on start, metadata, hook closing the step) with the ledger on a
+throwaway Postgres. Rounds alternate so machine noise hits both sides. Goal: < 5 ms added per step.
+
+    .venv/bin/python bench/bench_hooks.py [--rounds 7]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import dagster as dg  # noqa: E402
+
+from tests.services import start_postgres  # noqa: E402
+from wflo_core.config import load_settings  # noqa: E402
+from wflo_core.ledger.migrations import upgrade  # noqa: E402
+from wflo_dagster.resources.llm import LLMResource  # noqa: E402
+from wflo_dagster.steps import llm_asset  # noqa: E402
+
+STEPS = 20
+GOAL_MS = 5.0
+
+
+def chain(make) -> list[dg.AssetsDefinition]:  # type: ignore[no-untyped-def]
+    return [make(i) for i in range(STEPS)]
+
+
+def plain(i: int) -> dg.AssetsDefinition:
+    @dg.asset(name=f"plain_{i}")
+    def _asset() -> int:
+        return i
+
+    return _asset
+
+
+def tracked(i: int) -> dg.AssetsDefinition:
+    @llm_asset(name=f"tracked_{i}")
+    def _asset(context: dg.AssetExecutionContext, llm: LLMResource) -> int:
+        return i
+
+    return _asset
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=7)
+    args = parser.parse_args()
+    pg = start_postgres()
+    try:
+        os.environ.update(WFLO_DATABASE_URL=pg.url, WFLO_HOME=tempfile.mkdtemp())
+        upgrade(load_settings().ledger_url)
+        sides = {"without wflo": (chain(plain), {}), "with wflo": (chain(tracked), {"llm": LLMResource()})}
+        times: dict[str, list[float]] = {name: [] for name in sides}
+        with dg.instance_for_test() as instance:
+            for name, (assets, resources) in sides.items():  # warm up imports and connections
+                dg.materialize(assets, resources=resources, instance=instance)
+            for _ in range(args.rounds):
+                for name, (assets, resources) in sides.items():
+                    started = time.perf_counter()
+                    assert dg.materialize(assets, resources=resources, instance=instance).success
+                    times[name].append((time.perf_counter() - started) * 1000 / STEPS)
+        base, wflo = statistics.median(times["without wflo"]), statistics.median(times["with wflo"])
+        print(f"without wflo: {base:.2f} ms/step (median of {args.rounds} runs of {STEPS} steps)")
+        print(f"with wflo:    {wflo:.2f} ms/step")
+        print(f"added by wflo: {wflo - base:.2f} ms/step (ratio {wflo / base:.2f}x); "
+              f"goal < {GOAL_MS} ms: {'met' if wflo - base < GOAL_MS else 'NOT met'}")
+    finally:
+        pg.stop()
+
+
+if __name__ == "__main__":
+    main()
