@@ -12,6 +12,7 @@ from wflo_core.budgets import BudgetBook
 from wflo_core.config import load_settings
 from wflo_core.ledger.store import Ledger
 from wflo_core.runs import close_run
+from wflo_dagster.run_summary import tag_run_with_cost
 
 _STATUS = {
     dg.DagsterRunStatus.SUCCESS: "succeeded",
@@ -36,6 +37,8 @@ def close_out(context: dg.RunStatusSensorContext) -> None:
     try:
         close_run(ledger, BudgetBook(ledger), run.run_id, run.job_name, _STATUS[run.status],
                   _failure_reason(context))
+        with ledger.transaction() as session:
+            tag_run_with_cost(context.instance, session, run.run_id)
     finally:
         ledger.close()
 
