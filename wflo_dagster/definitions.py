@@ -12,7 +12,9 @@ from wflo_dagster.gates import approvals_sensor
 from wflo_dagster.pipelines.research_agent import research_agent_job, research_assets
 from wflo_dagster.pipelines.reviewed_release import reviewed_release_assets, reviewed_release_job
 from wflo_dagster.pipelines.triage_agent import triage_agent_job, triage_agent_schedule, triage_assets
+from wflo_dagster.resources.events import EventSinkResource
 from wflo_dagster.resources.llm import LLMResource
+from wflo_dagster.sensors.outbox_relay import outbox_relay_sensor
 from wflo_dagster.sensors.run_status import run_close_out_sensors
 
 defs = dg.Definitions(
@@ -25,6 +27,6 @@ defs = dg.Definitions(
     jobs=[research_agent_job, triage_agent_job, cost_report_job, reviewed_release_job],
     schedules=[triage_agent_schedule, daily_cost_report_schedule],
     sensors=[*run_close_out_sensors, approvals_sensor([research_agent_job, triage_agent_job, reviewed_release_job]),
-             rollback_failed_runs],
-    resources={"llm": LLMResource()},
+             rollback_failed_runs, outbox_relay_sensor()],
+    resources={"llm": LLMResource(), "events": EventSinkResource()},
 )

@@ -209,3 +209,17 @@ class OutboxRelay:
 
 def _chunks(ids: list[int], size: int = 500) -> list[list[int]]:
     return [ids[i : i + size] for i in range(0, len(ids), size)]
+
+
+def relay_best_effort(ledger: Ledger, sink: EventSink, *, max_seconds: float = 10.0) -> RelayStats:
+    """Publish what is pending now without ever raising: whatever is left waits in the outbox for the
+    daemon-side relay (sensor or ``wflo events relay``), so a broker outage never fails a step."""
+    try:
+        stats = OutboxRelay(ledger, sink).relay_until_idle(max_seconds=max_seconds)
+    except Exception as err:  # noqa: BLE001 - publishing later is the contract
+        logger.warning("event relay failed, events stay in the outbox: %s", err)
+        return RelayStats(errors=[str(err)])
+    if stats.failed or stats.deferred:
+        logger.warning("event relay: %d events wait in the outbox (%s)", stats.failed + stats.deferred,
+                       "; ".join(stats.errors[-1:]))
+    return stats

@@ -22,6 +22,9 @@ from wflo_core.cache.singleflight import SingleFlight
 from wflo_core.config import WfloSettings
 from wflo_core.errors import ConfigError
 from wflo_core.events.outbox import emit
+from wflo_core.events.relay import RelayStats, relay_best_effort
+from wflo_core.events.sinks import build_event_sink
+from wflo_core.events.sinks.base import EventSink
 from wflo_core.events.schemas import EventData
 from wflo_core.events.topics import TopicLayout
 from wflo_core.ledger.migrations import upgrade
@@ -45,6 +48,7 @@ class WfloServices:
     budgets: BudgetBook
     gateway: Gateway
     _providers: dict[str, Provider] = field(default_factory=dict)
+    _sink: EventSink | None = None
 
     def emit(self, session: Session, event: EventData) -> None:
         emit(session, event, topic=TopicLayout.from_settings(self.settings).events)
@@ -59,9 +63,17 @@ class WfloServices:
             raise ConfigError(f"{what} must be a finite amount >= 0, got {value!r}")
         return amount
 
+    def relay_events(self, *, max_seconds: float = 10.0) -> RelayStats:
+        """Publish pending outbox events now (best effort; never raises)."""
+        if self._sink is None:
+            self._sink = build_event_sink(self.settings, delivery_timeout_s=5.0)
+        return relay_best_effort(self.ledger, self._sink, max_seconds=max_seconds)
+
     def close(self) -> None:
         for provider in self._providers.values():
             provider.close()
+        if self._sink is not None:
+            self._sink.close()
         self.ledger.close()
 
 

@@ -9,6 +9,8 @@ from rich.console import Console
 
 from wflo_core.budgets import BudgetBook
 from wflo_core.config import load_settings, redact_url
+from wflo_core.events.relay import relay_best_effort
+from wflo_core.events.sinks import build_event_sink
 from wflo_core.ledger.migrations import upgrade
 from wflo_core.ledger.rollups import cost_rollup, run_total
 from wflo_core.ledger.store import Ledger
@@ -46,6 +48,9 @@ def demo(job: str = typer.Option(DEMO_JOB, help="Job of wflo_dagster.definitions
     ledger = Ledger(settings.ledger_url)
     try:
         close_run(ledger, BudgetBook(ledger), result.run_id, job, status, reason)
+        sink = build_event_sink(settings)
+        relay_best_effort(ledger, sink)  # the run's last events, to Kafka or the JSONL file
+        sink.close()
         with ledger.transaction() as session:
             by_step = cost_rollup(session, "step", run_id=result.run_id)
             by_model = cost_rollup(session, "model", run_id=result.run_id)

@@ -15,7 +15,8 @@ from pydantic import Field, PrivateAttr
 from sqlalchemy.orm import Session
 
 from wflo_core.config import WfloSettings, load_settings
-from wflo_core.events import CloudEvent, EventData, EventSink, OutboxRelay, RelayStats, TopicLayout, emit
+from wflo_core.events import CloudEvent, EventData, EventSink, RelayStats, TopicLayout, emit
+from wflo_core.events.relay import relay_best_effort
 from wflo_core.events.sinks import build_event_sink
 from wflo_core.ledger.store import Ledger
 
@@ -90,15 +91,4 @@ class EventSinkResource(ConfigurableResource):
         """Publish pending events now, best effort: failures are logged and left for the relay."""
         self._start()
         assert self._sink is not None
-        try:
-            stats = OutboxRelay(self.ledger, self._sink).relay_until_idle(max_seconds=max_seconds)
-        except Exception as err:  # noqa: BLE001 - publishing later is the contract; never fail the step
-            logger.warning("event relay failed, events stay in the outbox: %s", err)
-            return RelayStats(errors=[str(err)])
-        if stats.failed or stats.deferred:
-            logger.warning(
-                "event relay: %d events wait in the outbox (%s)",
-                stats.failed + stats.deferred,
-                "; ".join(stats.errors[-1:]),
-            )
-        return stats
+        return relay_best_effort(self.ledger, self._sink, max_seconds=max_seconds)

@@ -71,6 +71,7 @@ class LLMResource(dg.ConfigurableResource):
 
     def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
         if self._services is not None:
+            self._services.relay_events()  # in-step best effort; the relay sensor does the rest
             self._services.close()
             self._services = None
 
