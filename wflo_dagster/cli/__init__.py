@@ -19,7 +19,7 @@ app = typer.Typer(
 
 def main() -> None:
     """Console entry point: user mistakes become one red line and exit code 1, never a traceback."""
-    from wflo_dagster.cli import costs, db, demo, events  # noqa: F401  (registers commands)
+    from wflo_dagster.cli import approvals, costs, db, demo, events, runs  # noqa: F401  (registers commands)
     from wflo_dagster.cli import sandbox  # noqa: F401
     from wflo_dagster.cli import budgets, doctor  # noqa: F401
 
