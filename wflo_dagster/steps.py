@@ -5,17 +5,20 @@ from __future__ import annotations
 import functools
 import inspect
 import typing
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
 import dagster as dg
 
+from wflo_core.budgets.estimate import PlannedCall, encode_plan
 from wflo_core.budgets.scopes import BUDGET_TAG
 from wflo_core.errors import ConfigError, WfloError
 from wflo_dagster.failures import as_failure
 from wflo_dagster.hooks import LLM_RESOURCE_KEY, WFLO_HOOKS
 from wflo_dagster.resources.llm import LLMResource, StepContext
+
+PLANNED_CALLS_KEY = "wflo/planned_calls"
 
 
 def _llm_resource(args: tuple[Any, ...], kwargs: Mapping[str, Any], context: StepContext) -> LLMResource:
@@ -47,11 +50,13 @@ def track_llm_step(fn: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
-def llm_asset(*, budget_usd: Decimal | str | None = None, **asset_kwargs: Any) -> Callable[..., dg.AssetsDefinition]:
+def llm_asset(*, budget_usd: Decimal | str | None = None, planned_calls: Sequence[PlannedCall] = (),
+              **asset_kwargs: Any) -> Callable[..., dg.AssetsDefinition]:
     """``@dg.asset`` plus wflo's hooks, cost metadata and an optional per-asset budget.
 
     ``budget_usd`` becomes the asset's ``wflo/budget_usd`` op tag: every materialization's calls are
-    held against it before they are sent.
+    held against it before they are sent. ``planned_calls`` declares the calls the asset expects to
+    make, so ``wflo estimate JOB`` can bound a job's cost before it runs.
     """
     op_tags = dict(asset_kwargs.pop("op_tags", None) or {})
     if budget_usd is not None:
@@ -60,6 +65,9 @@ def llm_asset(*, budget_usd: Decimal | str | None = None, **asset_kwargs: Any) -
         except InvalidOperation:
             raise ConfigError(f"budget_usd must be a decimal amount like '0.50', got {budget_usd!r}") from None
     hooks = set(asset_kwargs.pop("hooks", None) or set()) | WFLO_HOOKS
+    if planned_calls:
+        asset_kwargs["metadata"] = {**(asset_kwargs.get("metadata") or {}),
+                                    PLANNED_CALLS_KEY: encode_plan(planned_calls)}
 
     def decorator(fn: Callable[..., Any]) -> dg.AssetsDefinition:
         return dg.asset(op_tags=op_tags, hooks=hooks, **asset_kwargs)(track_llm_step(fn))

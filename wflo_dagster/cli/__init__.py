@@ -17,12 +17,19 @@ app = typer.Typer(
 )
 
 
-def main() -> None:
-    """Console entry point: user mistakes become one red line and exit code 1, never a traceback."""
+def load_commands() -> typer.Typer:
+    """Import every command module (each registers itself on ``app``) and return the app."""
     from wflo_dagster.cli import approvals, costs, db, demo, events, runs  # noqa: F401  (registers commands)
     from wflo_dagster.cli import sandbox  # noqa: F401
     from wflo_dagster.cli import budgets, doctor  # noqa: F401
+    from wflo_dagster.cli import estimate  # noqa: F401
 
+    return app
+
+
+def main() -> None:
+    """Console entry point: user mistakes become one red line and exit code 1, never a traceback."""
+    load_commands()
     try:
         app(standalone_mode=True)
     except WfloError as err:

@@ -12,6 +12,7 @@ import json
 
 import dagster as dg
 
+from wflo_core.budgets.estimate import PlannedCall
 from wflo_core.llm.types import Message, ToolCall
 from wflo_dagster.resources.llm import LLMResource
 from wflo_dagster.steps import llm_asset
@@ -73,14 +74,17 @@ def run_search_tool(call: ToolCall) -> str:
     return json.dumps({"results": hits})
 
 
-@llm_asset(group_name=GROUP, kinds={"openai"}, description="A short research plan for the question.")
+@llm_asset(group_name=GROUP, kinds={"openai"}, description="A short research plan for the question.",
+           planned_calls=[PlannedCall(PLANNER_MODEL[1], PLANNER_MODEL[0], max_tokens=300, prompt_tokens=600)])
 def research_plan(context: dg.AssetExecutionContext, config: ResearchConfig, llm: LLMResource) -> str:
     provider, model = PLANNER_MODEL
     return llm.complete(context, messages=plan_messages(config.question), provider=provider, model=model,
                         max_tokens=300, temperature=0.0).text
 
 
-@llm_asset(group_name=GROUP, kinds={"openai"}, description="Evidence gathered with a search tool.")
+@llm_asset(group_name=GROUP, kinds={"openai"}, description="Evidence gathered with a search tool.",
+           planned_calls=[PlannedCall(PLANNER_MODEL[1], PLANNER_MODEL[0], max_tokens=400, prompt_tokens=2500,
+                                      count=2)])
 def source_notes(context: dg.AssetExecutionContext, research_plan: str, llm: LLMResource) -> str:
     provider, model = PLANNER_MODEL
     params = {"provider": provider, "model": model, "max_tokens": 400, "temperature": 0.0,
@@ -93,14 +97,16 @@ def source_notes(context: dg.AssetExecutionContext, research_plan: str, llm: LLM
                         **params).text
 
 
-@llm_asset(group_name=GROUP, kinds={"anthropic"}, description="Python the agent wrote for the analysis.")
+@llm_asset(group_name=GROUP, kinds={"anthropic"}, description="Python the agent wrote for the analysis.",
+           planned_calls=[PlannedCall(CODER_MODEL[1], CODER_MODEL[0], max_tokens=500, prompt_tokens=1500)])
 def analysis_code(context: dg.AssetExecutionContext, research_plan: str, llm: LLMResource) -> str:
     provider, model = CODER_MODEL
     return llm.complete(context, messages=code_messages(research_plan), provider=provider, model=model,
                         max_tokens=500, temperature=0.0).text
 
 
-@llm_asset(group_name=GROUP, kinds={"openai"}, description="The answer, for humans.")
+@llm_asset(group_name=GROUP, kinds={"openai"}, description="The answer, for humans.",
+           planned_calls=[PlannedCall(PLANNER_MODEL[1], PLANNER_MODEL[0], max_tokens=300, prompt_tokens=3000)])
 def research_summary(context: dg.AssetExecutionContext, config: ResearchConfig, source_notes: str,
                      analysis_code: str, llm: LLMResource) -> str:
     provider, model = PLANNER_MODEL
