@@ -169,3 +169,15 @@ def test_budget_refuses_the_call_before_anything_is_sent(services, llm_server) -
     with services.ledger.transaction() as s:
         types = list(s.scalars(select(OutboxEvent.event_type)))
     assert "io.wflo.budget.exceeded" in types
+
+
+def test_redis_outage_degrades_to_uncached_calls_instead_of_failing(settings, llm_server) -> None:
+    from tests.services import free_port
+
+    down = settings.model_copy(update={"redis_url": f"redis://127.0.0.1:{free_port()}/0"})  # nothing listens
+    services = build_services(down)
+    services.gateway.complete(_request(), SCOPE, "k1")
+    services.gateway.complete(_request(), SCOPE, "k2")
+    assert llm_server.request_count(CHAT) == 2  # no cache while Redis is down, but no failure either
+    assert [r.status for r in _calls(services)] == ["settled", "settled"]
+    services.close()

@@ -14,7 +14,8 @@ from sqlalchemy.orm import Session
 from wflo_core.approvals import ApprovalBook, BudgetAsk
 from wflo_core.budgets import BudgetBook
 from wflo_core.cache.keys import cache_key, is_cacheable
-from wflo_core.cache.locks import MemoryLocks
+from wflo_core.cache.base import ResponseCache
+from wflo_core.cache.locks import LockFactory, MemoryLocks
 from wflo_core.cache.memory import MemoryCache
 from wflo_core.cache.redis import RedisCache
 from wflo_core.cache.redis_locks import RedisLocks
@@ -34,7 +35,8 @@ from wflo_core.llm.providers.base import Provider
 from wflo_core.llm.providers.factory import build_provider
 from wflo_core.llm.types import LLMRequest, LLMResponse
 from wflo_core.pricing import PriceCatalog
-from wflo_core.resilience.breaker import BreakerConfig, CircuitBreaker, MemoryBreakerStore
+from wflo_core.llm.redis_outage import FailOpenBreakerStore, FailOpenCache, fail_open_single_flight
+from wflo_core.resilience.breaker import BreakerConfig, BreakerStore, CircuitBreaker, MemoryBreakerStore
 from wflo_core.resilience.redis_breaker import RedisBreakerStore
 from wflo_core.resilience.retry import RetryPolicy, call_with_retries
 
@@ -94,11 +96,11 @@ def build_services(settings: WfloSettings, **part_overrides: Any) -> WfloService
     if settings.redis_url:
         import redis
 
-        client = redis.Redis.from_url(settings.redis_url)
-        cache: RedisCache | MemoryCache = RedisCache(client, max_entries=settings.cache_max_entries,
-                                                     default_ttl_seconds=settings.cache_ttl_seconds or None)
-        locks: RedisLocks | MemoryLocks = RedisLocks(client)
-        breaker_store: RedisBreakerStore | MemoryBreakerStore = RedisBreakerStore(client)
+        client = redis.Redis.from_url(settings.redis_url, socket_connect_timeout=2, socket_timeout=5)
+        cache: ResponseCache = FailOpenCache(RedisCache(client, max_entries=settings.cache_max_entries,
+                                                        default_ttl_seconds=settings.cache_ttl_seconds or None))
+        locks: LockFactory = RedisLocks(client)
+        breaker_store: BreakerStore = FailOpenBreakerStore(RedisBreakerStore(client))
     else:
         cache = MemoryCache(max_entries=settings.cache_max_entries,
                             default_ttl_seconds=settings.cache_ttl_seconds or None)
@@ -121,7 +123,7 @@ def build_services(settings: WfloSettings, **part_overrides: Any) -> WfloService
         ledger=ledger, budgets=budgets, catalog=PriceCatalog.from_settings(settings),
         provider_for=provider_for, record_event=functools.partial(emit, topic=TopicLayout.from_settings(settings).events),
         cache=cache, cache_key=key_for,
-        single_flight=lambda key, compute: tuple(flights.run(key, compute)),  # type: ignore[arg-type,return-value]
+        single_flight=fail_open_single_flight(flights),
         call_with_resilience=resilient, ask_approval=BudgetAsk(ApprovalBook(ledger)),
     )
     for key, value in part_overrides.items():
