@@ -6,8 +6,9 @@ dropped and no-new-privileges, under memory/pids/CPU cgroup limits and an RLIMIT
 under gVisor (``runtime="runsc"``). Its PID 1 is ``sleep <deadline>`` so it dies by itself even if
 the caller is killed; it is auto-removed, labelled with its owner, and reaped on the next start.
 
-The code runs as an ``exec`` in that container: a small bootstrap unpacks the input files from
-stdin into the tmpfs and ``exec``s the command; a collector tars the work dir back afterwards.
+The code runs as an ``exec`` in that container: ``tar`` unpacks the input files from stdin into
+the tmpfs and the shell ``exec``s the command; afterwards one more exec collects usage and files
+(:mod:`wflo_core.sandbox.docker_collect`).
 (The archive API cannot reach a tmpfs, and cannot write into a read-only root.)
 """
 
@@ -18,6 +19,7 @@ import signal
 import socket
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import docker
@@ -27,46 +29,19 @@ from docker.utils.socket import STDERR, STDOUT, frames_iter
 
 from wflo_core.errors import SandboxError
 from wflo_core.sandbox.base import WORKDIR, Sandbox, SandboxJob
+from wflo_core.sandbox.docker_collect import collect
 from wflo_core.sandbox.docker_labels import owner_labels, reap_orphaned_containers, remove_container
 from wflo_core.sandbox.docker_pool import WarmPool
-from wflo_core.sandbox.files import tar_files, untar_files
+from wflo_core.sandbox.files import tar_files
 from wflo_core.sandbox.output import CappedBuffer
-from wflo_core.sandbox.policy import MiB, SandboxLimits
+from wflo_core.sandbox.policy import SandboxLimits
 from wflo_core.sandbox.result import KilledReason, SandboxResult
 
 SANDBOX_USER = "65534:65534"
 #: Extra life a container gets beyond the run's timeout, for unpacking and collecting files.
 GRACE_SECONDS = 30.0
-_BOOT = """import os, sys, tarfile
-with tarfile.open(fileobj=sys.stdin.buffer, mode="r|") as archive:
-    archive.extractall("/work")
-null = os.open("/dev/null", os.O_RDONLY); os.dup2(null, 0); os.close(null); os.chdir("/work")
-try:
-    os.execvp(sys.argv[1], sys.argv[1:])
-except OSError as err:
-    print(f"sandbox: cannot run {sys.argv[1]!r}: {err.strerror}", file=sys.stderr); sys.exit(127)
-"""
-_COLLECT = """import os, signal, stat, sys, tarfile
-try:
-    os.kill(-1, signal.SIGKILL)
-except OSError:
-    pass
-budget, skipped = int(sys.argv[1]), False
-with tarfile.open(fileobj=sys.stdout.buffer, mode="w|") as archive:
-    for top, dirs, names in os.walk("/work"):
-        dirs.sort()
-        for name in sorted(names):
-            path = os.path.join(top, name)
-            info = os.lstat(path)
-            if not stat.S_ISREG(info.st_mode):
-                continue
-            if info.st_size > budget:
-                skipped = True
-                continue
-            budget -= info.st_size
-            archive.add(path, arcname=os.path.relpath(path, "/work"), recursive=False)
-sys.exit(3 if skipped else 0)
-"""
+#: Unpack the inputs arriving on stdin into the tmpfs, then become the command (stdin: /dev/null).
+_BOOT = 'tar -x -C /work -f - && exec "$@" </dev/null'
 
 
 class DockerSandbox(Sandbox):
@@ -96,6 +71,8 @@ class DockerSandbox(Sandbox):
                 "`scripts/build_sandbox_image.sh` (no registry needed) or set WFLO_SANDBOX_IMAGE"
             ) from None
         reap_orphaned_containers(self.client)
+        # Used containers are removed off the caller's path; close() waits for the removals.
+        self._remover = ThreadPoolExecutor(max_workers=2, thread_name_prefix="wflo-sandbox-remove")
         self.pool: WarmPool | None = None
         if warm_pool_size > 0:
             self.pool = WarmPool(
@@ -109,6 +86,7 @@ class DockerSandbox(Sandbox):
     def close(self) -> None:
         if self.pool is not None:
             self.pool.close()
+        self._remover.shutdown(wait=True)
         self.client.close()
 
     def _execute(self, job: SandboxJob) -> SandboxResult:
@@ -122,7 +100,7 @@ class DockerSandbox(Sandbox):
             return self._run_in(container, job)
         finally:
             if container is not None:
-                remove_container(container)
+                self._remover.submit(remove_container, container)
 
     def _start_container(self, limits: SandboxLimits, lifetime: float) -> Container:
         cpu = limits.effective_cpu_seconds
@@ -162,7 +140,8 @@ class DockerSandbox(Sandbox):
         stdout, stderr = CappedBuffer(limits.max_output_bytes), CappedBuffer(limits.max_output_bytes)
         api = self.client.api
         started = time.monotonic()
-        exec_id = api.exec_create(container.id, ["python3", "-S", "-c", _BOOT, *job.argv], stdin=True)["Id"]
+        boot = ["/bin/sh", "-c", _BOOT, "sandbox", *job.argv]
+        exec_id = api.exec_create(container.id, boot, stdin=True)["Id"]
         conn = api.exec_start(exec_id, socket=True)
         raw: socket.socket = conn._sock
         raw.sendall(tar_files(job.files))
@@ -172,26 +151,24 @@ class DockerSandbox(Sandbox):
         reader.start()
         reader.join(limits.timeout_seconds)
         killed = None
-        if reader.is_alive():
+        if reader.is_alive() or over_cap.is_set():
             killed = KilledReason.OUTPUT_LIMIT if over_cap.is_set() else KilledReason.TIMEOUT
-        elif over_cap.is_set():
-            killed = KilledReason.OUTPUT_LIMIT
-        wall_ms = int((time.monotonic() - started) * 1000)
-        exit_code = None if killed else _exec_exit_code(api, exec_id)
-        cpu_ms, peak = _usage(api, container.id)
-        files: dict[str, bytes] = {}
-        files_truncated = False
-        if killed is None:
-            files, files_truncated = self._collect_files(container, limits)
-        # Stop reading before the container is removed: the engine will not finish killing an
-        # exec whose output nobody drains.
+        # Stop reading first: the engine will not finish killing an exec whose output nobody drains.
         with contextlib.suppress(OSError):
             raw.shutdown(socket.SHUT_RDWR)
         reader.join(5)
         conn.close()
+        exit_code = None
+        if killed is None:  # the output can end (closed stdout) before the process does
+            exit_code = _exec_exit_code(api, exec_id, deadline=started + limits.timeout_seconds)
+            killed = KilledReason.TIMEOUT if exit_code is None else None
+        wall_ms = int((time.monotonic() - started) * 1000)
+        found = collect(
+            api, container.id, max_files_bytes=limits.max_files_out_bytes, with_files=killed is None
+        )
         if killed is not None:
             exit_code = 128 + signal.SIGKILL
-        elif exit_code == 128 + signal.SIGKILL and _oom(container, peak, limits):
+        elif exit_code == 128 + signal.SIGKILL and found.oom_killed:
             killed = KilledReason.MEMORY
         elif exit_code == 128 + signal.SIGXCPU:
             killed = KilledReason.CPU
@@ -202,26 +179,14 @@ class DockerSandbox(Sandbox):
             stderr=stderr.getvalue(),
             stdout_truncated=stdout.truncated,
             stderr_truncated=stderr.truncated,
-            files_out=files,
-            files_out_truncated=files_truncated,
+            files_out=found.files,
+            files_out_truncated=found.files_truncated,
             wall_ms=wall_ms,
-            cpu_ms=cpu_ms,
-            peak_memory_bytes=peak,
+            cpu_ms=found.cpu_ms,
+            peak_memory_bytes=found.peak_memory_bytes,
             killed_reason=killed,
             limits=limits,
         )
-
-    def _collect_files(self, container: Container, limits: SandboxLimits) -> tuple[dict[str, bytes], bool]:
-        """Kill leftover processes of the code, then tar regular files out of the tmpfs (capped)."""
-        cap = limits.max_files_out_bytes
-        api = self.client.api
-        exec_id = api.exec_create(container.id, ["python3", "-I", "-S", "-c", _COLLECT, str(cap)])["Id"]
-        archive = CappedBuffer(cap + cap // 4 + MiB)
-        for out, _ in api.exec_start(exec_id, stream=True, demux=True):
-            if out and archive.write(out):
-                break
-        files, truncated = untar_files(archive.getvalue(), max_total_bytes=cap)
-        return files, truncated or archive.truncated or _exec_exit_code(api, exec_id) == 3
 
 
 def _connect(docker_host: str | None) -> docker.DockerClient:
@@ -250,31 +215,12 @@ def _read_frames(conn: Any, stdout: CappedBuffer, stderr: CappedBuffer, over_cap
                 return
 
 
-def _exec_exit_code(api: docker.APIClient, exec_id: str) -> int | None:
-    """The exec's exit code; the stream can end a moment before the engine records it."""
-    for _ in range(100):
+def _exec_exit_code(api: docker.APIClient, exec_id: str, *, deadline: float) -> int | None:
+    """The exec's exit code once it has exited; None if it still runs at ``deadline``."""
+    while True:
         info = api.exec_inspect(exec_id)
         if not info["Running"]:
             return info["ExitCode"]
+        if time.monotonic() >= deadline:
+            return None
         time.sleep(0.01)
-    return None
-
-
-def _usage(api: docker.APIClient, container_id: str) -> tuple[int | None, int | None]:
-    """(CPU ms, peak memory bytes) of the container from one stats sample; None where unknown."""
-    try:
-        stats = api.stats(container_id, stream=False, one_shot=True)
-    except docker.errors.APIError:
-        return None, None
-    total = (stats.get("cpu_stats") or {}).get("cpu_usage", {}).get("total_usage")
-    peak = (stats.get("memory_stats") or {}).get("max_usage")
-    return (total // 1_000_000 if total else None), peak
-
-
-def _oom(container: Container, peak: int | None, limits: SandboxLimits) -> bool:
-    """Whether a SIGKILLed exec died from the memory limit: Docker's OOM flag, or usage at the limit."""
-    with contextlib.suppress(docker.errors.APIError):
-        container.reload()
-        if container.attrs["State"].get("OOMKilled"):
-            return True
-    return peak is not None and peak >= limits.memory_bytes - MiB
