@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -74,7 +75,7 @@ def test_processes_of_a_killed_caller_die_and_are_reaped(bubblewrap: str) -> Non
         caller.send_signal(signal.SIGKILL)
         caller.wait()
     _wait_for(lambda: not group.pids_in_group(), timeout=10)  # --die-with-parent takes them all down
-    work = Path(tempfile.gettempdir()) / "wflo-sandbox" / name / "work"
+    work = Path(tempfile.gettempdir()) / f"wflo-sandbox-{os.geteuid()}" / name / "work"
     assert group.dirs["pids"].exists() and work.is_mount()  # what a dead caller leaves ...
     ProcessSandbox()  # ... until the next sandbox starts
     assert not group.dirs["pids"].exists() and not work.exists()
@@ -84,3 +85,61 @@ def test_missing_bubblewrap_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) ->
     monkeypatch.setenv("PATH", "/nonexistent")
     with pytest.raises(SandboxError, match="apt-get install bubblewrap"):
         ProcessSandbox()
+
+
+UNPRIVILEGED = """
+import json
+from wflo_core.sandbox import SandboxLimits
+from wflo_core.sandbox.process import ProcessSandbox
+sandbox = ProcessSandbox()
+limits = SandboxLimits(timeout_seconds=20, cpu_seconds=1, memory_bytes=128 * 2**20)
+runs = {name: sandbox.run(code, limits=limits) for name, code in {
+    "env": "import os; print(os.getuid(), sorted(os.environ))",
+    "memory": "x = bytearray(512 * 2**20)",
+    "net": "import socket; socket.create_connection(('127.0.0.1', PORT), timeout=2)",
+    "cpu": "while True: pass",
+}.items()}
+print(json.dumps({"root": sandbox.is_root, "cgroups": sandbox.use_cgroups, **{
+    name: [r.exit_code, r.killed_reason, r.stdout_text, r.stderr_text[-200:]] for name, r in runs.items()}}))
+"""
+
+
+def test_unprivileged_caller_gets_the_documented_fallback(bubblewrap: str, redis_url: str) -> None:
+    """Run as uid 65534 (no cgroups, no tmpfs, rlimits only), as on a developer laptop.
+
+    /root is private here, so the venv's interpreter is out of reach for nobody; Debian's
+    /usr/bin/python3 (same 3.11 ABI) runs the code with the venv's packages on PYTHONPATH.
+    """
+    root = Path(__file__).resolve().parents[2]
+    site = next((root / ".venv" / "lib").glob("python3*/site-packages"))
+    port = redis_url.rsplit(":", 1)[1].split("/")[0]
+    done = subprocess.run(
+        [
+            "setpriv",
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            "/usr/bin/python3",
+            "-c",
+            UNPRIVILEGED.replace("PORT", port),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd="/tmp",
+        env={
+            "PATH": "/usr/bin:/bin",
+            "HOME": "/tmp",
+            "PYTHONPATH": f"{root}:{site}",
+            "OPENAI_API_KEY": "sk-canary-unprivileged",
+        },
+    )
+    assert done.returncode == 0, done.stderr[-500:]
+    seen = json.loads(done.stdout)
+    assert (seen["root"], seen["cgroups"]) == (False, False)
+    assert (
+        seen["env"][0] == 0 and seen["env"][2].startswith("65534 ") and "OPENAI_API_KEY" not in seen["env"][2]
+    )
+    assert seen["memory"][0] == 1 and "MemoryError" in seen["memory"][3]  # RLIMIT_AS, not an OOM kill
+    assert seen["net"][0] == 1 and "Error" in seen["net"][3]  # no route to the host's redis
+    assert seen["cpu"][:2] == [152, "cpu"]

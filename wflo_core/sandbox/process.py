@@ -14,13 +14,14 @@ writable place. When the caller is root (the CI machines, a run container) it al
 What it does NOT guarantee (use :class:`~wflo_core.sandbox.docker.DockerSandbox`, ideally with
 gVisor, where these matter):
 
-* It shares the host kernel with no seccomp filter beyond bubblewrap's defaults: a kernel bug
-  reachable from an unprivileged user namespace is an escape.
+* It shares the host kernel and installs no seccomp filter: a kernel bug reachable from an
+  unprivileged user namespace is an escape.
 * The host's ``/usr`` is readable inside (no secrets belong there, but it is the host's).
-* Without root, or without cgroup v1 controllers: memory is limited by RLIMIT_AS only (a
+* Without root, or without cgroup v1 controllers (cgroup v2 is not used yet): memory is limited by RLIMIT_AS only (a
   ``MemoryError``, not reported as ``memory``), the pid limit is RLIMIT_NPROC which counts every
   process of the calling user, the work dir is a plain directory limited per file (RLIMIT_FSIZE)
-  but not in total, and there is no CPU-share limit or peak-memory figure beyond ``ru_maxrss``.
+  but not in total, there is no CPU-share limit, and ``cpu_ms``/``peak_memory_bytes`` are None
+  (bubblewrap's inner processes are not reaped by the launcher, so rusage would not include them).
 """
 
 from __future__ import annotations
@@ -28,7 +29,6 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import os
-import resource
 import secrets
 import selectors
 import shutil
@@ -74,7 +74,7 @@ class ProcessSandbox(Sandbox):
             )
         self.is_root = os.geteuid() == 0
         self.use_cgroups = RunCgroup.available()
-        self.base_dir = base_dir or Path(tempfile.gettempdir()) / "wflo-sandbox"
+        self.base_dir = base_dir or Path(tempfile.gettempdir()) / f"wflo-sandbox-{os.geteuid()}"
         self.base_dir.mkdir(mode=0o711, parents=True, exist_ok=True)
         reap_stale_runs(self.base_dir)
 
@@ -173,8 +173,7 @@ class ProcessSandbox(Sandbox):
         finally:
             for stream in (proc.stdout, proc.stderr):
                 stream.close()
-        status, rusage = reaped
-        proc.returncode = os.waitstatus_to_exitcode(status)
+        proc.returncode = os.waitstatus_to_exitcode(reaped)
         wall_ms = int((time.monotonic() - started) * 1000)
         exit_code = 128 - proc.returncode if proc.returncode < 0 else proc.returncode
         if exit_code == 125 and not stdout.getvalue() and not stderr.getvalue() and killed is None:
@@ -196,8 +195,8 @@ class ProcessSandbox(Sandbox):
             files_out=files,
             files_out_truncated=files_truncated,
             wall_ms=wall_ms,
-            cpu_ms=cgroup.cpu_ms() if cgroup else int((rusage.ru_utime + rusage.ru_stime) * 1000),
-            peak_memory_bytes=cgroup.peak_memory_bytes() if cgroup else rusage.ru_maxrss * 1024,
+            cpu_ms=cgroup.cpu_ms() if cgroup else None,
+            peak_memory_bytes=cgroup.peak_memory_bytes() if cgroup else None,
             killed_reason=killed,
             limits=limits,
         )
@@ -222,15 +221,15 @@ def _pump(proc: subprocess.Popen, sinks: dict, deadline: float) -> KilledReason 
     return None
 
 
-def _reap(pid: int, deadline: float | None) -> tuple[int, resource.struct_rusage] | None:
-    """Wait for the launcher, with its rusage; None if it still runs at ``deadline`` (None = block)."""
+def _reap(pid: int, deadline: float | None) -> int | None:
+    """Wait for the launcher; its wait status, or None if it still runs at ``deadline`` (None = block)."""
     while True:
         try:
-            done, status, rusage = os.wait4(pid, 0 if deadline is None else os.WNOHANG)
+            done, status = os.waitpid(pid, 0 if deadline is None else os.WNOHANG)
         except ChildProcessError:
-            return None if deadline is not None else (0, resource.getrusage(resource.RUSAGE_CHILDREN))
+            return None if deadline is not None else 0
         if done:
-            return status, rusage
+            return status
         if time.monotonic() >= deadline:
             return None
         time.sleep(0.005)
