@@ -181,3 +181,32 @@ def test_redis_outage_degrades_to_uncached_calls_instead_of_failing(settings, ll
     assert llm_server.request_count(CHAT) == 2  # no cache while Redis is down, but no failure either
     assert [r.status for r in _calls(services)] == ["settled", "settled"]
     services.close()
+
+
+def test_streaming_is_held_before_and_settled_from_the_final_usage(services, llm_server) -> None:
+    with services.ledger.transaction() as s:
+        services.budgets.set_limit(s, "run", "run-g", Decimal("1"))
+    outcomes = []
+    chunks = list(services.gateway.stream(_request("stream me"), SCOPE, "s1", on_outcome=outcomes.append))
+    final = chunks[-1].response
+    assert final is not None and "".join(c.text for c in chunks) == final.text and final.text
+    (row,) = _calls(services)
+    assert (row.status, row.input_tokens, row.output_tokens) == (
+        "settled", final.usage.input_tokens, final.usage.output_tokens)
+    assert outcomes[0].cost_usd == row.cost_usd > 0
+    with services.ledger.transaction() as s:
+        (run,) = services.budgets.usage(s)
+    assert run.spent_usd == row.cost_usd and run.held_usd == 0
+    again = list(services.gateway.stream(_request("stream me"), SCOPE, "s2"))  # now cached
+    assert again[-1].response.text == final.text and llm_server.request_count(CHAT) == 1
+
+
+def test_a_stream_the_caller_abandons_releases_its_hold(services, llm_server) -> None:
+    with services.ledger.transaction() as s:
+        services.budgets.set_limit(s, "run", "run-g", Decimal("1"))
+    stream = services.gateway.stream(_request("long answer please", temperature=0.7), SCOPE, "s1")
+    next(stream)
+    stream.close()
+    with services.ledger.transaction() as s:
+        (run,) = services.budgets.usage(s)
+    assert run.held_usd == 0 and run.spent_usd == 0

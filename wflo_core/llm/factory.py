@@ -7,7 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 from decimal import Decimal, InvalidOperation
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy.orm import Session
 
@@ -34,6 +34,8 @@ from wflo_core.llm.gateway import Gateway, GatewayParts
 from wflo_core.llm.providers.base import Provider
 from wflo_core.llm.providers.factory import build_provider
 from wflo_core.llm.types import LLMRequest, LLMResponse
+
+T = TypeVar("T")
 from wflo_core.pricing import PriceCatalog
 from wflo_core.llm.redis_outage import FailOpenBreakerStore, FailOpenCache, fail_open_single_flight
 from wflo_core.resilience.breaker import BreakerConfig, BreakerStore, CircuitBreaker, MemoryBreakerStore
@@ -109,7 +111,7 @@ def build_services(settings: WfloSettings, **part_overrides: Any) -> WfloService
     breaker_config, retry_policy = BreakerConfig.from_settings(settings), RetryPolicy.from_settings(settings)
     breakers: dict[str, CircuitBreaker] = {}
 
-    def resilient(provider: str, send: Callable[[int], LLMResponse]) -> LLMResponse:
+    def resilient(provider: str, send: Callable[[int], T]) -> T:
         breaker = breakers.setdefault(provider, CircuitBreaker(provider, store=breaker_store,
                                                                config=breaker_config))
         attempts = iter(range(1, retry_policy.max_attempts + 1))

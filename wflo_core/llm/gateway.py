@@ -12,9 +12,11 @@ Every step calls :meth:`Gateway.complete`. The order is the product's promise:
 
 from __future__ import annotations
 
+import itertools
 import json
+import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, Protocol
@@ -23,7 +25,7 @@ from sqlalchemy.orm import Session
 
 from wflo_core.approvals.budget_ask import awaiting as awaiting_approval
 from wflo_core.budgets import BudgetBook, CallScope, ThresholdCrossed
-from wflo_core.errors import BudgetExceeded, ProviderError
+from wflo_core.errors import BudgetExceeded, ProviderError, UsageInvalid
 from wflo_core.events.schemas import (
     BudgetExceededEvent,
     BudgetThresholdCrossed,
@@ -33,11 +35,12 @@ from wflo_core.events.schemas import (
 )
 from wflo_core.ledger.store import Ledger
 from wflo_core.llm.accounting import CallOutcome
-from wflo_core.llm.providers.base import Provider
+from wflo_core.llm.providers.base import Provider, StreamChunk
 from wflo_core.llm.types import LLMRequest, LLMResponse
 from wflo_core.pricing.usage import Usage
 
 MESSAGE_OVERHEAD_TOKENS = 8
+log = logging.getLogger("wflo.gateway")
 
 
 def prompt_token_upper_bound(request: LLMRequest) -> int:
@@ -84,7 +87,7 @@ class GatewayParts:
     cache_key: Callable[[LLMRequest], str | None] | None = None
     """Returns the cache key, or None when the request must not be cached."""
     single_flight: Callable[[str, Callable[[], LLMResponse]], tuple[LLMResponse, bool]] | None = None
-    call_with_resilience: Callable[[str, Callable[[int], LLMResponse]], LLMResponse] | None = None
+    call_with_resilience: Callable[[str, Callable[[int], Any]], Any] | None = None
     """Runs ``send(attempt)`` with retries behind the provider's breaker."""
     ask_approval: Callable[[Session, BudgetExceeded, CallScope], str | None] | None = None
     """For a refused call: opens an approval request and returns its id when the budget says ``ask``."""
@@ -123,11 +126,63 @@ class Gateway:
 
     # ------------------------------------------------------------------ internals
 
-    def _call_upstream(self, request: LLMRequest, scope: CallScope, call_key: str,
-                       cache_key: str | None) -> tuple[LLMResponse, CallOutcome]:
+    def stream(self, request: LLMRequest, scope: CallScope, call_key: str,
+               on_outcome: Callable[[CallOutcome], None] | None = None) -> Iterator[StreamChunk]:
+        """Stream the answer chunk by chunk, with the same promise as :meth:`complete`.
+
+        The budget hold is taken before the request is sent and settled from the final chunk's usage.
+        Retries happen only before the first chunk arrives (a half-streamed answer is never resent).
+        A cached answer streams as one chunk. If the caller stops reading early the provider may
+        still bill the partial answer, which wflo cannot see: the hold is released and a warning logged.
+        """
         p = self.parts
+        key = p.cache_key(request) if p.cache_key is not None and p.cache is not None else None
+        cached = p.cache.get(key) if key is not None and p.cache is not None else None
+        if cached is not None:
+            outcome = self._record_cache_hit(cached, scope, call_key, key)  # type: ignore[arg-type]
+            if on_outcome:
+                on_outcome(outcome)
+            yield StreamChunk(text=cached.text)
+            yield StreamChunk(response=cached)
+            return
         provider = p.provider_for(request.provider)
-        amount = p.catalog.upper_bound(provider.name, request.model, prompt_token_upper_bound(request),
+        self._reserve(request, provider.name, scope, call_key)
+        started = time.monotonic()
+
+        def open_stream(attempt: int) -> tuple[StreamChunk, Iterator[StreamChunk]]:
+            try:
+                chunks = iter(provider.stream(request))
+                return next(chunks), chunks
+            except ProviderError as err:
+                self._record_failed_attempt(request, provider.name, scope, call_key, attempt, err)
+                raise
+
+        final: LLMResponse | None = None
+        try:
+            first, rest = p.call_with_resilience(provider.name, open_stream) if p.call_with_resilience \
+                else open_stream(1)
+            for chunk in itertools.chain([first], rest):
+                final = chunk.response or final
+                yield chunk
+        finally:
+            if final is None:
+                with p.ledger.transaction() as session:
+                    p.budgets.release(session, call_key)
+                log.warning("stream %s ended before the provider reported usage; hold released", call_key)
+        if final is None:
+            raise UsageInvalid(f"the {provider.name} stream for {request.model!r} ended without reporting "
+                               "usage, so the call cannot be priced; the provider or proxy must send usage "
+                               "(OpenAI: stream_options include_usage)")
+        outcome = self._settle(request, final, scope, call_key, key, int((time.monotonic() - started) * 1000))
+        if key is not None and p.cache is not None:
+            p.cache.put(key, final)
+        if on_outcome:
+            on_outcome(outcome)
+
+    def _reserve(self, request: LLMRequest, provider: str, scope: CallScope, call_key: str) -> None:
+        """Hold the call's upper-bound cost, or refuse it (``BudgetExceeded`` / an approval request)."""
+        p = self.parts
+        amount = p.catalog.upper_bound(provider, request.model, prompt_token_upper_bound(request),
                                        request.max_tokens)
         try:
             p.budgets.reserve(scope.refs(), call_key, amount, run_id=scope.run_id)
@@ -141,6 +196,12 @@ class Gateway:
             if approval_id:
                 raise awaiting_approval(err, approval_id) from err
             raise
+
+    def _call_upstream(self, request: LLMRequest, scope: CallScope, call_key: str,
+                       cache_key: str | None) -> tuple[LLMResponse, CallOutcome]:
+        p = self.parts
+        provider = p.provider_for(request.provider)
+        self._reserve(request, provider.name, scope, call_key)
         started = time.monotonic()
 
         def send(attempt: int) -> LLMResponse:

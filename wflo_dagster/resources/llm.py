@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterator
 from collections import defaultdict
 from typing import Any
 
@@ -17,6 +18,7 @@ from wflo_core.config import WfloSettings, load_settings
 from wflo_core.events.schemas import RunStarted, StepRetried, StepStarted
 from wflo_core.llm.accounting import CallOutcome, StepTotals
 from wflo_core.llm.factory import WfloServices, build_services
+from wflo_core.llm.providers.base import StreamChunk
 from wflo_core.llm.types import LLMRequest, LLMResponse, Message
 from wflo_core.run_chain import PARENT_RUN_TAG
 
@@ -160,18 +162,30 @@ class LLMResource(dg.ConfigurableResource):
                              messages=tuple(msgs), **params)
         return self.send(context, request)
 
-    def send(self, context: StepContext, request: LLMRequest) -> LLMResponse:
+    def _next_call(self, context: StepContext) -> tuple[int, str]:
+        """The call's sequence number within this step attempt, and its ledger idempotency key."""
         run_id, step_key, attempt = step_identity(context)
         with self._lock:
             self._seq[(run_id, step_key, attempt)] += 1
             seq = self._seq[(run_id, step_key, attempt)]
-        call_key = f"{run_id}:{step_key}:{attempt}:{seq}"
+        return seq, f"{run_id}:{step_key}:{attempt}:{seq}"
+
+    def stream(self, context: StepContext, request: LLMRequest) -> Iterator[StreamChunk]:
+        """Stream one completion through the gateway; the last chunk carries the full response."""
+        run_id, step_key, _ = step_identity(context)
+        _, call_key = self._next_call(context)
+        yield from self.services.gateway.stream(request, self.scope_for(context), call_key,
+                                                on_outcome=lambda outcome: self._count(run_id, step_key, outcome))
+
+    def send(self, context: StepContext, request: LLMRequest) -> LLMResponse:
+        run_id, step_key, _ = step_identity(context)
+        seq, call_key = self._next_call(context)
         scope = self.scope_for(context)
         settled = SettledResults(CheckpointStore(self.services.ledger))
         reused = settled.recall(run_id=run_id, step_key=step_key, seq=seq, request=request)
         if reused is not None:
-            context.log.info(f"call {seq} of {step_key} was answered and paid for earlier in this run's chain; "
-                             "reusing that answer (not sent, not charged)")
+            context.log.info(f"call {seq} of {step_key} was answered and paid for earlier in this run's "
+                             "chain; reusing that answer (not sent, not charged)")
             return reused
         response, outcome = self.services.gateway.complete(request, scope, call_key)
         self._count(run_id, step_key, outcome)
