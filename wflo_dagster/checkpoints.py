@@ -24,8 +24,9 @@ def _store(context: StepContext) -> CheckpointStore:
 def checkpoint(context: StepContext, name: str, state: Mapping[str, Any]) -> int:
     """Save ``state`` (a JSON object) as the newest version of ``name`` in this run; returns the version."""
     run_id, step_key, _ = step_identity(context)
-    return _store(context).save(run_id=run_id, workflow=context.job_name, step_key=step_key, name=name,
-                                state=state)
+    return _store(context).save(
+        run_id=run_id, workflow=context.job_name, step_key=step_key, name=name, state=state
+    )
 
 
 def resume(context: StepContext, name: str) -> dict[str, Any] | None:

@@ -22,17 +22,23 @@ ROLLBACK_TAG = "wflo/rollback"
 """Run tag; ``on_failure`` makes a failed run undo its side effects automatically."""
 
 
-def register_compensation(context: StepContext, action: Action | str, payload: Mapping[str, Any] | None = None) -> int:
+def register_compensation(
+    context: StepContext, action: Action | str, payload: Mapping[str, Any] | None = None
+) -> int:
     """Record how to undo a side effect this step just made; ``action(payload, idempotency_key)``."""
     llm: LLMResource = getattr(context.resources, LLM_RESOURCE_KEY)
     run_id, step_key, _ = step_identity(context)
-    return CompensationBook(llm.services.ledger).register(run_id=run_id, workflow=context.job_name,
-                                                          step_key=step_key, action=action, payload=payload)
+    return CompensationBook(llm.services.ledger).register(
+        run_id=run_id, workflow=context.job_name, step_key=step_key, action=action, payload=payload
+    )
 
 
-@dg.run_failure_sensor(name="wflo_rollback_failed_runs", monitor_all_code_locations=True,
-                       default_status=dg.DefaultSensorStatus.RUNNING,
-                       description="Runs the compensations of failed runs tagged wflo/rollback=on_failure.")
+@dg.run_failure_sensor(
+    name="wflo_rollback_failed_runs",
+    monitor_all_code_locations=True,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description="Runs the compensations of failed runs tagged wflo/rollback=on_failure.",
+)
 def rollback_failed_runs(context: dg.RunFailureSensorContext) -> None:
     if context.dagster_run.tags.get(ROLLBACK_TAG) != "on_failure":
         return
@@ -42,5 +48,6 @@ def rollback_failed_runs(context: dg.RunFailureSensorContext) -> None:
     finally:
         ledger.close()
     for outcome in report.failed:
-        context.log.warning(f"compensation {outcome.seq} ({outcome.action}) of run {outcome.run_id} failed: "
-                            f"{outcome.error}")
+        context.log.warning(
+            f"compensation {outcome.seq} ({outcome.action}) of run {outcome.run_id} failed: {outcome.error}"
+        )

@@ -65,27 +65,45 @@ def approval_gate(
         llm.start_step(context)
         run_id, step_key, _ = step_identity(context)
         request = ApprovalRequest(
-            reason=reason, context=review_context(**upstream_values) if review_context else {},
-            approvers=tuple(approvers), timeout=timeout, on_timeout=on_timeout, escalate_to=tuple(escalate_to),
-            escalation_timeout=escalation_timeout)
-        view = ApprovalBook(llm.services.ledger).gate(run_id=run_id, workflow=context.job_name, step_key=step_key,
-                                                      request=request, rules=auto_approve)
+            reason=reason,
+            context=review_context(**upstream_values) if review_context else {},
+            approvers=tuple(approvers),
+            timeout=timeout,
+            on_timeout=on_timeout,
+            escalate_to=tuple(escalate_to),
+            escalation_timeout=escalation_timeout,
+        )
+        view = ApprovalBook(llm.services.ledger).gate(
+            run_id=run_id, workflow=context.job_name, step_key=step_key, request=request, rules=auto_approve
+        )
         if view.status == "approved":
-            yield dg.Output(_decision(view), metadata={"wflo/approval_id": view.id,
-                                                       "wflo/decided_by": view.decided_by or ""})
+            yield dg.Output(
+                _decision(view),
+                metadata={"wflo/approval_id": view.id, "wflo/decided_by": view.decided_by or ""},
+            )
         elif view.is_open:
             context.instance.add_run_tags(run_id, {WAITING_TAG: view.id})
             context.log.info(
-                f"stopping at {step_key}: approval {view.id} requested ({reason}). The run ends here; approve "
-                f"with `wflo approvals approve {view.id} --by NAME --reason WHY` and a continuation run starts")
+                f"stopping at {step_key}: approval {view.id} requested ({reason}). The run ends here; "
+                f"approve with `wflo approvals approve {view.id} --by NAME --reason WHY` and a "
+                "continuation run starts"
+            )
         else:
-            context.log.warning(f"approval {view.id} was {view.status} by {view.decided_by}: "
-                                f"{view.decision_reason}; the steps after {step_key} do not run")
+            context.log.warning(
+                f"approval {view.id} was {view.status} by {view.decided_by}: "
+                f"{view.decision_reason}; the steps after {step_key} do not run"
+            )
 
     # Dagster checks the context annotation as a type; this module's annotations are strings.
     gate.__annotations__ = {"context": AssetExecutionContext, "upstream_values": Any, "return": Any}
-    return dg.asset(name=name, ins=ins, output_required=False, hooks=set(WFLO_HOOKS),
-                    required_resource_keys={LLM_RESOURCE_KEY}, **asset_kwargs)(gate)
+    return dg.asset(
+        name=name,
+        ins=ins,
+        output_required=False,
+        hooks=set(WFLO_HOOKS),
+        required_resource_keys={LLM_RESOURCE_KEY},
+        **asset_kwargs,
+    )(gate)
 
 
 def _asset_key(ref: str | dg.AssetKey | dg.AssetsDefinition) -> dg.AssetKey:
@@ -99,18 +117,25 @@ def _input_name(ref: str | dg.AssetKey | dg.AssetsDefinition) -> str:
 
 
 def _decision(view: ApprovalView) -> dict[str, Any]:
-    return {"approval_id": view.id, "decided_by": view.decided_by, "reason": view.decision_reason,
-            "decided_at": view.decided_at.isoformat() if view.decided_at else None}
+    return {
+        "approval_id": view.id,
+        "decided_by": view.decided_by,
+        "reason": view.decision_reason,
+        "decided_at": view.decided_at.isoformat() if view.decided_at else None,
+    }
 
 
 # ---------------------------------------------------------------------------------------------- sensor
 
 
-def remaining_assets(instance: dg.DagsterInstance, run: dg.DagsterRun,
-                     job: dg.JobDefinition) -> list[dg.AssetKey]:
+def remaining_assets(
+    instance: dg.DagsterInstance, run: dg.DagsterRun, job: dg.JobDefinition
+) -> list[dg.AssetKey]:
     """What ``run`` was asked to materialize and did not (the gate and everything after it)."""
     planned = set(run.asset_selection or job.asset_layer.selected_asset_keys)
-    records = instance.get_records_for_run(run.run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION).records
+    records = instance.get_records_for_run(
+        run.run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION
+    ).records
     done = {r.event_log_entry.dagster_event.asset_key for r in records if r.event_log_entry.dagster_event}
     return sorted(planned - done, key=lambda k: k.to_user_string())
 
@@ -137,26 +162,41 @@ def continuation_requests(context: dg.SensorEvaluationContext, ledger: Ledger) -
         job = context.repository_def.get_job(parent.job_name)
         with ledger.transaction() as session:
             tags = continuation_tags(session, view, parent.tags)
-        requests.append(dg.RunRequest(run_key=f"wflo-approval/{view.id}", job_name=parent.job_name,
-                                      asset_selection=remaining_assets(context.instance, parent, job), tags=tags))
+        requests.append(
+            dg.RunRequest(
+                run_key=f"wflo-approval/{view.id}",
+                job_name=parent.job_name,
+                asset_selection=remaining_assets(context.instance, parent, job),
+                tags=tags,
+            )
+        )
     return requests
 
 
-def approvals_sensor(jobs: Sequence[dg.JobDefinition | dg.UnresolvedAssetJobDefinition], *,
-                     name: str = "wflo_approvals", minimum_interval_seconds: int = 30) -> dg.SensorDefinition:
+def approvals_sensor(
+    jobs: Sequence[dg.JobDefinition | dg.UnresolvedAssetJobDefinition],
+    *,
+    name: str = "wflo_approvals",
+    minimum_interval_seconds: int = 30,
+) -> dg.SensorDefinition:
     """Continues approved runs of ``jobs`` and applies approval timeouts."""
 
-    @dg.sensor(name=name, jobs=list(jobs), minimum_interval_seconds=minimum_interval_seconds,
-               default_status=dg.DefaultSensorStatus.RUNNING,
-               description="Launches the continuation of runs stopped at an approval gate once approved; "
-                           "applies approval timeout policies.")
+    @dg.sensor(
+        name=name,
+        jobs=list(jobs),
+        minimum_interval_seconds=minimum_interval_seconds,
+        default_status=dg.DefaultSensorStatus.RUNNING,
+        description="Launches the continuation of runs stopped at an approval gate once approved; "
+        "applies approval timeout policies.",
+    )
     def _sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult:
         ledger = Ledger(load_settings().ledger_url)
         try:
             requests = continuation_requests(context, ledger)
         finally:
             ledger.close()
-        return dg.SensorResult(run_requests=requests,
-                               skip_reason=None if requests else "no approved run waiting to continue")
+        return dg.SensorResult(
+            run_requests=requests, skip_reason=None if requests else "no approved run waiting to continue"
+        )
 
     return _sensor

@@ -16,8 +16,12 @@ from wflo_core.ledger.migrations import upgrade
 from wflo_core.ledger.models import LLMCall, Run, Step
 from wflo_core.ledger.store import Ledger
 
-ACTIVE = [dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.NOT_STARTED, dg.DagsterRunStatus.STARTING,
-          dg.DagsterRunStatus.STARTED]
+ACTIVE = [
+    dg.DagsterRunStatus.QUEUED,
+    dg.DagsterRunStatus.NOT_STARTED,
+    dg.DagsterRunStatus.STARTING,
+    dg.DagsterRunStatus.STARTED,
+]
 
 
 @contextmanager
@@ -34,7 +38,9 @@ def second_database(postgres_url: str) -> Iterator[str]:
 
 
 @contextmanager
-def durable_env(dagster_url: str, postgres_url: str, monkeypatch: Any) -> Iterator[tuple[dg.DagsterInstance, Ledger]]:
+def durable_env(
+    dagster_url: str, postgres_url: str, monkeypatch: Any
+) -> Iterator[tuple[dg.DagsterInstance, Ledger]]:
     with second_database(postgres_url) as ledger_url:
         monkeypatch.setenv("WFLO_DATABASE_URL", ledger_url)
         upgrade(ledger_url.replace("postgresql://", "postgresql+psycopg://"))
@@ -50,26 +56,32 @@ def durable_env(dagster_url: str, postgres_url: str, monkeypatch: Any) -> Iterat
 
 
 def cli(*args: str) -> str:
-    from wflo_dagster.cli import app
-    from wflo_dagster.cli import approvals, runs  # noqa: F401  (registers the commands)
+    from wflo_dagster.cli import app, approvals, runs  # noqa: F401  (registers the commands)
 
     result = CliRunner().invoke(app, list(args))
     assert result.exit_code == 0, result.output
     return result.output
 
 
-def evaluate_sensor(sensor: dg.SensorDefinition, instance: dg.DagsterInstance, defs: dg.Definitions) -> dg.SensorResult:
+def evaluate_sensor(
+    sensor: dg.SensorDefinition, instance: dg.DagsterInstance, defs: dg.Definitions
+) -> dg.SensorResult:
     with dg.build_sensor_context(instance=instance, definitions=defs) as context:
         result = sensor(context)
     assert isinstance(result, dg.SensorResult)
     return result
 
 
-def launch(defs: dg.Definitions, instance: dg.DagsterInstance, request: dg.RunRequest) -> dg.ExecuteInProcessResult:
+def launch(
+    defs: dg.Definitions, instance: dg.DagsterInstance, request: dg.RunRequest
+) -> dg.ExecuteInProcessResult:
     """Run a sensor's request on the instance exactly as asked: its job, asset selection and tags."""
     return defs.get_job_def(request.job_name).execute_in_process(
-        instance=instance, asset_selection=list(request.asset_selection or []), tags=request.tags,
-        raise_on_error=False)
+        instance=instance,
+        asset_selection=list(request.asset_selection or []),
+        tags=request.tags,
+        raise_on_error=False,
+    )
 
 
 def active_runs(instance: dg.DagsterInstance) -> list[dg.DagsterRun]:
@@ -92,5 +104,7 @@ def steps_of(ledger: Ledger, run_id: str) -> dict[str, str]:
 def paid_calls(ledger: Ledger) -> list[tuple[str, str]]:
     """(run id, step key) of every call a provider answered and billed."""
     with ledger.transaction() as session:
-        return [(c.run_id, c.step_key or "") for c in session.scalars(
-            select(LLMCall).where(LLMCall.status == "settled").order_by(LLMCall.id))]
+        return [
+            (c.run_id, c.step_key or "")
+            for c in session.scalars(select(LLMCall).where(LLMCall.status == "settled").order_by(LLMCall.id))
+        ]

@@ -35,7 +35,8 @@ def run_budget(ledger, run_id: str) -> Budget:  # type: ignore[no-untyped-def]
 
 
 def test_budget_breach_asks_and_approval_raises_that_runs_limit_only(
-        fresh_postgres_url: str, postgres_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    fresh_postgres_url: str, postgres_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     with durable_env(fresh_postgres_url, postgres_url, monkeypatch) as (instance, ledger):
         job = defs.get_job_def("reviewed_release_job")
         first = job.execute_in_process(instance=instance, tags=ASK, raise_on_error=False)
@@ -44,7 +45,11 @@ def test_budget_breach_asks_and_approval_raises_that_runs_limit_only(
         assert failure.step_key == "release_code"
         assert "AwaitingApproval" in failure.event_specific_data.error.message
         [request] = json.loads(cli("approvals", "list", "--format", "json"))
-        assert (request["kind"], request["status"], request["step_key"]) == ("budget", "pending", "release_code")
+        assert (request["kind"], request["status"], request["step_key"]) == (
+            "budget",
+            "pending",
+            "release_code",
+        )
         context = request["context"]
         assert context["scope"] == "run" and Decimal(context["limit_usd"]) == Decimal("0.001")
         assert Decimal(context["spent_usd"]) > 0 and Decimal(context["requested_usd"]) > 0
@@ -61,7 +66,9 @@ def test_budget_breach_asks_and_approval_raises_that_runs_limit_only(
         second = launch(defs, instance, continuation)
         assert second.success, "the stopped step re-runs and the run goes on (to the review gate)"
         assert paid_calls(ledger) == [*paid_before, (second.run_id, "release_code")]
-        assert run_budget(ledger, first.run_id).limit_usd == Decimal("0.001"), "the stopped run's budget is unchanged"
+        assert run_budget(ledger, first.run_id).limit_usd == Decimal("0.001"), (
+            "the stopped run's budget is unchanged"
+        )
         assert run_budget(ledger, second.run_id).limit_usd == raise_to - spent
         with ledger.transaction() as session:
             shared = session.scalars(select(Budget).where(Budget.scope != "run")).all()
@@ -70,5 +77,7 @@ def test_budget_breach_asks_and_approval_raises_that_runs_limit_only(
         other = job.execute_in_process(instance=instance, tags=ASK, raise_on_error=False)
         assert not other.success, "another run of the job keeps the original limit and asks again"
         assert run_budget(ledger, other.run_id).limit_usd == Decimal("0.001")
-        statuses = {r["run_id"]: r["status"] for r in json.loads(cli("approvals", "list", "--format", "json"))}
+        statuses = {
+            r["run_id"]: r["status"] for r in json.loads(cli("approvals", "list", "--format", "json"))
+        }
         assert statuses[other.run_id] == "pending"

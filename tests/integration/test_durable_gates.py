@@ -1,4 +1,4 @@
-"""Approval gates on a real Dagster instance (Postgres storage) with the approvals sensor evaluated for real."""
+"""Approval gates on a real Dagster instance (Postgres storage), the approvals sensor evaluated for real."""
 
 from __future__ import annotations
 
@@ -35,8 +35,11 @@ JOB = "reviewed_release_job"
 
 def approval_events(ledger) -> list[tuple[str, dict]]:  # type: ignore[no-untyped-def]
     with ledger.transaction() as session:
-        rows = session.scalars(select(OutboxEvent.payload).where(OutboxEvent.event_type.like("io.wflo.approval.%"))
-                               .order_by(OutboxEvent.id)).all()
+        rows = session.scalars(
+            select(OutboxEvent.payload)
+            .where(OutboxEvent.event_type.like("io.wflo.approval.%"))
+            .order_by(OutboxEvent.id)
+        ).all()
     return [(json.loads(p)["type"], json.loads(p)["data"]) for p in rows]
 
 
@@ -48,12 +51,14 @@ def run_to_gate(instance: dg.DagsterInstance, ledger) -> tuple[dg.ExecuteInProce
 
 
 def test_gate_stops_cleanly_holds_no_run_slot_and_continues_after_cli_approval(
-        fresh_postgres_url: str, postgres_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    fresh_postgres_url: str, postgres_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     with durable_env(fresh_postgres_url, postgres_url, monkeypatch) as (instance, ledger):
         first, request = run_to_gate(instance, ledger)
         assert request["status"] == "pending" and request["step_key"] == "release_review"
-        assert "def " in request["context"]["code"] or "import" in request["context"]["code"], \
+        assert "def " in request["context"]["code"] or "import" in request["context"]["code"], (
             "the reviewer sees the code about to be published"
+        )
         skipped = {e.step_key for e in first.all_events if e.event_type_value == "STEP_SKIPPED"}
         assert skipped == {"published_release"}
         assert instance.get_run_by_id(first.run_id).tags["wflo/waiting_approval"] == request["id"]
@@ -61,32 +66,43 @@ def test_gate_stops_cleanly_holds_no_run_slot_and_continues_after_cli_approval(
         assert ledger_run(ledger, first.run_id).status == "waiting_approval"
         assert evaluate_sensor(SENSOR, instance, defs).run_requests == []
 
-        assert "approved by ana" in cli("approvals", "approve", request["id"], "--by", "ana",
-                                        "--reason", "code reviewed")
+        assert "approved by ana" in cli(
+            "approvals", "approve", request["id"], "--by", "ana", "--reason", "code reviewed"
+        )
         [continuation] = evaluate_sensor(SENSOR, instance, defs).run_requests
         assert continuation.tags["wflo/parent_run_id"] == first.run_id
         assert continuation.tags["wflo/approval_id"] == request["id"]
-        assert sorted(k.to_user_string() for k in continuation.asset_selection) == ["published_release",
-                                                                                    "release_review"]
+        assert sorted(k.to_user_string() for k in continuation.asset_selection) == [
+            "published_release",
+            "release_review",
+        ]
         second = launch(defs, instance, continuation)
         assert second.success
         assert Path(second.output_for_node("published_release")).is_file()
         assert evaluate_sensor(SENSOR, instance, defs).run_requests == [], "one continuation per approval"
 
         shown = json.loads(cli("approvals", "show", request["id"]))
-        assert (shown["status"], shown["decided_by"], shown["decision_reason"]) == ("approved", "ana",
-                                                                                       "code reviewed")
+        assert (shown["status"], shown["decided_by"], shown["decision_reason"]) == (
+            "approved",
+            "ana",
+            "code reviewed",
+        )
         assert shown["decided_at"] and shown["continuation_run_id"] == second.run_id
         assert [(t, d["decision"] if "decision" in d else None) for t, d in approval_events(ledger)] == [
-            ("io.wflo.approval.requested", None), ("io.wflo.approval.decided", "approved")]
+            ("io.wflo.approval.requested", None),
+            ("io.wflo.approval.decided", "approved"),
+        ]
         assert ledger_run(ledger, first.run_id).status == "succeeded"
         assert ledger_run(ledger, second.run_id).parent_run_id == first.run_id
         assert set(steps_of(ledger, second.run_id)) == {"release_review", "published_release"}
-        assert {run for run, _ in paid_calls(ledger)} == {first.run_id}, "the continuation paid for nothing again"
+        assert {run for run, _ in paid_calls(ledger)} == {first.run_id}, (
+            "the continuation paid for nothing again"
+        )
 
 
-def test_rejection_stops_the_run_with_its_reason(fresh_postgres_url: str, postgres_url: str,
-                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+def test_rejection_stops_the_run_with_its_reason(
+    fresh_postgres_url: str, postgres_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     with durable_env(fresh_postgres_url, postgres_url, monkeypatch) as (instance, ledger):
         first, request = run_to_gate(instance, ledger)
         cli("approvals", "reject", request["id"], "--by", "bo", "--reason", "publishes secrets")
@@ -103,9 +119,14 @@ def draft() -> str:
     return "rm -rf /tmp/scratch"
 
 
-quick_gate = approval_gate("quick_gate", upstream=["draft"], reason="run a shell command",
-                           review_context=lambda draft: {"command": draft}, timeout=timedelta(seconds=1),
-                           on_timeout="reject")
+quick_gate = approval_gate(
+    "quick_gate",
+    upstream=["draft"],
+    reason="run a shell command",
+    review_context=lambda draft: {"command": draft},
+    timeout=timedelta(seconds=1),
+    on_timeout="reject",
+)
 
 
 @dg.asset(deps=[quick_gate])
@@ -114,12 +135,17 @@ def executed() -> str:
 
 
 quick_job = dg.define_asset_job("quick_job", selection=[draft, quick_gate, executed])
-quick_defs = dg.Definitions(assets=[draft, quick_gate, executed], jobs=[quick_job],
-                            sensors=[approvals_sensor([quick_job])], resources={"llm": LLMResource()})
+quick_defs = dg.Definitions(
+    assets=[draft, quick_gate, executed],
+    jobs=[quick_job],
+    sensors=[approvals_sensor([quick_job])],
+    resources={"llm": LLMResource()},
+)
 
 
-def test_timeout_rejects_and_marks_the_stopped_run(fresh_postgres_url: str, postgres_url: str,
-                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+def test_timeout_rejects_and_marks_the_stopped_run(
+    fresh_postgres_url: str, postgres_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     with durable_env(fresh_postgres_url, postgres_url, monkeypatch) as (instance, ledger):
         first = quick_defs.get_job_def("quick_job").execute_in_process(instance=instance)
         sensor = quick_defs.get_sensor_def("wflo_approvals")

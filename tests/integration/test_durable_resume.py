@@ -31,8 +31,14 @@ def step1_plan(context: dg.AssetExecutionContext, llm: LLMResource) -> str:
 @llm_asset()
 def step2_code(context: dg.AssetExecutionContext, step1_plan: str, llm: LLMResource) -> str:
     provider, model = ra.CODER_MODEL
-    return llm.complete(context, messages=ra.code_messages(step1_plan), provider=provider, model=model,
-                        max_tokens=500, temperature=0.0).text
+    return llm.complete(
+        context,
+        messages=ra.code_messages(step1_plan),
+        provider=provider,
+        model=model,
+        max_tokens=500,
+        temperature=0.0,
+    ).text
 
 
 @llm_asset()
@@ -54,31 +60,49 @@ def step3_notes(context: dg.AssetExecutionContext, step1_plan: str, step2_code: 
 
 
 @llm_asset()
-def step4_summary(context: dg.AssetExecutionContext, step3_notes: str, step2_code: str, llm: LLMResource) -> str:
-    return llm.complete(context, messages=ra.summary_messages(ra.QUESTION, step3_notes, step2_code),
-                        max_tokens=300, **PLANNER).text
+def step4_summary(
+    context: dg.AssetExecutionContext, step3_notes: str, step2_code: str, llm: LLMResource
+) -> str:
+    return llm.complete(
+        context, messages=ra.summary_messages(ra.QUESTION, step3_notes, step2_code), max_tokens=300, **PLANNER
+    ).text
 
 
-four_steps = dg.define_asset_job("four_steps", selection=[step1_plan, step2_code, step3_notes, step4_summary],
-                                 executor_def=dg.in_process_executor)
-resume_defs = dg.Definitions(assets=[step1_plan, step2_code, step3_notes, step4_summary], jobs=[four_steps],
-                             resources={"llm": LLMResource()})
+four_steps = dg.define_asset_job(
+    "four_steps",
+    selection=[step1_plan, step2_code, step3_notes, step4_summary],
+    executor_def=dg.in_process_executor,
+)
+resume_defs = dg.Definitions(
+    assets=[step1_plan, step2_code, step3_notes, step4_summary],
+    jobs=[four_steps],
+    resources={"llm": LLMResource()},
+)
 
 
 def test_failed_run_resumes_from_its_checkpoint_without_paying_twice(
-        fresh_postgres_url: str, postgres_url: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    fresh_postgres_url: str, postgres_url: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     flag, tool_log = tmp_path / "fail-once", tmp_path / "tools.log"
     flag.touch()
     monkeypatch.setenv(FAIL_FLAG, str(flag))
     monkeypatch.setenv(TOOL_LOG, str(tool_log))
     monkeypatch.setenv("WFLO_CACHE_MODE", "never")  # prove reuse comes from the checkpoint, not the cache
     with durable_env(fresh_postgres_url, postgres_url, monkeypatch) as (instance, ledger):
-        failed = resume_defs.get_job_def("four_steps").execute_in_process(instance=instance, raise_on_error=False)
+        failed = resume_defs.get_job_def("four_steps").execute_in_process(
+            instance=instance, raise_on_error=False
+        )
         assert not failed.success
-        assert steps_of(ledger, failed.run_id) == {"step1_plan": "succeeded", "step2_code": "succeeded",
-                                                   "step3_notes": "failed"}
-        assert Counter(step for _, step in paid_calls(ledger)) == {"step1_plan": 1, "step2_code": 1,
-                                                                   "step3_notes": 1}
+        assert steps_of(ledger, failed.run_id) == {
+            "step1_plan": "succeeded",
+            "step2_code": "succeeded",
+            "step3_notes": "failed",
+        }
+        assert Counter(step for _, step in paid_calls(ledger)) == {
+            "step1_plan": 1,
+            "step2_code": 1,
+            "step3_notes": 1,
+        }
 
         output = cli("runs", "resume", failed.run_id, "--module", __name__, "--attribute", "resume_defs")
         resumed_id = output.strip().splitlines()[-1].split()[1]
@@ -86,8 +110,13 @@ def test_failed_run_resumes_from_its_checkpoint_without_paying_twice(
         assert instance.get_run_by_id(resumed_id).parent_run_id == failed.run_id
         assert set(steps_of(ledger, resumed_id)) == {"step3_notes", "step4_summary"}, "steps 1-2 not re-run"
         paid = paid_calls(ledger)
-        assert Counter(step for _, step in paid) == {"step1_plan": 1, "step2_code": 1, "step3_notes": 2,
-                                                     "step4_summary": 1}, "no call paid twice"
-        assert [run for run, step in paid if step == "step3_notes"] == [failed.run_id, resumed_id], \
+        assert Counter(step for _, step in paid) == {
+            "step1_plan": 1,
+            "step2_code": 1,
+            "step3_notes": 2,
+            "step4_summary": 1,
+        }, "no call paid twice"
+        assert [run for run, step in paid if step == "step3_notes"] == [failed.run_id, resumed_id], (
             "step 3's first call was reused from the failed run; only its second call was paid in the resume"
+        )
         assert tool_log.read_text() == "search\n", "the checkpointed tool result was not recomputed"

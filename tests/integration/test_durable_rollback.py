@@ -31,7 +31,9 @@ def undo(payload: dict[str, Any], idempotency_key: str) -> None:
     with open(workdir / "invocations.log", "a") as log:
         log.write(f"{payload['name']}\n")
     try:
-        fd = os.open(workdir / f"effect-{idempotency_key.replace(':', '_')}", os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+        fd = os.open(
+            workdir / f"effect-{idempotency_key.replace(':', '_')}", os.O_CREAT | os.O_EXCL | os.O_WRONLY
+        )
     except FileExistsError:
         pass
     else:
@@ -49,8 +51,14 @@ def broken(payload: dict[str, Any], idempotency_key: str) -> None:
 
 
 def rollback_cli(run_id: str, env: dict[str, str]) -> subprocess.Popen[str]:
-    return subprocess.Popen([WFLO, "runs", "rollback", run_id], env=env, cwd=REPO, text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    return subprocess.Popen(
+        [WFLO, "runs", "rollback", run_id],
+        env=env,
+        cwd=REPO,
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
 
 
 def lines(path: Path) -> list[str]:
@@ -58,7 +66,8 @@ def lines(path: Path) -> list[str]:
 
 
 def test_rollback_runs_each_compensation_once_in_reverse_even_after_sigkill(
-        postgres_url: str, tmp_path: Path) -> None:
+    postgres_url: str, tmp_path: Path
+) -> None:
     with second_database(postgres_url) as url:
         url = url.replace("postgresql://", "postgresql+psycopg://")
         upgrade(url)
@@ -66,15 +75,32 @@ def test_rollback_runs_each_compensation_once_in_reverse_even_after_sigkill(
         book = CompensationBook(ledger)
         for name in ("c1", "c2", "c3", "c4"):
             step = "publish" if name != "c3" else "notify"
-            book.register(run_id="r1", workflow="wf", step_key=step, action=undo,
-                          payload={"name": name, "dir": str(tmp_path), "hang_once": name == "c3"})
+            book.register(
+                run_id="r1",
+                workflow="wf",
+                step_key=step,
+                action=undo,
+                payload={"name": name, "dir": str(tmp_path), "hang_once": name == "c3"},
+            )
         with ledger.transaction() as session:
             ledger.ensure_run(session, "r2", "wf", parent_run_id="r1")  # a continuation of r1
-        book.register(run_id="r2", workflow="wf", step_key="ship", action=undo, payload={"name": "c5",
-                                                                                         "dir": str(tmp_path)})
-        assert book.register(run_id="r2", workflow="wf", step_key="publish", action=undo,
-                             payload={"name": "c1", "dir": str(tmp_path), "hang_once": False}) == 1, \
-            "a resumed step registering the same undo again gets the existing entry"
+        book.register(
+            run_id="r2",
+            workflow="wf",
+            step_key="ship",
+            action=undo,
+            payload={"name": "c5", "dir": str(tmp_path)},
+        )
+        assert (
+            book.register(
+                run_id="r2",
+                workflow="wf",
+                step_key="publish",
+                action=undo,
+                payload={"name": "c1", "dir": str(tmp_path), "hang_once": False},
+            )
+            == 1
+        ), "a resumed step registering the same undo again gets the existing entry"
 
         env = {**os.environ, "WFLO_DATABASE_URL": url, "PYTHONPATH": str(REPO)}
         first = rollback_cli("r1", env)
@@ -86,8 +112,11 @@ def test_rollback_runs_each_compensation_once_in_reverse_even_after_sigkill(
         first.kill()  # SIGKILL in the middle of compensation c3
         first.wait(timeout=30)
         with ledger.transaction() as session:
-            status = dict(session.execute(select(Compensation.seq, Compensation.status)
-                                          .where(Compensation.run_id == "r1")).all())
+            status = dict(
+                session.execute(
+                    select(Compensation.seq, Compensation.status).where(Compensation.run_id == "r1")
+                ).all()
+            )
         assert status == {4: "done", 3: "running", 2: "registered", 1: "registered"}
 
         second = rollback_cli("r2", env)
@@ -95,8 +124,9 @@ def test_rollback_runs_each_compensation_once_in_reverse_even_after_sigkill(
         assert second.returncode == 0, out
         assert "resumed after an interrupted rollback" in out
         assert lines(tmp_path / "effects.log") == ["c5", "c4", "c3", "c2", "c1"], "reverse order, each once"
-        assert lines(tmp_path / "invocations.log") == ["c5", "c4", "c3", "c3", "c2", "c1"], \
+        assert lines(tmp_path / "invocations.log") == ["c5", "c4", "c3", "c3", "c2", "c1"], (
             "done compensations never run again; only the interrupted one is resumed (same idempotency key)"
+        )
 
         third = rollback_cli("r1", env)
         out, _ = third.communicate(timeout=120)
@@ -113,11 +143,21 @@ def test_a_failing_compensation_is_reported_and_the_rest_still_run(postgres_url:
         upgrade(url)
         ledger = Ledger(url)
         book = CompensationBook(ledger)
-        book.register(run_id="r1", workflow="wf", step_key="a", action=undo, payload={"name": "a", "dir": str(tmp_path)})
+        book.register(
+            run_id="r1", workflow="wf", step_key="a", action=undo, payload={"name": "a", "dir": str(tmp_path)}
+        )
         book.register(run_id="r1", workflow="wf", step_key="b", action=broken, payload={"name": "b"})
-        book.register(run_id="r1", workflow="wf", step_key="c", action=undo, payload={"name": "c", "dir": str(tmp_path)})
-        proc = subprocess.run([WFLO, "runs", "rollback", "r1"], env={**os.environ, "WFLO_DATABASE_URL": url,
-                              "PYTHONPATH": str(REPO)}, cwd=REPO, text=True, capture_output=True, timeout=120)
+        book.register(
+            run_id="r1", workflow="wf", step_key="c", action=undo, payload={"name": "c", "dir": str(tmp_path)}
+        )
+        proc = subprocess.run(
+            [WFLO, "runs", "rollback", "r1"],
+            env={**os.environ, "WFLO_DATABASE_URL": url, "PYTHONPATH": str(REPO)},
+            cwd=REPO,
+            text=True,
+            capture_output=True,
+            timeout=120,
+        )
         assert proc.returncode == 1
         assert "RuntimeError: cannot undo b" in proc.stdout and "1 compensation(s) failed" in proc.stderr
         assert lines(tmp_path / "effects.log") == ["c", "a"]

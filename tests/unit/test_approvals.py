@@ -98,10 +98,13 @@ def test_close_out_leaves_a_waiting_run_to_the_decision(book: ApprovalBook, ledg
     assert book.awaiting_continuation() == []
 
 
-@pytest.mark.parametrize(("policy", "status", "run_status"),
-                         [("reject", "expired", "canceled"), ("approve", "approved", "succeeded")])
-def test_timeout_policy(book: ApprovalBook, ledger: Ledger, clock: Clock, policy: str, status: str,
-                        run_status: str) -> None:
+@pytest.mark.parametrize(
+    ("policy", "status", "run_status"),
+    [("reject", "expired", "canceled"), ("approve", "approved", "succeeded")],
+)
+def test_timeout_policy(
+    book: ApprovalBook, ledger: Ledger, clock: Clock, policy: str, status: str, run_status: str
+) -> None:
     view = gate(book, timeout=timedelta(minutes=30), on_timeout=policy)
     clock.now += timedelta(minutes=29)
     assert book.expire_due() == []
@@ -112,10 +115,17 @@ def test_timeout_policy(book: ApprovalBook, ledger: Ledger, clock: Clock, policy
     assert book.expire_due() == []
 
 
-def test_escalation_hands_the_request_to_new_approvers_then_rejects(book: ApprovalBook, ledger: Ledger,
-                                                                     clock: Clock) -> None:
-    view = gate(book, approvers=("ana",), timeout=timedelta(hours=1), on_timeout="escalate",
-                escalate_to=("lead",), escalation_timeout=timedelta(hours=2))
+def test_escalation_hands_the_request_to_new_approvers_then_rejects(
+    book: ApprovalBook, ledger: Ledger, clock: Clock
+) -> None:
+    view = gate(
+        book,
+        approvers=("ana",),
+        timeout=timedelta(hours=1),
+        on_timeout="escalate",
+        escalate_to=("lead",),
+        escalation_timeout=timedelta(hours=2),
+    )
     clock.now += timedelta(hours=1, seconds=1)
     [escalated] = book.expire_due()
     assert (escalated.status, escalated.approvers) == ("escalated", ["lead"])
@@ -128,8 +138,13 @@ def test_escalation_hands_the_request_to_new_approvers_then_rejects(book: Approv
 
 
 def test_escalation_times_out_into_expiry(book: ApprovalBook, clock: Clock) -> None:
-    gate(book, timeout=timedelta(hours=1), on_timeout="escalate", escalate_to=("lead",),
-         escalation_timeout=timedelta(hours=1))
+    gate(
+        book,
+        timeout=timedelta(hours=1),
+        on_timeout="escalate",
+        escalate_to=("lead",),
+        escalation_timeout=timedelta(hours=1),
+    )
     clock.now += timedelta(hours=1, seconds=1)
     book.expire_due()
     clock.now += timedelta(hours=1, seconds=1)
@@ -138,13 +153,23 @@ def test_escalation_times_out_into_expiry(book: ApprovalBook, clock: Clock) -> N
 
 
 def test_auto_approve_rule_decides_without_stopping_the_run(book: ApprovalBook, ledger: Ledger) -> None:
-    cheap = book.gate(run_id="r1", workflow="wf", step_key="review", rules=[ProjectedCostBelow(Decimal("0.10"))],
-                      request=ApprovalRequest(reason="run it", context={"projected_cost_usd": "0.05"}))
+    cheap = book.gate(
+        run_id="r1",
+        workflow="wf",
+        step_key="review",
+        rules=[ProjectedCostBelow(Decimal("0.10"))],
+        request=ApprovalRequest(reason="run it", context={"projected_cost_usd": "0.05"}),
+    )
     assert (cheap.status, cheap.decided_by) == ("approved", "auto:projected_cost_below")
     assert run_row(ledger, "r1")[0] == "running"
     assert book.awaiting_continuation() == [], "approved in-run: nothing to continue"
-    dear = book.gate(run_id="r2", workflow="wf", step_key="review", rules=[ProjectedCostBelow(Decimal("0.10"))],
-                     request=ApprovalRequest(reason="run it", context={"projected_cost_usd": "0.50"}))
+    dear = book.gate(
+        run_id="r2",
+        workflow="wf",
+        step_key="review",
+        rules=[ProjectedCostBelow(Decimal("0.10"))],
+        request=ApprovalRequest(reason="run it", context={"projected_cost_usd": "0.50"}),
+    )
     assert dear.status == "pending"
 
 
@@ -173,22 +198,41 @@ def test_budget_ask_opens_a_request_only_for_an_asking_run_budget(book: Approval
     with ledger.transaction() as session:
         budgets.set_limit(session, "run", "r1", Decimal("0.01"), on_breach="ask")
         budgets.set_limit(session, "workflow", "wf", Decimal("0.01"), on_breach="ask")
-    err = BudgetExceeded(scope="run", scope_key="r1", limit_usd=Decimal("0.01"), spent_usd=Decimal("0.008"),
-                         held_usd=Decimal(0), requested_usd=Decimal("0.004"))
+    err = BudgetExceeded(
+        scope="run",
+        scope_key="r1",
+        limit_usd=Decimal("0.01"),
+        spent_usd=Decimal("0.008"),
+        held_usd=Decimal(0),
+        requested_usd=Decimal("0.004"),
+    )
     ask = BudgetAsk(book)
     scope = CallScope(run_id="r1", workflow="wf", step_key="summary")
     with ledger.transaction() as session:
         approval_id = ask(session, err, scope)
-        shared = BudgetExceeded(scope="workflow", scope_key="wf", limit_usd=Decimal("0.01"),
-                                spent_usd=Decimal("0.008"), held_usd=Decimal(0), requested_usd=Decimal("0.004"))
-        assert ask(session, shared, scope) is None, "a budget shared with other runs is never raised by approval"
+        shared = BudgetExceeded(
+            scope="workflow",
+            scope_key="wf",
+            limit_usd=Decimal("0.01"),
+            spent_usd=Decimal("0.008"),
+            held_usd=Decimal(0),
+            requested_usd=Decimal("0.004"),
+        )
+        assert ask(session, shared, scope) is None, (
+            "a budget shared with other runs is never raised by approval"
+        )
     view = book.get(approval_id)
     assert view.kind == "budget" and view.context["raise_limit_to_usd"] == "0.02"
     assert raised_limit(err) == Decimal("0.02")
     approved = book.decide(approval_id, "approved", by="ana", reason="worth it")
     with ledger.transaction() as session:
         budgets.charge(session, scope.refs(), Decimal("0.008"))
-        tags = continuation_tags(session, approved, {"wflo/budget_usd": "0.01", "team": "x",
-                                                                   "dagster/run_key": "k"})
-    assert tags == {"wflo/budget_usd": "0.0120000000", "team": "x", "wflo/parent_run_id": "r1",
-                    "wflo/approval_id": approval_id}
+        tags = continuation_tags(
+            session, approved, {"wflo/budget_usd": "0.01", "team": "x", "dagster/run_key": "k"}
+        )
+    assert tags == {
+        "wflo/budget_usd": "0.0120000000",
+        "team": "x",
+        "wflo/parent_run_id": "r1",
+        "wflo/approval_id": approval_id,
+    }

@@ -68,9 +68,22 @@ class ApprovalView:
 
     @classmethod
     def of(cls, row: Approval) -> ApprovalView:
-        return cls(row.id, row.run_id, row.step_key, row.reason, dict(row.context), list(row.approvers),
-                   row.status, row.timeout_policy, row.requested_at, row.expires_at, row.decided_by,
-                   row.decided_at, row.decision_reason, row.continuation_run_id)
+        return cls(
+            row.id,
+            row.run_id,
+            row.step_key,
+            row.reason,
+            dict(row.context),
+            list(row.approvers),
+            row.status,
+            row.timeout_policy,
+            row.requested_at,
+            row.expires_at,
+            row.decided_by,
+            row.decided_at,
+            row.decision_reason,
+            row.continuation_run_id,
+        )
 
 
 def approval_id(run_id: str, step_key: str, kind: str) -> str:
@@ -81,29 +94,45 @@ def approval_id(run_id: str, step_key: str, kind: str) -> str:
 class ApprovalBook:
     """Opens requests, records decisions, applies timeout policies."""
 
-    def __init__(self, ledger: Ledger, *, record_event: EventRecorder = emit,
-                 clock: Callable[[], datetime] = utcnow) -> None:
+    def __init__(
+        self, ledger: Ledger, *, record_event: EventRecorder = emit, clock: Callable[[], datetime] = utcnow
+    ) -> None:
         self.ledger = ledger
         self.record_event = record_event
         self.clock = clock
 
     # ------------------------------------------------------------------ requests
 
-    def gate(self, *, run_id: str, workflow: str, step_key: str, request: ApprovalRequest,
-             rules: Sequence[AutoApproveRule] = ()) -> ApprovalView:
+    def gate(
+        self,
+        *,
+        run_id: str,
+        workflow: str,
+        step_key: str,
+        request: ApprovalRequest,
+        rules: Sequence[AutoApproveRule] = (),
+    ) -> ApprovalView:
         """The gate's approval for this run: one found along the run chain, else a new request."""
         with self.ledger.transaction() as session:
             self.ledger.ensure_run(session, run_id, workflow)
             chain = run_chain(session, run_id)
-            found = session.scalars(select(Approval).where(Approval.run_id.in_(chain),
-                                                           Approval.step_key == step_key)).all()
+            found = session.scalars(
+                select(Approval).where(Approval.run_id.in_(chain), Approval.step_key == step_key)
+            ).all()
             found = [a for a in found if a.context.get("kind", "gate") == request.kind]
             if found:
                 return ApprovalView.of(min(found, key=lambda a: chain.index(a.run_id)))  # the nearest run's
             return self.open(session, run_id=run_id, step_key=step_key, request=request, rules=rules)
 
-    def open(self, session: Session, *, run_id: str, step_key: str, request: ApprovalRequest,
-             rules: Sequence[AutoApproveRule] = ()) -> ApprovalView:
+    def open(
+        self,
+        session: Session,
+        *,
+        run_id: str,
+        step_key: str,
+        request: ApprovalRequest,
+        rules: Sequence[AutoApproveRule] = (),
+    ) -> ApprovalView:
         """Open the request in the caller's transaction (idempotent per run, step and kind).
 
         A matching auto-approve rule decides it at once (``auto:<rule>``) and the run goes on;
@@ -112,21 +141,43 @@ class ApprovalBook:
         now = self.clock()
         key = approval_id(run_id, step_key, request.kind)
         context = request.stored_context()
-        created = self.ledger.insert_ignore(session, Approval, {
-            "id": key, "run_id": run_id, "step_key": step_key, "reason": request.reason, "context": context,
-            "approvers": list(request.approvers), "status": PENDING, "timeout_policy": request.on_timeout,
-            "requested_at": now, "expires_at": now + request.timeout if request.timeout else None,
-        }, ["id"])
+        created = self.ledger.insert_ignore(
+            session,
+            Approval,
+            {
+                "id": key,
+                "run_id": run_id,
+                "step_key": step_key,
+                "reason": request.reason,
+                "context": context,
+                "approvers": list(request.approvers),
+                "status": PENDING,
+                "timeout_policy": request.on_timeout,
+                "requested_at": now,
+                "expires_at": now + request.timeout if request.timeout else None,
+            },
+            ["id"],
+        )
         row = session.get(Approval, key, populate_existing=True)
         assert row is not None
         if not created:
             return ApprovalView.of(row)
-        self.record_event(session, ApprovalRequested(run_id=run_id, approval_id=key, step_key=step_key,
-                                                     reason=request.reason, approvers=list(request.approvers),
-                                                     expires_at=row.expires_at))
+        self.record_event(
+            session,
+            ApprovalRequested(
+                run_id=run_id,
+                approval_id=key,
+                step_key=step_key,
+                reason=request.reason,
+                approvers=list(request.approvers),
+                expires_at=row.expires_at,
+            ),
+        )
         rule = next((r for r in rules if r.matches(context)), None)
         if rule is not None:
-            self._decide_row(session, row, APPROVED, f"auto:{rule.name}", f"auto-approved by rule {rule.name}")
+            self._decide_row(
+                session, row, APPROVED, f"auto:{rule.name}", f"auto-approved by rule {rule.name}"
+            )
             row.continuation_run_id = run_id  # approved inside the run itself: nothing to launch
         else:
             run = session.get(Run, run_id)
@@ -150,10 +201,14 @@ class ApprovalBook:
                 raise ApprovalError(
                     f"approval {approval_id} was already {row.status} by {row.decided_by} at "
                     f"{row.decided_at:%Y-%m-%d %H:%M:%S}; a decision cannot be changed",
-                    approval_id=approval_id, status=row.status)
+                    approval_id=approval_id,
+                    status=row.status,
+                )
             if row.approvers and by not in row.approvers:
-                raise ApprovalError(f"{by!r} may not decide approval {approval_id}; approvers: "
-                                    f"{', '.join(row.approvers)}", approval_id=approval_id)
+                raise ApprovalError(
+                    f"{by!r} may not decide approval {approval_id}; approvers: {', '.join(row.approvers)}",
+                    approval_id=approval_id,
+                )
             self._decide_row(session, row, decision, by, reason)
             return ApprovalView.of(row)
 
@@ -162,10 +217,15 @@ class ApprovalBook:
         now = now or self.clock()
         changed: list[ApprovalView] = []
         with self.ledger.transaction() as session:
-            due = session.scalars(select(Approval).where(Approval.status.in_(OPEN_STATUSES),
-                                                         Approval.expires_at.is_not(None),
-                                                         Approval.expires_at < now)
-                                  .order_by(Approval.expires_at)).all()
+            due = session.scalars(
+                select(Approval)
+                .where(
+                    Approval.status.in_(OPEN_STATUSES),
+                    Approval.expires_at.is_not(None),
+                    Approval.expires_at < now,
+                )
+                .order_by(Approval.expires_at)
+            ).all()
             for row in due:
                 if self._apply_timeout(session, row, now):
                     changed.append(ApprovalView.of(row))
@@ -176,34 +236,65 @@ class ApprovalBook:
         escalation = row.context.get("escalation")
         if row.timeout_policy == "escalate" and row.status == PENDING and escalation:
             seconds = escalation.get("timeout_seconds")
-            claimed = self._transition(session, row, ESCALATED, approvers=list(escalation["approvers"]),
-                                       timeout_policy="reject",
-                                       expires_at=now + timedelta(seconds=seconds) if seconds else None)
+            claimed = self._transition(
+                session,
+                row,
+                ESCALATED,
+                approvers=list(escalation["approvers"]),
+                timeout_policy="reject",
+                expires_at=now + timedelta(seconds=seconds) if seconds else None,
+            )
             if claimed:
-                self.record_event(session, ApprovalDecided(
-                    run_id=row.run_id, approval_id=row.id, step_key=row.step_key, decision="escalated",
-                    decided_by=TIMEOUT_ACTOR, reason=f"{waited}; escalated to {', '.join(row.approvers)}"))
+                self.record_event(
+                    session,
+                    ApprovalDecided(
+                        run_id=row.run_id,
+                        approval_id=row.id,
+                        step_key=row.step_key,
+                        decision="escalated",
+                        decided_by=TIMEOUT_ACTOR,
+                        reason=f"{waited}; escalated to {', '.join(row.approvers)}",
+                    ),
+                )
             return claimed
         if row.timeout_policy == "approve":
-            return self._decide_row(session, row, APPROVED, TIMEOUT_ACTOR, f"{waited}; timeout policy approves")
+            return self._decide_row(
+                session, row, APPROVED, TIMEOUT_ACTOR, f"{waited}; timeout policy approves"
+            )
         return self._decide_row(session, row, EXPIRED, TIMEOUT_ACTOR, f"{waited}; timeout policy rejects")
 
     def _decide_row(self, session: Session, row: Approval, status: str, by: str, reason: str) -> bool:
         now = self.clock()
         if not self._transition(session, row, status, decided_by=by, decided_at=now, decision_reason=reason):
             return False
-        self.record_event(session, ApprovalDecided(run_id=row.run_id, approval_id=row.id, step_key=row.step_key,
-                                                   decision=status, decided_by=by, reason=reason))  # type: ignore[arg-type]
+        self.record_event(
+            session,
+            ApprovalDecided(
+                run_id=row.run_id,
+                approval_id=row.id,
+                step_key=row.step_key,
+                decision=status,
+                decided_by=by,
+                reason=reason,
+            ),
+        )  # type: ignore[arg-type]
         verdict = "approved" if status == APPROVED else status
-        close_waiting_run(self.ledger, session, row.run_id, approved=status == APPROVED,
-                          reason=f"approval {row.id} at {row.step_key} {verdict} by {by}: {reason}")
+        close_waiting_run(
+            self.ledger,
+            session,
+            row.run_id,
+            approved=status == APPROVED,
+            reason=f"approval {row.id} at {row.step_key} {verdict} by {by}: {reason}",
+        )
         return True
 
     def _transition(self, session: Session, row: Approval, status: str, **values: Any) -> bool:
         """Move an open row to ``status``; False if someone else closed it first."""
-        moved = session.execute(update(Approval).where(Approval.id == row.id,
-                                                       Approval.status.in_(OPEN_STATUSES))
-                                .values(status=status, **values)).rowcount
+        moved = session.execute(
+            update(Approval)
+            .where(Approval.id == row.id, Approval.status.in_(OPEN_STATUSES))
+            .values(status=status, **values)
+        ).rowcount
         session.refresh(row)
         return bool(moved)
 
@@ -225,20 +316,26 @@ class ApprovalBook:
     def awaiting_continuation(self) -> list[ApprovalView]:
         """Approved requests whose stopped run has not been continued yet (the sensor launches them)."""
         with self.ledger.transaction() as session:
-            rows = session.scalars(select(Approval).where(Approval.status == APPROVED,
-                                                          Approval.continuation_run_id.is_(None))
-                                   .order_by(Approval.decided_at)).all()
+            rows = session.scalars(
+                select(Approval)
+                .where(Approval.status == APPROVED, Approval.continuation_run_id.is_(None))
+                .order_by(Approval.decided_at)
+            ).all()
             return [ApprovalView.of(a) for a in rows]
 
     def mark_continued(self, approval_id: str, continuation_run_id: str) -> None:
         with self.ledger.transaction() as session:
-            session.execute(update(Approval).where(Approval.id == approval_id,
-                                                   Approval.continuation_run_id.is_(None))
-                            .values(continuation_run_id=continuation_run_id))
+            session.execute(
+                update(Approval)
+                .where(Approval.id == approval_id, Approval.continuation_run_id.is_(None))
+                .values(continuation_run_id=continuation_run_id)
+            )
 
     @staticmethod
     def _get(session: Session, approval_id: str) -> Approval:
         row = session.get(Approval, approval_id)
         if row is None:
-            raise ApprovalError(f"no approval {approval_id!r}; see `wflo approvals list`", approval_id=approval_id)
+            raise ApprovalError(
+                f"no approval {approval_id!r}; see `wflo approvals list`", approval_id=approval_id
+            )
         return row

@@ -36,27 +36,44 @@ class BudgetAsk:
     def __call__(self, session: Session, err: BudgetExceeded, scope: CallScope) -> str | None:
         if err.scope != "run":
             return None
-        budget = session.scalar(select(Budget).where(Budget.scope == err.scope, Budget.scope_key == err.scope_key))
+        budget = session.scalar(
+            select(Budget).where(Budget.scope == err.scope, Budget.scope_key == err.scope_key)
+        )
         if budget is None or budget.on_breach != "ask":
             return None
         raise_to = raised_limit(err)
         request = ApprovalRequest(
-            reason=(f"run budget ${err.limit_usd} would be exceeded (spent ${err.spent_usd}, held ${err.held_usd}, "
-                    f"next call needs up to ${err.requested_usd}); approve to raise this run's limit to "
-                    f"${raise_to}"),
-            context={"scope": err.scope, "scope_key": err.scope_key, "limit_usd": err.limit_usd,
-                     "spent_usd": err.spent_usd, "held_usd": err.held_usd, "requested_usd": err.requested_usd,
-                     "raise_limit_to_usd": raise_to, "projected_cost_usd": err.requested_usd},
+            reason=(
+                f"run budget ${err.limit_usd} would be exceeded (spent ${err.spent_usd}, "
+                f"held ${err.held_usd}, next call needs up to ${err.requested_usd}); "
+                f"approve to raise this run's limit to ${raise_to}"
+            ),
+            context={
+                "scope": err.scope,
+                "scope_key": err.scope_key,
+                "limit_usd": err.limit_usd,
+                "spent_usd": err.spent_usd,
+                "held_usd": err.held_usd,
+                "requested_usd": err.requested_usd,
+                "raise_limit_to_usd": raise_to,
+                "projected_cost_usd": err.requested_usd,
+            },
             kind="budget",
         )
         self.book.ledger.ensure_run(session, scope.run_id, scope.workflow)
-        return self.book.open(session, run_id=scope.run_id, step_key=scope.step_key or "-", request=request).id
+        return self.book.open(
+            session, run_id=scope.run_id, step_key=scope.step_key or "-", request=request
+        ).id
 
 
 def awaiting(err: BudgetExceeded, approval_id: str) -> AwaitingApproval:
     return AwaitingApproval(
         f"AwaitingApproval: {err.scope} budget '{err.scope_key}' limit ${err.limit_usd} would be exceeded "
-        f"(spent ${err.spent_usd}, this call needs up to ${err.requested_usd}); approval {approval_id} requested. "
+        f"(spent ${err.spent_usd}, this call needs up to ${err.requested_usd}); "
+        f"approval {approval_id} requested. "
         f"Continue with `wflo approvals approve {approval_id} --by NAME --reason WHY` (the run goes on in a "
         f"new run with a raised limit) or stop it with `wflo approvals reject {approval_id} ...`",
-        approval_id=approval_id, scope=err.scope, scope_key=err.scope_key)
+        approval_id=approval_id,
+        scope=err.scope,
+        scope_key=err.scope_key,
+    )

@@ -22,7 +22,9 @@ from wflo_core.run_chain import PARENT_RUN_TAG
 NOT_INHERITED = ("dagster/", APPROVAL_TAG, PARENT_RUN_TAG, WAITING_TAG, ".dagster/")
 
 
-def continuation_tags(session: Session, approval: ApprovalView, parent_tags: Mapping[str, str]) -> dict[str, str]:
+def continuation_tags(
+    session: Session, approval: ApprovalView, parent_tags: Mapping[str, str]
+) -> dict[str, str]:
     """The stopped run's own tags, linked to it and the approval, with the remaining run budget."""
     tags = {k: v for k, v in parent_tags.items() if not k.startswith(NOT_INHERITED)}
     tags[PARENT_RUN_TAG] = approval.run_id

@@ -80,7 +80,9 @@ class ApprovalRequest:
         if self.on_timeout == "escalate":
             stored["escalation"] = {
                 "approvers": list(self.escalate_to),
-                "timeout_seconds": self.escalation_timeout.total_seconds() if self.escalation_timeout else None,
+                "timeout_seconds": self.escalation_timeout.total_seconds()
+                if self.escalation_timeout
+                else None,
             }
         return stored
 

@@ -24,10 +24,23 @@ class SettledResults:
     def __init__(self, store: CheckpointStore) -> None:
         self.store = store
 
-    def remember(self, *, run_id: str, workflow: str, step_key: str, seq: int, request: LLMRequest,
-                 response: LLMResponse) -> None:
-        self.store.save(run_id=run_id, workflow=workflow, step_key=step_key, name=result_name(step_key, seq),
-                        state={"request_key": cache_key(request), "response": encode_response(response).decode()})
+    def remember(
+        self,
+        *,
+        run_id: str,
+        workflow: str,
+        step_key: str,
+        seq: int,
+        request: LLMRequest,
+        response: LLMResponse,
+    ) -> None:
+        self.store.save(
+            run_id=run_id,
+            workflow=workflow,
+            step_key=step_key,
+            name=result_name(step_key, seq),
+            state={"request_key": cache_key(request), "response": encode_response(response).decode()},
+        )
 
     def recall(self, *, run_id: str, step_key: str, seq: int, request: LLMRequest) -> LLMResponse | None:
         """The answer to this exact request as the step's ``seq``-th call on the chain, or None."""

@@ -40,21 +40,39 @@ class CheckpointStore:
         document = _json_object(name, state)
         with self.ledger.transaction() as session:
             self.ledger.ensure_run(session, run_id, workflow)
-            latest = session.scalar(select(func.max(Checkpoint.version))
-                                    .where(Checkpoint.run_id == run_id, Checkpoint.name == name)) or 0
-            session.add(Checkpoint(run_id=run_id, step_key=step_key, name=name, version=latest + 1,
-                                   state=document, created_at=utcnow()))
+            latest = (
+                session.scalar(
+                    select(func.max(Checkpoint.version)).where(
+                        Checkpoint.run_id == run_id, Checkpoint.name == name
+                    )
+                )
+                or 0
+            )
+            session.add(
+                Checkpoint(
+                    run_id=run_id,
+                    step_key=step_key,
+                    name=name,
+                    version=latest + 1,
+                    state=document,
+                    created_at=utcnow(),
+                )
+            )
             return latest + 1
 
     def load(self, run_id: str, name: str) -> SavedState | None:
         """The newest ``name`` of the nearest run on the chain from ``run_id``, or None."""
         with self.ledger.transaction() as session:
             chain = run_chain(session, run_id)
-            rows = session.scalars(select(Checkpoint).where(Checkpoint.run_id.in_(chain), Checkpoint.name == name)).all()
+            rows = session.scalars(
+                select(Checkpoint).where(Checkpoint.run_id.in_(chain), Checkpoint.name == name)
+            ).all()
             if not rows:
                 return None
             best = min(rows, key=lambda c: (chain.index(c.run_id), -c.version))
-            return SavedState(best.run_id, best.step_key, best.name, best.version, dict(best.state), best.created_at)
+            return SavedState(
+                best.run_id, best.step_key, best.name, best.version, dict(best.state), best.created_at
+            )
 
     def names(self, run_id: str) -> list[str]:
         """Every checkpoint name visible from ``run_id`` (its chain), sorted."""
@@ -65,8 +83,12 @@ class CheckpointStore:
 
 def _json_object(name: str, state: Mapping[str, Any]) -> dict[str, Any]:
     if not isinstance(state, Mapping):
-        raise ConfigError(f"checkpoint {name!r} state must be a JSON object (a dict), got {type(state).__name__}")
+        raise ConfigError(
+            f"checkpoint {name!r} state must be a JSON object (a dict), got {type(state).__name__}"
+        )
     try:
         return json.loads(json.dumps(dict(state), allow_nan=False))  # type: ignore[no-any-return]
     except (TypeError, ValueError) as err:
-        raise ConfigError(f"checkpoint {name!r} state must be JSON (str, numbers, lists, dicts): {err}") from None
+        raise ConfigError(
+            f"checkpoint {name!r} state must be JSON (str, numbers, lists, dicts): {err}"
+        ) from None

@@ -3,5 +3,12 @@
 from wflo_core.compensation.actions import Action, action_path, resolve_action
 from wflo_core.compensation.book import CompensationBook, CompensationOutcome, RollbackReport, idempotency_key
 
-__all__ = ["Action", "CompensationBook", "CompensationOutcome", "RollbackReport", "action_path",
-           "idempotency_key", "resolve_action"]
+__all__ = [
+    "Action",
+    "CompensationBook",
+    "CompensationOutcome",
+    "RollbackReport",
+    "action_path",
+    "idempotency_key",
+    "resolve_action",
+]

@@ -27,7 +27,8 @@ def resolve_action(path: str) -> Action:
     module_name, _, attribute = path.partition(":")
     if not module_name or not attribute or "<" in attribute:
         raise CompensationError(
-            f"compensation action {path!r} must be a module-level function named 'package.module:function'")
+            f"compensation action {path!r} must be a module-level function named 'package.module:function'"
+        )
     try:
         target: Any = importlib.import_module(module_name)
         for part in attribute.split("."):

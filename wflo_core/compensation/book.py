@@ -67,8 +67,15 @@ class CompensationBook:
     def __init__(self, ledger: Ledger) -> None:
         self.ledger = ledger
 
-    def register(self, *, run_id: str, workflow: str, step_key: str, action: Action | str,
-                 payload: Mapping[str, Any] | None = None) -> int:
+    def register(
+        self,
+        *,
+        run_id: str,
+        workflow: str,
+        step_key: str,
+        action: Action | str,
+        payload: Mapping[str, Any] | None = None,
+    ) -> int:
         """Record an undo for a side effect just made; returns its ``seq``.
 
         Registering the same action and payload from the same step again anywhere in the logical
@@ -82,15 +89,35 @@ class CompensationBook:
                 with self.ledger.transaction() as session:
                     self.ledger.ensure_run(session, run_id, workflow)
                     family = run_family(session, run_id)
-                    for row in session.scalars(select(Compensation).where(
-                            Compensation.run_id.in_(family), Compensation.step_key == step_key,
-                            Compensation.action == path)):
-                        if hashlib.sha256(json.dumps(row.payload, sort_keys=True).encode()).hexdigest() == fingerprint:
+                    for row in session.scalars(
+                        select(Compensation).where(
+                            Compensation.run_id.in_(family),
+                            Compensation.step_key == step_key,
+                            Compensation.action == path,
+                        )
+                    ):
+                        if (
+                            hashlib.sha256(json.dumps(row.payload, sort_keys=True).encode()).hexdigest()
+                            == fingerprint
+                        ):
                             return row.seq
-                    seq = (session.scalar(select(func.max(Compensation.seq)).where(Compensation.run_id == run_id))
-                           or 0) + 1
-                    session.add(Compensation(run_id=run_id, step_key=step_key, seq=seq, action=path,
-                                             payload=document, status=REGISTERED, created_at=utcnow()))
+                    seq = (
+                        session.scalar(
+                            select(func.max(Compensation.seq)).where(Compensation.run_id == run_id)
+                        )
+                        or 0
+                    ) + 1
+                    session.add(
+                        Compensation(
+                            run_id=run_id,
+                            step_key=step_key,
+                            seq=seq,
+                            action=path,
+                            payload=document,
+                            status=REGISTERED,
+                            created_at=utcnow(),
+                        )
+                    )
                     return seq
             except LedgerError:  # another step of the run took this seq; take the next one
                 continue
@@ -103,8 +130,11 @@ class CompensationBook:
         report = RollbackReport(family)
         with self._exclusive(family[0]):
             with self.ledger.transaction() as session:
-                ids = session.scalars(select(Compensation.id).where(Compensation.run_id.in_(family))
-                                      .order_by(Compensation.id.desc())).all()
+                ids = session.scalars(
+                    select(Compensation.id)
+                    .where(Compensation.run_id.in_(family))
+                    .order_by(Compensation.id.desc())
+                ).all()
             for comp_id in ids:
                 report.outcomes.append(self._run_one(comp_id, retry_failed))
             self._mark_runs(family, report)
@@ -119,9 +149,15 @@ class CompensationBook:
             base = {"run_id": row.run_id, "seq": row.seq, "step_key": row.step_key, "action": row.action}
             if row.status not in claimable:
                 return CompensationOutcome(**base, status=f"already_{row.status}", error=row.error)
-            session.execute(update(Compensation).where(Compensation.id == comp_id)
-                            .values(status=RUNNING, executed_at=utcnow(),
-                                    error="resumed after an interrupted rollback" if resumed else None))
+            session.execute(
+                update(Compensation)
+                .where(Compensation.id == comp_id)
+                .values(
+                    status=RUNNING,
+                    executed_at=utcnow(),
+                    error="resumed after an interrupted rollback" if resumed else None,
+                )
+            )
             payload, key = dict(row.payload), idempotency_key(row.run_id, row.seq)
         try:
             resolve_action(base["action"])(payload, key)
@@ -134,18 +170,26 @@ class CompensationBook:
 
     def _finish(self, comp_id: int, status: str, error: str | None) -> None:
         with self.ledger.transaction() as session:
-            session.execute(update(Compensation).where(Compensation.id == comp_id, Compensation.status == RUNNING)
-                            .values(status=status, error=error, executed_at=utcnow()))
+            session.execute(
+                update(Compensation)
+                .where(Compensation.id == comp_id, Compensation.status == RUNNING)
+                .values(status=status, error=error, executed_at=utcnow())
+            )
 
     def _mark_runs(self, family: list[str], report: RollbackReport) -> None:
         with self.ledger.transaction() as session:
             for run in session.scalars(select(Run).where(Run.id.in_(family))):
                 if report.ok:
-                    run.status, run.status_reason = "rolled_back", f"rolled back ({len(report.outcomes)} compensations)"
+                    run.status, run.status_reason = (
+                        "rolled_back",
+                        f"rolled back ({len(report.outcomes)} compensations)",
+                    )
                     run.ended_at = run.ended_at or utcnow()
                 else:
-                    run.status_reason = (f"rollback incomplete: {len(report.failed)} compensation(s) failed; "
-                                         f"see `wflo runs rollback {family[0]}`")
+                    run.status_reason = (
+                        f"rollback incomplete: {len(report.failed)} compensation(s) failed; "
+                        f"see `wflo runs rollback {family[0]}`"
+                    )
 
     @contextmanager
     def _exclusive(self, root_run_id: str) -> Iterator[None]:
@@ -153,12 +197,14 @@ class CompensationBook:
         if self.ledger.dialect != "postgresql":
             yield
             return
-        lock_key = int.from_bytes(hashlib.sha256(f"wflo-rollback/{root_run_id}".encode()).digest()[:8], "big",
-                                  signed=True)
+        lock_key = int.from_bytes(
+            hashlib.sha256(f"wflo-rollback/{root_run_id}".encode()).digest()[:8], "big", signed=True
+        )
         with self.ledger.engine.connect() as conn:
             if not conn.execute(text("SELECT pg_try_advisory_lock(:k)"), {"k": lock_key}).scalar():
-                raise CompensationError(f"a rollback of run {root_run_id} is already in progress; try again when "
-                                        "it has finished")
+                raise CompensationError(
+                    f"a rollback of run {root_run_id} is already in progress; try again when it has finished"
+                )
             try:
                 yield
             finally:

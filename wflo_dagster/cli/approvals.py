@@ -17,7 +17,9 @@ from wflo_core.errors import ConfigError
 from wflo_core.ledger.store import Ledger
 from wflo_dagster.cli import app
 
-approvals_app = typer.Typer(help="Human approval gates: see what waits, approve or reject it.", no_args_is_help=True)
+approvals_app = typer.Typer(
+    help="Human approval gates: see what waits, approve or reject it.", no_args_is_help=True
+)
 app.add_typer(approvals_app, name="approvals")
 
 
@@ -31,12 +33,23 @@ def approval_book() -> Iterator[ApprovalBook]:
 
 
 def as_json(view: ApprovalView) -> dict[str, Any]:
-    return {"id": view.id, "run_id": view.run_id, "step_key": view.step_key, "kind": view.kind,
-            "status": view.status, "reason": view.reason, "context": view.context, "approvers": view.approvers,
-            "timeout_policy": view.timeout_policy, "requested_at": view.requested_at.isoformat(),
-            "expires_at": view.expires_at.isoformat() if view.expires_at else None,
-            "decided_by": view.decided_by, "decided_at": view.decided_at.isoformat() if view.decided_at else None,
-            "decision_reason": view.decision_reason, "continuation_run_id": view.continuation_run_id}
+    return {
+        "id": view.id,
+        "run_id": view.run_id,
+        "step_key": view.step_key,
+        "kind": view.kind,
+        "status": view.status,
+        "reason": view.reason,
+        "context": view.context,
+        "approvers": view.approvers,
+        "timeout_policy": view.timeout_policy,
+        "requested_at": view.requested_at.isoformat(),
+        "expires_at": view.expires_at.isoformat() if view.expires_at else None,
+        "decided_by": view.decided_by,
+        "decided_at": view.decided_at.isoformat() if view.decided_at else None,
+        "decision_reason": view.decision_reason,
+        "continuation_run_id": view.continuation_run_id,
+    }
 
 
 @approvals_app.command("list")
@@ -57,8 +70,15 @@ def list_approvals(
     for column in ("id", "status", "run", "step", "reason", "requested", "decided by"):
         table.add_column(column)
     for v in views:
-        table.add_row(v.id, v.status, v.run_id[:8], v.step_key, v.reason[:60], f"{v.requested_at:%Y-%m-%d %H:%M}",
-                      v.decided_by or "-")
+        table.add_row(
+            v.id,
+            v.status,
+            v.run_id[:8],
+            v.step_key,
+            v.reason[:60],
+            f"{v.requested_at:%Y-%m-%d %H:%M}",
+            v.decided_by or "-",
+        )
     Console(width=160).print(table)
 
 

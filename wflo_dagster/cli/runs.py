@@ -19,7 +19,9 @@ app.add_typer(runs_app, name="runs")
 @runs_app.command("rollback")
 def rollback(
     run_id: str = typer.Argument(..., help="Any run of the logical run (its continuations are included)."),
-    retry_failed: bool = typer.Option(False, "--retry-failed", help="Run compensations that failed before again."),
+    retry_failed: bool = typer.Option(
+        False, "--retry-failed", help="Run compensations that failed before again."
+    ),
 ) -> None:
     """Run the run's compensations newest first, each once; safe to re-invoke after an interruption."""
     ledger = Ledger(load_settings().ledger_url)
@@ -29,13 +31,18 @@ def rollback(
         ledger.close()
     for o in report.outcomes:
         note = " (resumed after an interrupted rollback)" if o.resumed else ""
-        typer.echo(f"{o.status:>14}  #{o.seq} {o.action} of {o.step_key} in run {o.run_id}{note}"
-                   + (f": {o.error}" if o.error else ""))
+        typer.echo(
+            f"{o.status:>14}  #{o.seq} {o.action} of {o.step_key} in run {o.run_id}{note}"
+            + (f": {o.error}" if o.error else "")
+        )
     if not report.outcomes:
         typer.echo(f"run {run_id} registered no compensations")
     if not report.ok:
-        typer.secho(f"{len(report.failed)} compensation(s) failed; fix and re-run with --retry-failed",
-                    fg=typer.colors.RED, err=True)
+        typer.secho(
+            f"{len(report.failed)} compensation(s) failed; fix and re-run with --retry-failed",
+            fg=typer.colors.RED,
+            err=True,
+        )
         raise typer.Exit(1)
 
 
@@ -55,12 +62,17 @@ def resume(
     instance = dg.DagsterInstance.get()
     failed = instance.get_run_by_id(run_id)
     if failed is None:
-        raise ConfigError(f"no Dagster run {run_id!r} in the instance at DAGSTER_HOME={os.environ['DAGSTER_HOME']}")
+        raise ConfigError(
+            f"no Dagster run {run_id!r} in the instance at DAGSTER_HOME={os.environ['DAGSTER_HOME']}"
+        )
     if failed.status != dg.DagsterRunStatus.FAILURE:
         raise ConfigError(f"run {run_id} is {failed.status.value}; only a failed run can be resumed")
     job = ReconstructableRepository.for_module(module, attribute, os.getcwd()).get_reconstructable_job(
-        failed.job_name)
-    result = dg.execute_job(job, instance, reexecution_options=dg.ReexecutionOptions.from_failure(run_id, instance))
+        failed.job_name
+    )
+    result = dg.execute_job(
+        job, instance, reexecution_options=dg.ReexecutionOptions.from_failure(run_id, instance)
+    )
     typer.echo(f"run {result.run_id} resumed {run_id}: {'succeeded' if result.success else 'failed'}")
     if not result.success:
         raise typer.Exit(1)

@@ -19,7 +19,13 @@ from wflo_core.config import load_settings
 from wflo_dagster.checkpoints import checkpoint, resume
 from wflo_dagster.compensation import register_compensation
 from wflo_dagster.gates import approval_gate
-from wflo_dagster.pipelines.research_agent import CODER_MODEL, PLANNER_MODEL, QUESTION, code_messages, plan_messages
+from wflo_dagster.pipelines.research_agent import (
+    CODER_MODEL,
+    PLANNER_MODEL,
+    QUESTION,
+    code_messages,
+    plan_messages,
+)
 from wflo_dagster.resources.llm import LLMResource
 from wflo_dagster.steps import llm_asset
 
@@ -29,18 +35,32 @@ GROUP = "reviewed_release"
 @llm_asset(group_name=GROUP, kinds={"openai"}, description="The agent's plan.")
 def release_plan(context: dg.AssetExecutionContext, llm: LLMResource) -> str:
     provider, model = PLANNER_MODEL
-    return llm.complete(context, messages=plan_messages(QUESTION), provider=provider, model=model,
-                        max_tokens=300, temperature=0.0).text
+    return llm.complete(
+        context,
+        messages=plan_messages(QUESTION),
+        provider=provider,
+        model=model,
+        max_tokens=300,
+        temperature=0.0,
+    ).text
 
 
-@llm_asset(group_name=GROUP, kinds={"anthropic"}, description="Code the agent wrote; checkpointed once written.")
+@llm_asset(
+    group_name=GROUP, kinds={"anthropic"}, description="Code the agent wrote; checkpointed once written."
+)
 def release_code(context: dg.AssetExecutionContext, release_plan: str, llm: LLMResource) -> str:
     saved = resume(context, "release_code")
     if saved is not None:
         return str(saved["code"])
     provider, model = CODER_MODEL
-    code = llm.complete(context, messages=code_messages(release_plan), provider=provider, model=model,
-                        max_tokens=500, temperature=0.0).text
+    code = llm.complete(
+        context,
+        messages=code_messages(release_plan),
+        provider=provider,
+        model=model,
+        max_tokens=500,
+        temperature=0.0,
+    ).text
     checkpoint(context, "release_code", {"code": code})
     return code
 
@@ -50,8 +70,13 @@ def review_context(release_code: str) -> dict[str, Any]:
 
 
 release_review = approval_gate(
-    "release_review", upstream=["release_code"], group_name=GROUP, review_context=review_context,
-    reason="publish the agent's analysis code", timeout=timedelta(hours=24), on_timeout="reject",
+    "release_review",
+    upstream=["release_code"],
+    group_name=GROUP,
+    review_context=review_context,
+    reason="publish the agent's analysis code",
+    timeout=timedelta(hours=24),
+    on_timeout="reject",
     description="A human reviews the code before it is published.",
 )
 
@@ -76,6 +101,7 @@ def published_release(context: dg.AssetExecutionContext, release_code: str, llm:
 
 reviewed_release_assets = [release_plan, release_code, release_review, published_release]
 reviewed_release_job = dg.define_asset_job(
-    "reviewed_release_job", selection=dg.AssetSelection.groups(GROUP),
+    "reviewed_release_job",
+    selection=dg.AssetSelection.groups(GROUP),
     tags={"wflo/budget_usd": "0.50", "wflo/tag/team": "research", "wflo/tag/agent": "release_agent"},
 )
