@@ -126,11 +126,12 @@ def test_graphql_submitted_job_runs_in_a_run_image_container_and_is_fully_accoun
     launches = [r.message for r in records if "Launching run in a new container" in (r.message or "")]
     assert len(launches) == 1
     assert launches[0].endswith(f"Launching run in a new container {container_id} with image {dep.image}")
-    step_keys = {r.step_key for r in records if r.dagster_event_type == DagsterEventType.STEP_SUCCESS}
-    assert step_keys == {"research_plan", "source_notes", "analysis_code", "research_summary"}
     cost_by_step = {r.step_key: r.asset_materialization.metadata[COST_KEY].value for r in records
                     if r.dagster_event_type == DagsterEventType.ASSET_MATERIALIZATION}
-    assert set(cost_by_step) == step_keys
+    step_keys = set(cost_by_step)
+    assert step_keys == {"research_plan", "source_notes", "analysis_code", "research_summary"}
+    assert step_keys <= {r.step_key for r in records if r.dagster_event_type == DagsterEventType.STEP_SUCCESS}
+    assert not [r for r in records if r.dagster_event_type == DagsterEventType.STEP_FAILURE]
 
     # wflo ledger: written from inside the container, consistent with the Dagster metadata
     ledger_run_row, steps, calls = eventually(
@@ -201,7 +202,7 @@ def test_tag_concurrency_limit_holds_while_runs_queue(dagster_deployment: Dagste
     limit = agent_limit["limit"]
     tags = {"wflo/agent": f"probe-{uuid.uuid4().hex[:8]}"}
     run_ids = [submit(dep, "nap_job", PROBE_LOCATION, tags=tags,
-                      run_config={"ops": {"nap": {"config": {"seconds": 4}}}}) for _ in range(limit + 3)]
+                      run_config={"ops": {"nap": {"config": {"seconds": 4}}}}) for _ in range(limit + 2)]
 
     samples: list[tuple[int, int]] = []  # (in progress, queued)
     deadline = time.monotonic() + 400
