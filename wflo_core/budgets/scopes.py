@@ -37,6 +37,8 @@ class CallScope:
     asset_key: str | None = None
     tags: Mapping[str, str] = field(default_factory=dict)
     """Attribution tags (``team``: ``ml``, ``agent``: ``planner``)."""
+    parent_call_id: int | None = None
+    """For a sub-agent's calls: the ledger id of the call after which the parent agent delegated."""
 
     def refs(self, at: datetime | None = None) -> list[ScopeRef]:
         now = (at or datetime.now(UTC)).astimezone(UTC)

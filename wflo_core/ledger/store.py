@@ -132,13 +132,12 @@ class Ledger:
         run.ended_at = ended_at or utcnow()
         return True
 
-    def record_call(self, session: Session, **values: Any) -> bool:
-        """Insert one ``llm_calls`` row; False if its idempotency key was already recorded."""
+    def record_call(self, session: Session, **values: Any) -> int | None:
+        """Insert one ``llm_calls`` row; its id, or None if its idempotency key was already recorded."""
         values.setdefault("created_at", utcnow())
         insert = pg_insert if self.dialect == "postgresql" else sqlite_insert
-        inserted = session.scalar(
+        return session.scalar(
             insert(LLMCall).values(**values)
             .on_conflict_do_nothing(index_elements=["idempotency_key"])
             .returning(LLMCall.id)
         )
-        return inserted is not None

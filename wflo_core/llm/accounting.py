@@ -31,6 +31,8 @@ class CallOutcome:
     cache_hit: bool
     price_version: str
     call_key: str
+    call_id: int | None = None
+    """The ``llm_calls`` row id (None if the row already existed)."""
 
 
 @dataclass

@@ -17,7 +17,7 @@ import json
 import logging
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from decimal import Decimal
 from typing import Any, Protocol
 
@@ -227,8 +227,8 @@ class Gateway:
         outcome = CallOutcome(response.provider, request.model, response.usage, cost.total_usd, Decimal(0),
                               False, cost.price_version, call_key)
         with p.ledger.transaction() as session:
-            self._write_call(session, outcome, scope, status="settled", cache_key=cache_key,
-                             latency_ms=latency_ms)
+            outcome = replace(outcome, call_id=self._write_call(session, outcome, scope, status="settled",
+                                                                cache_key=cache_key, latency_ms=latency_ms))
             crossed = p.budgets.settle(session, call_key, outcome.cost_usd)
             p.record_event(session, LLMCallSettled(**self._event_fields(outcome, scope), latency_ms=latency_ms))
             self._record_thresholds(session, scope, crossed)
@@ -241,7 +241,8 @@ class Gateway:
         outcome = CallOutcome(response.provider, response.model, response.usage, Decimal(0),
                               saved.total_usd, True, saved.price_version, call_key)
         with p.ledger.transaction() as session:
-            self._write_call(session, outcome, scope, status="cache_hit", cache_key=cache_key, latency_ms=0)
+            outcome = replace(outcome, call_id=self._write_call(session, outcome, scope, status="cache_hit",
+                                                                cache_key=cache_key, latency_ms=0))
             p.record_event(session, LLMCallCacheHit(**self._event_fields(outcome, scope),
                                                     saved_usd=outcome.saved_usd))
         return outcome
@@ -264,18 +265,18 @@ class Gateway:
             self._known_runs.add(scope.run_id)
 
     def _write_call(self, session: Session, outcome: CallOutcome, scope: CallScope, *, status: str,
-                    cache_key: str | None, latency_ms: int) -> None:
+                    cache_key: str | None, latency_ms: int) -> int | None:
         ledger = self.parts.ledger
         self._ensure_run(session, scope)
         u = outcome.usage
-        ledger.record_call(
+        return ledger.record_call(
             session, idempotency_key=outcome.call_key, run_id=scope.run_id, step_key=scope.step_key,
             asset_key=scope.asset_key, provider=outcome.provider, model=outcome.model, status=status,
             input_tokens=u.input_tokens, cached_input_tokens=u.cached_input_tokens,
             cache_write_tokens=u.cache_write_tokens, output_tokens=u.output_tokens,
             reasoning_tokens=u.reasoning_tokens, cost_usd=outcome.cost_usd, saved_usd=outcome.saved_usd,
             price_version=outcome.price_version, cache_key=cache_key, latency_ms=latency_ms,
-            tags=dict(scope.tags),
+            tags=dict(scope.tags), parent_call_id=scope.parent_call_id,
         )
 
     def _record_thresholds(self, session: Session, scope: CallScope, crossed: list[ThresholdCrossed]) -> None:

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
 from collections import defaultdict
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import replace
 from typing import Any
 
 import dagster as dg
@@ -23,6 +26,7 @@ from wflo_core.llm.types import LLMRequest, LLMResponse, Message
 from wflo_core.run_chain import PARENT_RUN_TAG
 
 StepContext = dg.AssetExecutionContext | dg.OpExecutionContext
+_SUB_AGENT: ContextVar[tuple[str, int | None] | None] = ContextVar("wflo_sub_agent", default=None)
 
 
 def step_identity(context: StepContext) -> tuple[str, str, int]:
@@ -58,6 +62,7 @@ class LLMResource(dg.ConfigurableResource):
     _totals: dict[tuple[str, str], StepTotals] = PrivateAttr(default_factory=lambda: defaultdict(StepTotals))
     _seq: dict[tuple[str, str, int], int] = PrivateAttr(default_factory=lambda: defaultdict(int))
     _scopes: dict[tuple[str, str], CallScope] = PrivateAttr(default_factory=dict)
+    _last_call: dict[tuple[str, str], int] = PrivateAttr(default_factory=dict)
     _lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)
 
     def _settings(self) -> WfloSettings:
@@ -174,13 +179,13 @@ class LLMResource(dg.ConfigurableResource):
         """Stream one completion through the gateway; the last chunk carries the full response."""
         run_id, step_key, _ = step_identity(context)
         _, call_key = self._next_call(context)
-        yield from self.services.gateway.stream(request, self.scope_for(context), call_key,
+        yield from self.services.gateway.stream(request, self._call_scope(context), call_key,
                                                 on_outcome=lambda outcome: self._count(run_id, step_key, outcome))
 
     def send(self, context: StepContext, request: LLMRequest) -> LLMResponse:
         run_id, step_key, _ = step_identity(context)
         seq, call_key = self._next_call(context)
-        scope = self.scope_for(context)
+        scope = self._call_scope(context)
         settled = SettledResults(CheckpointStore(self.services.ledger))
         reused = settled.recall(run_id=run_id, step_key=step_key, seq=seq, request=request)
         if reused is not None:
@@ -196,6 +201,27 @@ class LLMResource(dg.ConfigurableResource):
     def _count(self, run_id: str, step_key: str, outcome: CallOutcome) -> None:
         with self._lock:
             self._totals[(run_id, step_key)].add(outcome)
+            if outcome.call_id is not None:
+                self._last_call[(run_id, step_key)] = outcome.call_id
+
+    @contextmanager
+    def sub_agent(self, context: StepContext, name: str) -> Iterator[None]:
+        """Attribute the calls made inside to sub-agent ``name`` (tag ``agent=name``), linked to the
+        parent's last call; they still roll up to this step and run."""
+        run_id, step_key, _ = step_identity(context)
+        token = _SUB_AGENT.set((name, self._last_call.get((run_id, step_key))))
+        try:
+            yield
+        finally:
+            _SUB_AGENT.reset(token)
+
+    def _call_scope(self, context: StepContext) -> CallScope:
+        scope = self.scope_for(context)
+        agent = _SUB_AGENT.get()
+        if agent is None:
+            return scope
+        name, parent_call_id = agent
+        return replace(scope, tags={**scope.tags, "agent": name}, parent_call_id=parent_call_id)
 
     def step_totals(self, run_id: str, step_key: str) -> StepTotals:
         with self._lock:
