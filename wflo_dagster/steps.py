@@ -35,8 +35,8 @@ def track_llm_step(fn: Callable[..., Any]) -> Callable[..., Any]:
     @functools.wraps(fn)
     def wrapper(context: StepContext, *args: Any, **kwargs: Any) -> Any:
         llm = _llm_resource(args, kwargs, context)
-        llm.start_step(context)
         try:
+            llm.start_step(context)
             result = fn(context, *args, **kwargs)
         except WfloError as err:
             raise as_failure(err) from err

@@ -57,6 +57,9 @@ class LLMResource(dg.ConfigurableResource):
         default=None, description="replay, live or record; unset = WFLO_LLM_MODE (default replay)."
     )
     cassette_path: str | None = Field(default=None, description="Cassette for replay/record mode.")
+    run_budget_usd: str | None = Field(
+        default=None, description="Limit for each run using this resource, e.g. '2.50'. A run's "
+        "'wflo/budget_usd' tag wins; unset = WFLO_BUDGET_RUN_USD (or no run budget).")
 
     _services: WfloServices | None = PrivateAttr(default=None)
     _totals: dict[tuple[str, str], StepTotals] = PrivateAttr(default_factory=lambda: defaultdict(StepTotals))
@@ -112,7 +115,7 @@ class LLMResource(dg.ConfigurableResource):
                             op_tags: dict[str, str]) -> None:
         """Run budgets from the run tag or WFLO_BUDGET_RUN_USD; asset budgets from the asset's op tag."""
         services = self.services
-        run_limit = context.run_tags.get(BUDGET_TAG)
+        run_limit = context.run_tags.get(BUDGET_TAG) or self.run_budget_usd
         on_breach = context.run_tags.get(ON_BREACH_TAG, services.settings.budget_on_breach)
         if run_limit is not None or services.settings.budget_run_usd is not None:
             limit = services.parse_usd(run_limit, BUDGET_TAG) if run_limit else services.settings.budget_run_usd
