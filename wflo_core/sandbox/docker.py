@@ -139,7 +139,7 @@ class DockerSandbox(Sandbox):
         limits = job.limits
         stdout, stderr = CappedBuffer(limits.max_output_bytes), CappedBuffer(limits.max_output_bytes)
         api = self.client.api
-        started = time.monotonic()
+        started, started_epoch = time.monotonic(), time.time()
         boot = ["/bin/sh", "-c", _BOOT, "sandbox", *job.argv]
         exec_id = api.exec_create(container.id, boot, stdin=True)["Id"]
         conn = api.exec_start(exec_id, socket=True)
@@ -149,10 +149,21 @@ class DockerSandbox(Sandbox):
         over_cap = threading.Event()
         reader = threading.Thread(target=_read_frames, args=(conn, stdout, stderr, over_cap), daemon=True)
         reader.start()
-        reader.join(limits.timeout_seconds)
+        deadline = started + limits.timeout_seconds
+        died: dict[str, Any] | None = None
+        while reader.is_alive() and (remaining := deadline - time.monotonic()) > 0:
+            reader.join(min(remaining, 0.5))
+            if reader.is_alive() and not (state := _state(api, container.id)).get("Running"):
+                died = state  # e.g. gVisor ends the whole sandbox on OOM; the exec stream then hangs
+                break
         killed = None
-        if reader.is_alive() or over_cap.is_set():
-            killed = KilledReason.OUTPUT_LIMIT if over_cap.is_set() else KilledReason.TIMEOUT
+        if over_cap.is_set():
+            killed = KilledReason.OUTPUT_LIMIT
+        elif died is not None:
+            oom = died.get("OOMKilled") or _oom_event_since(api, container.id, started_epoch)
+            killed = KilledReason.MEMORY if oom else KilledReason.CONTAINER_DIED
+        elif reader.is_alive():
+            killed = KilledReason.TIMEOUT
         # Stop reading first: the engine will not finish killing an exec whose output nobody drains.
         with contextlib.suppress(OSError):
             raw.shutdown(socket.SHUT_RDWR)
@@ -160,7 +171,7 @@ class DockerSandbox(Sandbox):
         conn.close()
         exit_code = None
         if killed is None:  # the output can end (closed stdout) before the process does
-            exit_code = _exec_exit_code(api, exec_id, deadline=started + limits.timeout_seconds)
+            exit_code = _exec_exit_code(api, exec_id, deadline=deadline)
             killed = KilledReason.TIMEOUT if exit_code is None else None
         wall_ms = int((time.monotonic() - started) * 1000)
         found = collect(
@@ -213,6 +224,25 @@ def _read_frames(conn: Any, stdout: CappedBuffer, stderr: CappedBuffer, over_cap
             if sink is not None and sink.write(data):
                 over_cap.set()
                 return
+
+
+def _state(api: docker.APIClient, container_id: str) -> dict[str, Any]:
+    try:
+        return api.inspect_container(container_id)["State"]
+    except docker.errors.NotFound:
+        return {"Running": False}
+
+
+def _oom_event_since(api: docker.APIClient, container_id: str, since: float) -> bool:
+    """Whether the engine reported an OOM in the container (its state may already be gone)."""
+    until = time.time() + 1
+    events = api.events(
+        since=int(since) - 1, until=int(until) + 1, filters={"container": container_id, "event": "oom"}
+    )
+    try:
+        return any(True for _ in events)
+    finally:
+        events.close()
 
 
 def _exec_exit_code(api: docker.APIClient, exec_id: str, *, deadline: float) -> int | None:

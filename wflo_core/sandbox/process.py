@@ -17,11 +17,11 @@ gVisor, where these matter):
 * It shares the host kernel and installs no seccomp filter: a kernel bug reachable from an
   unprivileged user namespace is an escape.
 * The host's ``/usr`` is readable inside (no secrets belong there, but it is the host's).
-* Without root, or without cgroup v1 controllers (cgroup v2 is not used yet): memory is limited by RLIMIT_AS only (a
-  ``MemoryError``, not reported as ``memory``), the pid limit is RLIMIT_NPROC which counts every
-  process of the calling user, the work dir is a plain directory limited per file (RLIMIT_FSIZE)
-  but not in total, there is no CPU-share limit, and ``cpu_ms``/``peak_memory_bytes`` are None
-  (bubblewrap's inner processes are not reaped by the launcher, so rusage would not include them).
+* Without root, or without cgroup v1 controllers (cgroup v2 is not used yet): memory is limited
+  by RLIMIT_AS only (a ``MemoryError``, not reported as ``memory``); the pid limit is
+  RLIMIT_NPROC, which counts every process of the calling user; the work dir is a plain
+  directory limited per file (RLIMIT_FSIZE) but not in total; there is no CPU-share limit; and
+  ``cpu_ms``/``peak_memory_bytes`` are None (bwrap's inner processes escape the launcher's rusage).
 """
 
 from __future__ import annotations

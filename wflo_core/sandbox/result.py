@@ -23,8 +23,9 @@ class KilledReason(enum.StrEnum):
     """The run went over its memory limit and was OOM-killed."""
     OUTPUT_LIMIT = "output_limit"
     """stdout or stderr went over ``max_output_bytes``."""
-    SIGNAL = "signal"
-    """The code died from a signal it raised or another process sent (e.g. it killed itself)."""
+    CONTAINER_DIED = "container_died"
+    """The container ended under the code for another reason (gVisor stops the whole sandbox when
+    the pids limit is hit; a container reaching its own deadline)."""
 
 
 @dataclass(frozen=True, kw_only=True)
