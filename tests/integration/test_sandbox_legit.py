@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterator
 
 import pytest
@@ -124,3 +125,15 @@ def test_network_and_bad_inputs_are_refused_before_running(sandbox: Sandbox) -> 
         sandbox.run("print(1)", files_in={"../escape.txt": "x"})
     with pytest.raises(ConfigError, match="work dir limit"):
         sandbox.run("print(1)", files_in={"big": b"x" * 2048}, limits=SandboxLimits(workdir_bytes=1024))
+
+
+def test_large_binary_files_round_trip(sandbox: Sandbox) -> None:
+    import hashlib
+
+    blob = os.urandom(5 * 1024 * 1024)
+    code = "import hashlib, shutil\nprint(hashlib.sha256(open('blob', 'rb').read()).hexdigest())\n"
+    code += "shutil.copy('blob', 'copy')\n"
+    result = sandbox.run(code, files_in={"blob": blob}, timeout=60)
+    assert result.ok, result.stderr_text
+    assert result.stdout_text.strip() == hashlib.sha256(blob).hexdigest()
+    assert result.files_out["copy"] == blob

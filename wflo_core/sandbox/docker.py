@@ -41,7 +41,7 @@ SANDBOX_USER = "65534:65534"
 #: Extra life a container gets beyond the run's timeout, for unpacking and collecting files.
 GRACE_SECONDS = 30.0
 #: Unpack the inputs arriving on stdin into the tmpfs, then become the command (stdin: /dev/null).
-_BOOT = 'tar -x -C /work -f - && exec "$@" </dev/null'
+_BOOT = f'tar -x -C {WORKDIR} -f - && exec "$@" </dev/null'
 
 
 class DockerSandbox(Sandbox):
@@ -98,6 +98,8 @@ class DockerSandbox(Sandbox):
             if container is None:
                 container = self._start_container(job.limits, needed)
             return self._run_in(container, job)
+        except (docker.errors.DockerException, OSError) as err:
+            raise SandboxError(f"the Docker engine failed while running sandboxed code: {err}") from err
         finally:
             if container is not None:
                 self._remover.submit(remove_container, container)
@@ -144,8 +146,10 @@ class DockerSandbox(Sandbox):
         exec_id = api.exec_create(container.id, boot, stdin=True)["Id"]
         conn = api.exec_start(exec_id, socket=True)
         raw: socket.socket = conn._sock
+        raw.settimeout(limits.timeout_seconds)  # only for sending the inputs; reads poll first
         raw.sendall(tar_files(job.files))
         raw.shutdown(socket.SHUT_WR)
+        raw.settimeout(None)
         over_cap = threading.Event()
         reader = threading.Thread(target=_read_frames, args=(conn, stdout, stderr, over_cap), daemon=True)
         reader.start()
