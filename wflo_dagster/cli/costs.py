@@ -15,8 +15,8 @@ from rich.table import Table
 from wflo_core.config import load_settings
 from wflo_core.errors import ConfigError
 from wflo_core.ledger.rollups import DIMENSIONS, RollupRow, cost_rollup
-from wflo_core.ledger.store import Ledger
 from wflo_dagster.cli import app
+from wflo_dagster.cli.ledger_access import open_ledger
 
 FORMATS = ("table", "json", "csv")
 
@@ -60,7 +60,7 @@ def costs(
         since_at = datetime.fromisoformat(since) if since else None
     except ValueError:
         raise ConfigError(f"--since must be an ISO date like 2026-11-24, got {since!r}") from None
-    ledger = Ledger(load_settings().ledger_url)
+    ledger = open_ledger(load_settings())  # reachable and migrated, or one line with the fix
     try:
         with ledger.transaction() as session:
             rows = cost_rollup(session, by, run_id=run, workflow=workflow, since=since_at)  # type: ignore[arg-type]
