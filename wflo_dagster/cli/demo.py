@@ -7,22 +7,25 @@ import os
 import typer
 from rich.console import Console
 
-from wflo_core.budgets import BudgetBook
 from wflo_core.config import load_settings, redact_url
+from wflo_core.errors import ConfigError
 from wflo_core.events.relay import relay_best_effort
 from wflo_core.events.sinks import build_event_sink
 from wflo_core.ledger.migrations import upgrade
 from wflo_core.ledger.rollups import cost_rollup, run_total
 from wflo_core.ledger.store import Ledger
-from wflo_core.runs import close_run
 from wflo_dagster.cli import app
 from wflo_dagster.cli.costs import rollup_table
+from wflo_dagster.sensors.run_status import close_out_run
 
 DEMO_JOB = "research_agent_job"
 
 
 @app.command("demo")
-def demo(job: str = typer.Option(DEMO_JOB, help="Job of wflo_dagster.definitions to run.")) -> None:
+def demo(
+    job: str = typer.Option(DEMO_JOB, help="Job of wflo_dagster.definitions to run."),
+    partition: str | None = typer.Option(None, help="Partition of a partitioned job (default: the latest)."),
+) -> None:
     """Materialize an example agent pipeline offline (replay cassette) and print its cost report."""
     settings = load_settings()
     dagster_home = settings.home.resolve() / "dagster"
@@ -34,10 +37,17 @@ def demo(job: str = typer.Option(DEMO_JOB, help="Job of wflo_dagster.definitions
 
     from wflo_dagster.definitions import defs
 
+    try:
+        job_def = defs.resolve_job_def(job)
+    except Exception:
+        raise ConfigError(f"no job named {job!r} in wflo_dagster.definitions; try {DEMO_JOB}") from None
+    if partition is None and job_def.partitions_def is not None:
+        partition = job_def.partitions_def.get_last_partition_key()
     console = Console(width=max(110, Console().width))
+    instance = dg.DagsterInstance.get()
     with console.status(f"running {job} ..."):
-        result = defs.get_job_def(job).execute_in_process(
-            instance=dg.DagsterInstance.get(), raise_on_error=False,
+        result = job_def.execute_in_process(
+            instance=instance, raise_on_error=False, partition_key=partition,
             run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}},
         )
     status = "succeeded" if result.success else "failed"
@@ -47,7 +57,7 @@ def demo(job: str = typer.Option(DEMO_JOB, help="Job of wflo_dagster.definitions
         reason = failure.event_specific_data.error.message.strip() if failure else "run failed"
     ledger = Ledger(settings.ledger_url)
     try:
-        close_run(ledger, BudgetBook(ledger), result.run_id, job, status, reason)
+        close_out_run(instance, ledger, result.run_id, job, status, reason)
         sink = build_event_sink(settings)
         relay_best_effort(ledger, sink)  # the run's last events, to Kafka or the JSONL file
         sink.close()
@@ -61,7 +71,9 @@ def demo(job: str = typer.Option(DEMO_JOB, help="Job of wflo_dagster.definitions
                   + (f": {reason}" if reason else ""))
     console.print(rollup_table(by_step, "step", "LLM cost by step"))
     console.print(rollup_table(by_model, "model", "LLM cost by model"))
-    console.print(f"total LLM cost of the run: [bold]${total}[/] (exact; ledger {redact_url(settings.ledger_url)})")
-    console.print(f"see it in the UI: DAGSTER_HOME={os.environ['DAGSTER_HOME']} dagster dev -m wflo_dagster.definitions")
+    console.print(f"total LLM cost of the run: [bold]${total}[/] "
+                  f"(exact; ledger {redact_url(settings.ledger_url)})")
+    console.print(f"see it in the UI: DAGSTER_HOME={os.environ['DAGSTER_HOME']} "
+                  "dagster dev -m wflo_dagster.definitions")
     if not result.success:
         raise typer.Exit(1)

@@ -31,14 +31,20 @@ def _failure_reason(context: dg.RunStatusSensorContext) -> str | None:
     return "run failed"
 
 
+def close_out_run(instance: dg.DagsterInstance, ledger: Ledger, run_id: str, workflow: str, status: str,
+                  reason: str | None) -> None:
+    """Close the wflo run record and put the run's exact cost on the Dagster run as tags."""
+    close_run(ledger, BudgetBook(ledger), run_id, workflow, status, reason)
+    with ledger.transaction() as session:
+        tag_run_with_cost(instance, session, run_id)
+
+
 def close_out(context: dg.RunStatusSensorContext) -> None:
     run = context.dagster_run
     ledger = Ledger(load_settings().ledger_url)
     try:
-        close_run(ledger, BudgetBook(ledger), run.run_id, run.job_name, _STATUS[run.status],
-                  _failure_reason(context))
-        with ledger.transaction() as session:
-            tag_run_with_cost(context.instance, session, run.run_id)
+        close_out_run(context.instance, ledger, run.run_id, run.job_name, _STATUS[run.status],
+                      _failure_reason(context))
     finally:
         ledger.close()
 
