@@ -147,7 +147,8 @@ def _locations_loaded(dep: DagsterDeployment) -> bool:
 
     query = "{ workspaceOrError { ... on Workspace { locationEntries { name loadStatus " \
             "locationOrLoadError { __typename } } } } }"
-    body = requests.post(f"http://127.0.0.1:{dep.webserver_port}/graphql", json={"query": query}, timeout=10).json()
+    url = f"http://127.0.0.1:{dep.webserver_port}/graphql"
+    body = requests.post(url, json={"query": query}, timeout=10).json()
     entries = {e["name"]: e for e in body["data"]["workspaceOrError"]["locationEntries"]}
     for name in (WFLO_LOCATION, PROBE_LOCATION):
         entry = entries.get(name)
@@ -176,7 +177,8 @@ def _migrate_in_container(dep: DagsterDeployment) -> None:
 
 @pytest.fixture(scope="module")
 def dagster_deployment(run_image: str, docker_host: str, postgres_url: str, redis_url: str,
-                       kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[DagsterDeployment]:
+                       kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory,
+                       ) -> Iterator[DagsterDeployment]:
     home = tmp_path_factory.mktemp("dagster-home")
     storage = home / "storage"
     (storage / "compute_logs").mkdir(parents=True)
@@ -206,11 +208,13 @@ def dagster_deployment(run_image: str, docker_host: str, postgres_url: str, redi
             "WFLO_LLM_MODE": "replay", "WFLO_SANDBOX_BACKEND": "", "WFLO_SANDBOX_IMAGE": "",
             "WFLO_OPENAI_API_KEY": "", "WFLO_ANTHROPIC_API_KEY": "",
         }
-        dep = DagsterDeployment(run_image, home, env, ledger_url, kafka_bootstrap, prefix, docker_host, web_port)
+        dep = DagsterDeployment(run_image, home, env, ledger_url, kafka_bootstrap, prefix, docker_host,
+                                web_port)
         try:
             _migrate_in_container(dep)
-            _start(dep, "code-server", ["dagster", "code-server", "start", "-h", "127.0.0.1", "-p", str(wflo_port),
-                                        "-m", "wflo_dagster.definitions", "--location-name", WFLO_LOCATION])
+            _start(dep, "code-server", ["dagster", "code-server", "start", "-h", "127.0.0.1",
+                                        "-p", str(wflo_port), "-m", "wflo_dagster.definitions",
+                                        "--location-name", WFLO_LOCATION])
             _start(dep, "probe-server", ["dagster", "api", "grpc", "-h", "127.0.0.1", "-p", str(probe_port),
                                          "-f", str(PROBE_DIR / "probe_jobs.py"), "-d", str(PROBE_DIR),
                                          "--location-name", PROBE_LOCATION])

@@ -66,7 +66,8 @@ def settings_env_names() -> set[str]:
 
 
 def service_env(stack: dict, name: str) -> dict[str, str]:
-    return {k: "" if v is None else str(v) for k, v in (stack["services"][name].get("environment") or {}).items()}
+    environment = stack["services"][name].get("environment") or {}
+    return {k: "" if v is None else str(v) for k, v in environment.items()}
 
 
 def test_compose_file_validates_and_requires_a_postgres_password() -> None:
@@ -112,7 +113,8 @@ def test_wflo_settings_load_from_the_stack_and_point_at_its_services(
                     mp.setenv(key, value)
             settings = load_settings()
         db = urlsplit(settings.database_url)
-        assert (db.hostname, db.port, db.path.lstrip("/")) == ("postgres", 5432, postgres["LEDGER_POSTGRES_DB"]), name
+        assert (db.hostname, db.port) == ("postgres", 5432), name
+        assert db.path.lstrip("/") == postgres["LEDGER_POSTGRES_DB"], name
         assert (db.username, db.password) == (postgres["POSTGRES_USER"], postgres["POSTGRES_PASSWORD"]), name
         assert urlsplit(settings.redis_url).hostname == "redis" and "redis" in stack["services"]
         assert settings.kafka_bootstrap_servers == "kafka:9092"
@@ -155,7 +157,7 @@ def test_cold_start_order_and_exposure(stack: dict) -> None:
     for name, spec in svc.items():
         for dep, cond in (spec.get("depends_on") or {}).items():
             if cond["condition"] == "service_healthy":
-                assert "healthcheck" in svc[dep], f"{name} waits for {dep} to be healthy but it has no healthcheck"
+                assert "healthcheck" in svc[dep], f"{name} waits for {dep} to be healthy: it has no check"
     assert svc["migrate"]["depends_on"] == {"postgres": {"condition": "service_healthy"}}
     for name in ("user-code", "webserver", "daemon"):
         assert svc[name]["depends_on"]["migrate"] == {"condition": "service_completed_successfully"}
