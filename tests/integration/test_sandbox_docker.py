@@ -16,7 +16,7 @@ import pytest
 
 from tests.integration.sandbox_backends import assert_nothing_left
 from wflo_core.errors import SandboxError
-from wflo_core.sandbox import SandboxLimits
+from wflo_core.sandbox import KilledReason, SandboxLimits
 from wflo_core.sandbox.docker import DockerSandbox
 from wflo_core.sandbox.docker_labels import LABEL, OWNER_LABEL
 
@@ -119,3 +119,22 @@ def test_missing_image_or_engine_is_a_clear_error(docker_host: str) -> None:
         DockerSandbox(image="wflo-no-such-image:0", docker_host=docker_host)
     with pytest.raises(SandboxError, match="not reachable"):
         DockerSandbox(docker_host="unix:///nonexistent/docker.sock")
+
+
+def test_a_container_killed_under_the_code_is_reported_promptly(
+    docker_host: str, sandbox_image: str, client: docker.DockerClient
+) -> None:
+    with DockerSandbox(image=sandbox_image, docker_host=docker_host) as sandbox:
+        box: dict = {}
+        worker = threading.Thread(
+            target=lambda: box.setdefault("r", sandbox.run("import time; time.sleep(120)"))
+        )
+        worker.start()
+        container = _wait_for(lambda: [c for c in _owned_by(client, os.getpid()) if c.status == "running"])[0]
+        time.sleep(0.5)
+        started = time.monotonic()
+        container.kill()
+        worker.join(30)
+        assert time.monotonic() - started < 5
+        assert box["r"].killed_reason is KilledReason.CONTAINER_DIED
+        assert_nothing_left(sandbox)

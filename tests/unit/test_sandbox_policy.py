@@ -78,3 +78,12 @@ def test_record_has_every_ledger_column_with_excerpts() -> None:
 )
 def test_extract_code_finds_the_program_in_an_llm_reply(reply: str, code: str) -> None:
     assert extract_code(reply) == code
+
+
+def test_record_fits_the_sandbox_runs_ledger_table() -> None:
+    from wflo_core.ledger.models import SandboxRun
+
+    record = SandboxResult(backend="process", exit_code=0, stdout=b"", stderr=b"").to_record()
+    columns = SandboxRun.__table__.columns
+    assert set(record) <= set(columns.keys())
+    assert all(len(reason.value) <= columns["killed_reason"].type.length for reason in KilledReason)

@@ -102,7 +102,10 @@ class DockerSandbox(Sandbox):
             raise SandboxError(f"the Docker engine failed while running sandboxed code: {err}") from err
         finally:
             if container is not None:
-                self._remover.submit(remove_container, container)
+                try:
+                    self._remover.submit(remove_container, container)
+                except RuntimeError:  # closed while this run was still going
+                    remove_container(container)
 
     def _start_container(self, limits: SandboxLimits, lifetime: float) -> Container:
         cpu = limits.effective_cpu_seconds
@@ -185,6 +188,8 @@ class DockerSandbox(Sandbox):
             exit_code = 128 + signal.SIGKILL
         elif exit_code == 128 + signal.SIGKILL and found.oom_killed:
             killed = KilledReason.MEMORY
+        elif exit_code == 128 + signal.SIGKILL and not _state(api, container.id).get("Running"):
+            killed = KilledReason.CONTAINER_DIED
         elif exit_code == 128 + signal.SIGXCPU:
             killed = KilledReason.CPU
         return SandboxResult(
