@@ -137,3 +137,15 @@ def test_large_binary_files_round_trip(sandbox: Sandbox) -> None:
     assert result.ok, result.stderr_text
     assert result.stdout_text.strip() == hashlib.sha256(blob).hexdigest()
     assert result.files_out["copy"] == blob
+
+
+def test_concurrent_runs_are_isolated_from_each_other(sandbox: Sandbox) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    code = "import os, time\nopen('mine.txt', 'w').write(open('id.txt').read())\ntime.sleep(0.5)\n"
+    code += "print(sorted(os.listdir('.')), open('mine.txt').read())\n"
+    with ThreadPoolExecutor(3) as pool:
+        results = list(
+            pool.map(lambda i: sandbox.run(code, files_in={"id.txt": str(i)}, timeout=30), range(3))
+        )
+    assert [r.stdout_text for r in results] == [f"['id.txt', 'main.py', 'mine.txt'] {i}\n" for i in range(3)]
