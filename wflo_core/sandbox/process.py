@@ -56,7 +56,12 @@ _SANDBOX_ENV = {
     "PYTHONDONTWRITEBYTECODE": "1",
 }
 _MS_NOSUID, _MS_NODEV, _MNT_DETACH = 2, 4, 2
-_LAUNCH = 'while [ "$1" != -- ]; do echo $$ > "$1" || exit 125; shift; done; shift; exec "$@"'
+#: Runs as root first: joins the run's cgroups (one cgroup.procs file per argument up to ``--``),
+#: then becomes prlimit -> setpriv -> bwrap, so no process of the run ever exists outside them.
+_LAUNCH = (
+    'while [ "$1" != -- ]; do { echo $$ > "$1"; } 2>/dev/null'
+    ' || { echo "wflo-launch: cannot join cgroup $1" >&2; exit 125; }; shift; done; shift; exec "$@"'
+)
 
 
 class ProcessSandbox(Sandbox):
@@ -176,8 +181,8 @@ class ProcessSandbox(Sandbox):
         proc.returncode = os.waitstatus_to_exitcode(reaped)
         wall_ms = int((time.monotonic() - started) * 1000)
         exit_code = 128 - proc.returncode if proc.returncode < 0 else proc.returncode
-        if exit_code == 125 and not stdout.getvalue() and not stderr.getvalue() and killed is None:
-            raise SandboxError("the process sandbox could not start (joining its cgroup failed)")
+        if exit_code == 125 and stderr.getvalue().startswith(b"wflo-launch:"):
+            raise SandboxError(f"the process sandbox could not start: {stderr.getvalue().decode().strip()}")
         if cgroup is not None:
             cgroup.kill_all()
         if killed is None and cgroup is not None and cgroup.oom_killed():
