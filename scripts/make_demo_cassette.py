@@ -51,6 +51,8 @@ CODE = (
     "}\n"
     "print(json.dumps(ratios))\n"
 )
+CODE_OUTPUT = '{"2024_vs_2023": 0.25, "2025_vs_2023": 0.1667}'
+"""What CODE prints when the pipeline runs it in the sandbox (the summary step quotes it)."""
 SUMMARY = (
     "LLM output prices fell steeply between 2023 and 2025: GPT-4 cost $60 per million output tokens in "
     "2023, GPT-4o $15 in 2024, and most frontier models $8-15 in 2025. On representative prices, 2024 "
@@ -195,7 +197,7 @@ def main() -> None:
     ).text
     call(
         ra.PLANNER_MODEL,
-        ra.summary_messages(question, notes, code),
+        ra.summary_messages(question, notes, code, CODE_OUTPUT),
         lambda r: openai_body(r, SUMMARY),
         max_tokens=300,
         temperature=0.0,

@@ -14,6 +14,7 @@ from wflo_dagster.pipelines.reviewed_release import reviewed_release_assets, rev
 from wflo_dagster.pipelines.triage_agent import triage_agent_job, triage_agent_schedule, triage_assets
 from wflo_dagster.resources.events import EventSinkResource
 from wflo_dagster.resources.llm import LLMResource
+from wflo_dagster.resources.sandbox import SandboxResource
 from wflo_dagster.sensors.outbox_relay import outbox_relay_sensor
 from wflo_dagster.sensors.run_status import run_close_out_sensors
 
@@ -28,5 +29,5 @@ defs = dg.Definitions(
     schedules=[triage_agent_schedule, daily_cost_report_schedule],
     sensors=[*run_close_out_sensors, approvals_sensor([research_agent_job, triage_agent_job, reviewed_release_job]),
              rollback_failed_runs, outbox_relay_sensor()],
-    resources={"llm": LLMResource(), "events": EventSinkResource()},
+    resources={"llm": LLMResource(), "events": EventSinkResource(), "sandbox": SandboxResource()},
 )

@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 import inspect
 import typing
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
@@ -21,20 +21,19 @@ from wflo_dagster.resources.llm import LLMResource, StepContext
 PLANNED_CALLS_KEY = "wflo/planned_calls"
 
 
-def _llm_resource(args: tuple[Any, ...], kwargs: Mapping[str, Any], context: StepContext) -> LLMResource:
-    for value in (*args, *kwargs.values()):
-        if isinstance(value, LLMResource):
-            return value
-    return getattr(context.resources, LLM_RESOURCE_KEY)
-
-
 def track_llm_step(fn: Callable[..., Any]) -> Callable[..., Any]:
     """Wrap a compute function: open the step in the ledger, attach its cost metadata at the end,
-    and turn wflo errors (``BudgetExceeded``...) into a ``dagster.Failure`` with one clear line."""
+    and turn wflo errors (``BudgetExceeded``...) into a ``dagster.Failure`` with one clear line.
+
+    A function that takes no ``LLMResource`` (a sandbox step, say) is given one as an extra ``llm``
+    parameter: Dagster then provides the resource, and the wrapper keeps it to itself.
+    """
+    signature = inspect.signature(fn, eval_str=True)
+    own = next((name for name, p in signature.parameters.items() if p.annotation is LLMResource), None)
 
     @functools.wraps(fn)
     def wrapper(context: StepContext, *args: Any, **kwargs: Any) -> Any:
-        llm = _llm_resource(args, kwargs, context)
+        llm = kwargs[own] if own else kwargs.pop(LLM_RESOURCE_KEY)
         try:
             llm.start_step(context)
             result = fn(context, *args, **kwargs)
@@ -45,8 +44,11 @@ def track_llm_step(fn: Callable[..., Any]) -> Callable[..., Any]:
 
     # Dagster reads the compute function's signature for inputs, config and resources; resolve it
     # here, in the user's module, since string annotations would be looked up in this one.
-    wrapper.__signature__ = inspect.signature(fn, eval_str=True)  # type: ignore[attr-defined]
-    wrapper.__annotations__ = typing.get_type_hints(fn)
+    if own is None:
+        extra = inspect.Parameter(LLM_RESOURCE_KEY, inspect.Parameter.KEYWORD_ONLY, annotation=LLMResource)
+        signature = signature.replace(parameters=[*signature.parameters.values(), extra])
+    wrapper.__signature__ = signature  # type: ignore[attr-defined]
+    wrapper.__annotations__ = {**typing.get_type_hints(fn), **({} if own else {LLM_RESOURCE_KEY: LLMResource})}
     return wrapper
 
 

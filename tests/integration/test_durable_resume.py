@@ -20,6 +20,7 @@ pytestmark = pytest.mark.integration
 
 FAIL_FLAG = "DURABLE_TEST_FAIL_FLAG"
 TOOL_LOG = "DURABLE_TEST_TOOL_LOG"
+CODE_OUTPUT = '{"2024_vs_2023": 0.25, "2025_vs_2023": 0.1667}'  # what step 2's recorded code prints
 PLANNER = {"provider": ra.PLANNER_MODEL[0], "model": ra.PLANNER_MODEL[1], "temperature": 0.0}
 
 
@@ -64,7 +65,8 @@ def step4_summary(
     context: dg.AssetExecutionContext, step3_notes: str, step2_code: str, llm: LLMResource
 ) -> str:
     return llm.complete(
-        context, messages=ra.summary_messages(ra.QUESTION, step3_notes, step2_code), max_tokens=300, **PLANNER
+        context, messages=ra.summary_messages(ra.QUESTION, step3_notes, step2_code, CODE_OUTPUT), max_tokens=300,
+        **PLANNER
     ).text
 
 

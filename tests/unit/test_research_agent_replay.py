@@ -11,7 +11,7 @@ import dagster as dg
 from sqlalchemy import select
 
 from wflo_core.config import load_settings
-from wflo_core.ledger.models import LLMCall, OutboxEvent, Step
+from wflo_core.ledger.models import LLMCall, OutboxEvent, SandboxRun, Step
 from wflo_core.ledger.rollups import run_total
 from wflo_core.ledger.store import Ledger
 from wflo_core.llm.providers.cassette import default_cassette_path
@@ -44,7 +44,8 @@ def test_demo_job_replays_offline_and_its_cost_matches_the_cassette_priced_by_th
         assert run_total(s, result.run_id) == sum(expected) > 0
         assert {st.step_key: st.status for st in s.scalars(select(Step))} == {
             "research_plan": "succeeded", "source_notes": "succeeded", "analysis_code": "succeeded",
-            "research_summary": "succeeded"}
+            "analysis_result": "succeeded", "research_summary": "succeeded"}
+        (sandboxed,) = s.scalars(select(SandboxRun))
         event_types = list(s.scalars(select(OutboxEvent.event_type).order_by(OutboxEvent.id)))
     ledger.close()
     assert len(calls) == 5 and all(c.price_version.startswith("genai-prices") for c in calls)
@@ -52,6 +53,13 @@ def test_demo_job_replays_offline_and_its_cost_matches_the_cassette_priced_by_th
     assert event_types.count("io.wflo.llm_call.settled") == 5
     summary = result.asset_materializations_for_node("research_summary")[0].metadata
     assert summary["wflo/llm_calls"].value == 1 and summary["wflo/cost_usd"].value > 0
+    # The agent's code ran in the (process) sandbox: recorded, evented, shown as metadata.
+    ran = result.asset_materializations_for_node("analysis_result")[0].metadata
+    assert result.output_for_node("analysis_result") == '{"2024_vs_2023": 0.25, "2025_vs_2023": 0.1667}'
+    assert (sandboxed.backend, sandboxed.exit_code, sandboxed.killed_reason) == ("process", 0, None)
+    assert sandboxed.step_key == "analysis_result" and "2024_vs_2023" in sandboxed.stdout_excerpt
+    assert "io.wflo.sandbox.finished" in event_types
+    assert ran["wflo/sandbox_exit_code"].value == 0 and "2024_vs_2023" in ran["wflo/sandbox_stdout"].value
 
 
 def test_definitions_validate_with_the_dagster_cli() -> None:

@@ -229,7 +229,8 @@ class SandboxFinished(_SandboxEvent):
 
 class SandboxKilled(_SandboxEvent):
     type: ClassVar[str] = "io.wflo.sandbox.killed"
-    reason: Literal["timeout", "memory", "pids", "output", "disk", "signal"]
+    reason: Literal["timeout", "cpu", "memory", "output_limit", "container_died"]
+    """``wflo_core.sandbox.KilledReason``."""
 
 
 # ---------------------------------------------------------------------------------------------- approvals

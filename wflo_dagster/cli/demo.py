@@ -30,6 +30,7 @@ def demo(
     settings = load_settings()
     dagster_home = settings.home.resolve() / "dagster"
     dagster_home.mkdir(parents=True, exist_ok=True)
+    (dagster_home / "dagster.yaml").touch()  # an embedded instance: SQLite storage in this folder
     os.environ.setdefault("DAGSTER_HOME", str(dagster_home))
     upgrade(settings.ledger_url)
 

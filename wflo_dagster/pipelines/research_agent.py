@@ -15,6 +15,8 @@ import dagster as dg
 from wflo_core.budgets.estimate import PlannedCall
 from wflo_core.llm.types import Message, ToolCall
 from wflo_dagster.resources.llm import LLMResource
+from wflo_dagster.resources.sandbox import SandboxResource
+from wflo_dagster.sandbox_step import run_code_step
 from wflo_dagster.steps import llm_asset
 
 GROUP = "research_agent"
@@ -62,10 +64,10 @@ def code_messages(plan: str) -> list[Message]:
                             f"2025_vs_2023). Context:\n{plan}")]
 
 
-def summary_messages(question: str, notes: str, code: str) -> list[Message]:
+def summary_messages(question: str, notes: str, code: str, result: str) -> list[Message]:
     return [Message("system", "You write crisp executive summaries."),
             Message("user", f"Question: {question}\nNotes:\n{notes}\nAnalysis code:\n{code}\n"
-                            "Summarize the answer in three sentences.")]
+                            f"Its output:\n{result}\nSummarize the answer in three sentences.")]
 
 
 def run_search_tool(call: ToolCall) -> str:
@@ -105,16 +107,26 @@ def analysis_code(context: dg.AssetExecutionContext, research_plan: str, llm: LL
                         max_tokens=500, temperature=0.0).text
 
 
+@llm_asset(group_name=GROUP, kinds={"python"}, description="The agent's code, run in the sandbox.")
+def analysis_result(context: dg.AssetExecutionContext, analysis_code: str, sandbox: SandboxResource) -> str:
+    result = run_code_step(context, sandbox, analysis_code, timeout=30)
+    if not result.ok:
+        raise dg.Failure(description=f"the agent's code failed in the sandbox (exit {result.exit_code}, "
+                                     f"killed: {result.killed_reason}); stderr: {result.stderr_text[-500:]}")
+    return result.stdout_text.strip()
+
+
 @llm_asset(group_name=GROUP, kinds={"openai"}, description="The answer, for humans.",
            planned_calls=[PlannedCall(PLANNER_MODEL[1], PLANNER_MODEL[0], max_tokens=300, prompt_tokens=3000)])
 def research_summary(context: dg.AssetExecutionContext, config: ResearchConfig, source_notes: str,
-                     analysis_code: str, llm: LLMResource) -> str:
+                     analysis_code: str, analysis_result: str, llm: LLMResource) -> str:
     provider, model = PLANNER_MODEL
-    return llm.complete(context, messages=summary_messages(config.question, source_notes, analysis_code),
+    messages = summary_messages(config.question, source_notes, analysis_code, analysis_result)
+    return llm.complete(context, messages=messages,
                         provider=provider, model=model, max_tokens=300, temperature=0.0).text
 
 
-research_assets = [research_plan, source_notes, analysis_code, research_summary]
+research_assets = [research_plan, source_notes, analysis_code, analysis_result, research_summary]
 research_agent_job = dg.define_asset_job(
     "research_agent_job", selection=dg.AssetSelection.groups(GROUP),
     tags={"wflo/budget_usd": "0.50", "wflo/tag/team": "research", "wflo/tag/agent": "research_agent"},

@@ -12,6 +12,7 @@ from dagster import ConfigurableResource, InitResourceContext
 from pydantic import Field, PrivateAttr
 
 from wflo_core.config import load_settings
+from wflo_core.ledger.store import Ledger
 from wflo_core.sandbox import Sandbox, SandboxLimits, SandboxResult, open_sandbox
 from wflo_core.sandbox.files import FilesIn
 
@@ -33,6 +34,7 @@ class SandboxResource(ConfigurableResource):
     memory_mb: int = Field(default=256, ge=16, description="Default memory limit per run, MiB.")
 
     _sandbox: Sandbox | None = PrivateAttr(default=None)
+    _ledger: Ledger | None = PrivateAttr(default=None)
 
     def setup_for_execution(self, context: InitResourceContext) -> None:
         self._open()
@@ -41,6 +43,16 @@ class SandboxResource(ConfigurableResource):
         if self._sandbox is not None:
             self._sandbox.close()
             self._sandbox = None
+        if self._ledger is not None:
+            self._ledger.close()
+            self._ledger = None
+
+    @property
+    def ledger(self) -> Ledger:
+        """Where sandbox runs are recorded (the ledger of the current settings)."""
+        if self._ledger is None:
+            self._ledger = Ledger(load_settings().ledger_url)
+        return self._ledger
 
     @property
     def default_limits(self) -> SandboxLimits:

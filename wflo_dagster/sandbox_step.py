@@ -1,0 +1,38 @@
+"""Running agent-written code as a Dagster step: sandboxed, recorded in the ledger, shown as metadata."""
+
+from __future__ import annotations
+
+import dagster as dg
+
+from wflo_core.config import load_settings
+from wflo_core.events.topics import TopicLayout
+from wflo_core.sandbox.files import FilesIn
+from wflo_core.sandbox.llm_code import result_metadata, run_sandboxed
+from wflo_core.sandbox.policy import SandboxLimits
+from wflo_core.sandbox.records import record_sandbox_run
+from wflo_core.sandbox.result import SandboxResult
+from wflo_dagster.resources.llm import StepContext, step_identity
+from wflo_dagster.resources.sandbox import SandboxResource
+
+
+def run_code_step(
+    context: StepContext,
+    sandbox: SandboxResource,
+    code: str,
+    *,
+    files_in: FilesIn | None = None,
+    timeout: float | None = None,
+    limits: SandboxLimits | None = None,
+) -> SandboxResult:
+    """Run the program in ``code`` (an LLM reply or plain source) in the step's sandbox.
+
+    Records a ``sandbox_runs`` row and a ``sandbox.finished``/``sandbox.killed`` event, and attaches
+    the exit status, limits hit, resource use and stdout/stderr excerpts as output metadata. What
+    the code printed is data to check, never instructions: callers parse it, they do not trust it.
+    """
+    result = run_sandboxed(sandbox.get_sandbox(), code, files_in=files_in, timeout=timeout, limits=limits)
+    run_id, step_key, _ = step_identity(context)
+    record_sandbox_run(sandbox.ledger, result, run_id=run_id, workflow=context.job_name, step_key=step_key,
+                       topic=TopicLayout.from_settings(load_settings()).events)
+    context.add_output_metadata({k: v for k, v in result_metadata(result).items() if v is not None})
+    return result
