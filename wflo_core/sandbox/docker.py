@@ -157,19 +157,15 @@ class DockerSandbox(Sandbox):
         reader = threading.Thread(target=_read_frames, args=(conn, stdout, stderr, over_cap), daemon=True)
         reader.start()
         deadline = started + limits.timeout_seconds
-        died: dict[str, Any] | None = None
+        killed = None
         while reader.is_alive() and (remaining := deadline - time.monotonic()) > 0:
             reader.join(min(remaining, 0.5))
-            if reader.is_alive() and not (state := _state(api, container.id)).get("Running"):
-                died = state  # e.g. gVisor ends the whole sandbox on OOM; the exec stream then hangs
+            # e.g. gVisor ends the whole sandbox on OOM, and the exec stream may then hang
+            if reader.is_alive() and (killed := _container_end(api, container.id, started_epoch)):
                 break
-        killed = None
         if over_cap.is_set():
             killed = KilledReason.OUTPUT_LIMIT
-        elif died is not None:
-            oom = died.get("OOMKilled") or _oom_event_since(api, container.id, started_epoch)
-            killed = KilledReason.MEMORY if oom else KilledReason.CONTAINER_DIED
-        elif reader.is_alive():
+        elif killed is None and reader.is_alive():
             killed = KilledReason.TIMEOUT
         # Stop reading first: the engine will not finish killing an exec whose output nobody drains.
         with contextlib.suppress(OSError):
@@ -181,17 +177,15 @@ class DockerSandbox(Sandbox):
             exit_code = _exec_exit_code(api, exec_id, deadline=deadline)
             killed = KilledReason.TIMEOUT if exit_code is None else None
         wall_ms = int((time.monotonic() - started) * 1000)
-        found = collect(
-            api, container.id, max_files_bytes=limits.max_files_out_bytes, with_files=killed is None
-        )
+        found = collect(api, container.id, max_files_bytes=limits.max_files_out_bytes)
         if killed is not None:
             exit_code = 128 + signal.SIGKILL
         elif exit_code == 128 + signal.SIGKILL and found.oom_killed:
             killed = KilledReason.MEMORY
-        elif exit_code == 128 + signal.SIGKILL and not _state(api, container.id).get("Running"):
-            killed = KilledReason.CONTAINER_DIED
         elif exit_code == 128 + signal.SIGXCPU:
             killed = KilledReason.CPU
+        elif exit_code is not None and exit_code >= 128:
+            killed = _container_end(api, container.id, started_epoch)
         return SandboxResult(
             backend=self.name,
             exit_code=exit_code,
@@ -235,11 +229,16 @@ def _read_frames(conn: Any, stdout: CappedBuffer, stderr: CappedBuffer, over_cap
                 return
 
 
-def _state(api: docker.APIClient, container_id: str) -> dict[str, Any]:
+def _container_end(api: docker.APIClient, container_id: str, since: float) -> KilledReason | None:
+    """Why the container stopped under the code (None while it still runs): OOM or anything else."""
     try:
-        return api.inspect_container(container_id)["State"]
-    except docker.errors.NotFound:
-        return {"Running": False}
+        state = api.inspect_container(container_id)["State"]
+    except docker.errors.NotFound:  # already auto-removed
+        state = {"Running": False}
+    if state.get("Running"):
+        return None
+    oom = state.get("OOMKilled") or _oom_event_since(api, container_id, since)
+    return KilledReason.MEMORY if oom else KilledReason.CONTAINER_DIED
 
 
 def _oom_event_since(api: docker.APIClient, container_id: str, since: float) -> bool:

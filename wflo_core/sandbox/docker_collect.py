@@ -46,7 +46,7 @@ json.dump({"cpu_ms": int(cpu_ns) // 1000000 if cpu_ns.isdigit() else (cpu_us // 
            "peak_memory_bytes": int(peak) if peak.isdigit() else None, "oom_killed": bool(ooms)}, sys.stderr)
 budget, skipped = int(sys.argv[1]), False
 with tarfile.open(fileobj=sys.stdout.buffer, mode="w|") as archive:
-    for top, dirs, names in os.walk("/work") if sys.argv[2] == "files" else ():
+    for top, dirs, names in os.walk("/work"):
         dirs.sort()
         for name in sorted(names):
             path = os.path.join(top, name)
@@ -73,21 +73,11 @@ class Collected:
     files_truncated: bool = False
 
 
-def collect(api: docker.APIClient, container_id: str, *, max_files_bytes: int, with_files: bool) -> Collected:
+def collect(api: docker.APIClient, container_id: str, *, max_files_bytes: int) -> Collected:
     """Run the collector in the container; an empty result if it cannot start (e.g. pids exhausted)."""
     try:
-        exec_id = api.exec_create(
-            container_id,
-            [
-                "python3",
-                "-I",
-                "-S",
-                "-c",
-                _COLLECTOR,
-                str(max_files_bytes),
-                "files" if with_files else "none",
-            ],
-        )["Id"]
+        command = ["python3", "-I", "-S", "-c", _COLLECTOR, str(max_files_bytes)]
+        exec_id = api.exec_create(container_id, command)["Id"]
         archive, report = CappedBuffer(max_files_bytes + max_files_bytes // 4 + MiB), CappedBuffer(4096)
         for out, err in api.exec_start(exec_id, stream=True, demux=True):
             if (out and archive.write(out)) or (err and report.write(err)):
@@ -98,9 +88,7 @@ def collect(api: docker.APIClient, container_id: str, *, max_files_bytes: int, w
     usage: dict = {}
     with contextlib.suppress(ValueError):
         usage = json.loads(report.getvalue() or b"{}")
-    files, truncated = (
-        untar_files(archive.getvalue(), max_total_bytes=max_files_bytes) if with_files else ({}, False)
-    )
+    files, truncated = untar_files(archive.getvalue(), max_total_bytes=max_files_bytes)
     return Collected(
         cpu_ms=_count(usage.get("cpu_ms")),
         peak_memory_bytes=_count(usage.get("peak_memory_bytes")),

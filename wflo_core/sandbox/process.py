@@ -19,7 +19,8 @@ gVisor, where these matter):
 * The host's ``/usr`` is readable inside (no secrets belong there, but it is the host's).
 * Without root, or without cgroup v1 controllers (cgroup v2 is not used yet): memory is limited
   by RLIMIT_AS only (a ``MemoryError``, not reported as ``memory``); the pid limit is
-  RLIMIT_NPROC, which counts every process of the calling user; the work dir is a plain
+  RLIMIT_NPROC, which counts every process of the calling user, so it is set to the user's
+  current count plus ``pids`` (racy if the user starts other processes meanwhile); the work dir is a plain
   directory limited per file (RLIMIT_FSIZE) but not in total; there is no CPU-share limit; and
   ``cpu_ms``/``peak_memory_bytes`` are None (bwrap's inner processes escape the launcher's rusage).
 """
@@ -112,7 +113,7 @@ class ProcessSandbox(Sandbox):
         cpu = limits.effective_cpu_seconds
         rlimits = [
             f"--cpu={cpu}:{cpu + 1}",
-            f"--nproc={limits.pids}",
+            f"--nproc={limits.pids if uid is not None else _processes_of(os.getuid()) + limits.pids}",
             "--core=0",
             "--nofile=256",
             f"--fsize={limits.workdir_bytes}",
@@ -257,6 +258,17 @@ def _mount_tmpfs(path: Path, *, size: int, uid: int) -> None:
 
 def _umount(path: Path) -> None:
     ctypes.CDLL(None, use_errno=True).umount2(str(path).encode(), _MNT_DETACH)
+
+
+def _processes_of(uid: int) -> int:
+    """How many processes (threads included, as RLIMIT_NPROC counts them) ``uid`` runs now."""
+    count = 0
+    for entry in os.scandir("/proc"):
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError):
+                if entry.stat().st_uid == uid:
+                    count += len(os.listdir(f"/proc/{entry.name}/task"))
+    return count
 
 
 def _alive(pid: int) -> bool:

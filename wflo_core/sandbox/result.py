@@ -40,7 +40,8 @@ class SandboxResult:
     stdout_truncated: bool = False
     stderr_truncated: bool = False
     files_out: dict[str, bytes] = field(default_factory=dict)
-    """Regular files left in the work dir (relative path -> content), input files included."""
+    """Regular files left in the work dir (relative path -> content), input files included; also
+    after a kill, unless the work dir was gone with its container."""
     files_out_truncated: bool = False
     """Some files were left out because their total size went over ``max_files_out_bytes``."""
     wall_ms: int = 0
