@@ -391,7 +391,8 @@ os.kill(-1, signal.SIGKILL)
 def test_code_runs_unprivileged(sandbox: Sandbox) -> None:
     code = """
 import json, os
-status = dict(line.split(":\\t", 1) for line in open("/proc/self/status").read().splitlines() if ":\\t" in line)
+lines = open("/proc/self/status").read().splitlines()
+status = dict(line.split(":\\t", 1) for line in lines if ":\\t" in line)
 print(json.dumps({"uid": os.getuid(), "gid": os.getgid(), "caps": status["CapEff"].strip(),
                   "bounding": status["CapBnd"].strip(), "no_new_privs": status["NoNewPrivs"].strip(),
                   "pids": sorted(int(p) for p in os.listdir("/proc") if p.isdigit())}))
