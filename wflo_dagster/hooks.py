@@ -21,12 +21,15 @@ def _close_step(context: dg.HookContext, status: str, error: str | None) -> None
     services = llm.services
     totals = llm.step_totals(context.run_id, context.step_key)
     with services.ledger.transaction() as session:
-        services.ledger.ensure_run(session, context.run_id, context.job_name)
-        step = services.ledger.latest_step(session, context.run_id, context.step_key) or \
-            services.ledger.ensure_step(session, context.run_id, context.step_key)
-        services.ledger.finish_step(session, step, status, error)
-        common = {"run_id": context.run_id, "step_key": context.step_key, "attempt": step.attempt,
-                  "asset_key": step.asset_key, "cost_usd": totals.cost_usd}
+        closed = services.ledger.finish_latest_attempt(session, context.run_id, context.step_key, status, error)
+        if closed is None:  # a step that never opened its row (not built with llm_asset)
+            services.ledger.ensure_run(session, context.run_id, context.job_name)
+            services.ledger.open_step(session, context.run_id, context.step_key)
+            closed = services.ledger.finish_latest_attempt(session, context.run_id, context.step_key, status,
+                                                           error)
+        attempt, asset_key = closed  # type: ignore[misc]
+        common = {"run_id": context.run_id, "step_key": context.step_key, "attempt": attempt,
+                  "asset_key": asset_key, "cost_usd": totals.cost_usd}
         if status == "succeeded":
             event = StepSucceeded(**common, llm_calls=totals.calls, cache_hits=totals.cache_hits,
                                   saved_usd=totals.saved_usd)

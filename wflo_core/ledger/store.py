@@ -12,7 +12,7 @@ from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
@@ -76,6 +76,8 @@ class Ledger:
         parent_run_id: str | None = None,
     ) -> bool:
         """Record the run (and its workflow) if it is new; True if this call created it."""
+        if session.scalar(select(Run.id).where(Run.id == run_id)) is not None:
+            return False  # the common case: one cheap read instead of three statements
         self.insert_ignore(session, Workflow, {"name": workflow, "created_at": utcnow()}, ["name"])
         workflow_id = session.scalar(select(Workflow.id).where(Workflow.name == workflow))
         created = self.insert_ignore(
@@ -87,10 +89,11 @@ class Ledger:
         )
         return created
 
-    def ensure_step(
+    def open_step(
         self, session: Session, run_id: str, step_key: str, attempt: int = 0, *,
         asset_key: str | None = None, tags: dict[str, str] | None = None,
-    ) -> Step:
+    ) -> None:
+        """Record that this attempt of the step started (once, however often it is called)."""
         self.insert_ignore(
             session,
             Step,
@@ -98,15 +101,16 @@ class Ledger:
              "status": "running", "tags": tags or {}, "started_at": utcnow()},
             ["run_id", "step_key", "attempt"],
         )
-        step = session.scalar(
-            select(Step).where(Step.run_id == run_id, Step.step_key == step_key, Step.attempt == attempt)
-        )
-        assert step is not None
-        return step
 
-    def latest_step(self, session: Session, run_id: str, step_key: str) -> Step | None:
-        return session.scalar(select(Step).where(Step.run_id == run_id, Step.step_key == step_key)
-                              .order_by(Step.attempt.desc()).limit(1))
+    def finish_latest_attempt(self, session: Session, run_id: str, step_key: str, status: str,
+                              error: str | None = None) -> tuple[int, str | None] | None:
+        """Close the step's latest attempt in one statement; its (attempt, asset key), None if unknown."""
+        latest = (select(Step.id).where(Step.run_id == run_id, Step.step_key == step_key)
+                  .order_by(Step.attempt.desc()).limit(1).scalar_subquery())
+        row = session.execute(update(Step).where(Step.id == latest)
+                              .values(status=status, error=error, ended_at=utcnow())
+                              .returning(Step.attempt, Step.asset_key)).first()
+        return None if row is None else (row[0], row[1])
 
     def close_earlier_attempts(self, session: Session, run_id: str, step_key: str, attempt: int) -> list[Step]:
         """Mark attempts before ``attempt`` that never finished as retried (failure hooks skip them)."""

@@ -135,12 +135,13 @@ class LLMResource(dg.ConfigurableResource):
                                           parent_run_id=parent):
                 services.emit(session, RunStarted(run_id=run_id, workflow=scope.workflow,
                                                   tags=dict(context.run_tags), parent_run_id=parent))
-            for earlier in services.ledger.close_earlier_attempts(session, run_id, step_key, attempt):
-                services.emit(session, StepRetried(run_id=run_id, step_key=step_key, attempt=earlier.attempt,
+            earlier = services.ledger.close_earlier_attempts(session, run_id, step_key, attempt) if attempt else []
+            for step in earlier:
+                services.emit(session, StepRetried(run_id=run_id, step_key=step_key, attempt=step.attempt,
                                                    asset_key=scope.asset_key,
-                                                   error=f"attempt {earlier.attempt} failed; Dagster retried it"))
-            services.ledger.ensure_step(session, run_id, step_key, attempt, asset_key=scope.asset_key,
-                                        tags=dict(scope.tags))
+                                                   error=f"attempt {step.attempt} failed; Dagster retried it"))
+            services.ledger.open_step(session, run_id, step_key, attempt, asset_key=scope.asset_key,
+                                      tags=dict(scope.tags))
             services.emit(session, StepStarted(run_id=run_id, step_key=step_key, attempt=attempt,
                                                asset_key=scope.asset_key))
 
