@@ -18,7 +18,7 @@ import pytest
 
 from tests import services
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("bubblewrap")]  # the demo sandboxes code
 BIN = Path(sys.executable).parent
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [

@@ -18,7 +18,7 @@ from wflo_core.config import load_settings
 from wflo_core.ledger.rollups import run_total
 from wflo_core.ledger.store import Ledger
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("bubblewrap")]  # the demo sandboxes code
 WFLO = str(Path(sys.executable).parent / "wflo")
 
 

@@ -176,8 +176,8 @@ def _migrate_in_container(dep: DagsterDeployment) -> None:
 
 
 @pytest.fixture(scope="module")
-def dagster_deployment(run_image: str, docker_host: str, postgres_url: str, redis_url: str,
-                       kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory,
+def dagster_deployment(run_image: str, sandbox_image: str, docker_host: str, postgres_url: str,
+                       redis_url: str, kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory,
                        ) -> Iterator[DagsterDeployment]:
     home = tmp_path_factory.mktemp("dagster-home")
     storage = home / "storage"
@@ -205,7 +205,8 @@ def dagster_deployment(run_image: str, docker_host: str, postgres_url: str, redi
             "DAGSTER_CURRENT_IMAGE": run_image, "DAGSTER_DOCKER_NETWORK": "host",
             "WFLO_DATABASE_URL": ledger_url, "WFLO_REDIS_URL": redis_url,
             "WFLO_KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap, "WFLO_KAFKA_TOPIC_PREFIX": prefix,
-            "WFLO_LLM_MODE": "replay", "WFLO_SANDBOX_BACKEND": "", "WFLO_SANDBOX_IMAGE": "",
+            # Agent-written code runs in sandbox containers next to the run container, as in production.
+            "WFLO_LLM_MODE": "replay", "WFLO_SANDBOX_BACKEND": "docker", "WFLO_SANDBOX_IMAGE": sandbox_image,
             "WFLO_OPENAI_API_KEY": "", "WFLO_ANTHROPIC_API_KEY": "",
         }
         dep = DagsterDeployment(run_image, home, env, ledger_url, kafka_bootstrap, prefix, docker_host,

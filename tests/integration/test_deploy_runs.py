@@ -23,7 +23,7 @@ from sqlalchemy import select
 from tests.integration import conftest_deploy
 from tests.integration.conftest_deploy import PROBE_LOCATION, ROOT, WFLO_LOCATION, DagsterDeployment
 from wflo_core.events.envelope import decode_event
-from wflo_core.ledger.models import LLMCall, OutboxEvent, Run, Step
+from wflo_core.ledger.models import LLMCall, OutboxEvent, Run, SandboxRun, Step
 from wflo_core.ledger.store import Ledger
 from wflo_core.llm.accounting import COST_KEY
 
@@ -73,6 +73,15 @@ def closed_ledger_run(dep: DagsterDeployment, run_id: str, status: str):
     """The ledger's view of the run once the close-out sensor gave it ``status``, else None."""
     found = ledger_run(dep, run_id)
     return found if found[0] is not None and found[0].status == status else None
+
+
+def sandbox_runs(dep: DagsterDeployment, run_id: str) -> list[SandboxRun]:
+    ledger = open_ledger(dep)
+    try:
+        with ledger.transaction() as session:
+            return list(session.scalars(select(SandboxRun).where(SandboxRun.run_id == run_id)))
+    finally:
+        ledger.close()
 
 
 def pending_outbox(dep: DagsterDeployment, run_id: str) -> int:
@@ -132,7 +141,8 @@ def test_graphql_submitted_job_runs_in_a_run_image_container_and_is_fully_accoun
     cost_by_step = {r.step_key: r.asset_materialization.metadata[COST_KEY].value for r in records
                     if r.dagster_event_type == DagsterEventType.ASSET_MATERIALIZATION}
     step_keys = set(cost_by_step)
-    assert step_keys == {"research_plan", "source_notes", "analysis_code", "research_summary"}
+    llm_steps = {"research_plan", "source_notes", "analysis_code", "research_summary"}
+    assert step_keys == llm_steps | {"analysis_result"}  # analysis_result runs the agent's code
     assert step_keys <= {r.step_key for r in records if r.dagster_event_type == DagsterEventType.STEP_SUCCESS}
     assert not [r for r in records if r.dagster_event_type == DagsterEventType.STEP_FAILURE]
 
@@ -145,8 +155,11 @@ def test_graphql_submitted_job_runs_in_a_run_image_container_and_is_fully_accoun
     assert calls and {c.status for c in calls} == {"settled"}
     for step_key in step_keys:
         step_cost = sum((c.cost_usd for c in calls if c.step_key == step_key), Decimal(0))
-        assert step_cost > 0
+        assert (step_cost > 0) == (step_key in llm_steps), step_key
         assert float(step_cost) == cost_by_step[step_key], step_key
+    # the agent's code ran in a Docker sandbox container started from inside the run container
+    (sandboxed,) = sandbox_runs(dep, run_id)
+    assert (sandboxed.backend, sandboxed.exit_code, sandboxed.step_key) == ("docker", 0, "analysis_result")
 
     # Kafka: one event per recorded call, the step and run ends, all keyed to this run
     call_keys = {c.idempotency_key for c in calls}
@@ -160,6 +173,7 @@ def test_graphql_submitted_job_runs_in_a_run_image_container_and_is_fully_accoun
         by_type.setdefault(event.type, []).append(event)
     assert {e.data["idempotency_key"] for e in by_type.get("io.wflo.llm_call.settled", [])} == call_keys
     assert {e.data["step_key"] for e in by_type.get("io.wflo.step.succeeded", [])} == step_keys
+    assert [e.data["step_key"] for e in by_type["io.wflo.sandbox.finished"]] == ["analysis_result"]
     [run_succeeded] = by_type["io.wflo.run.succeeded"]
     assert Decimal(run_succeeded.data["cost_usd"]) == sum((c.cost_usd for c in calls), Decimal(0))
     assert len({e.id for e in events}) == len(events)

@@ -17,7 +17,10 @@ from wflo_dagster.checks import cost_check
 from wflo_dagster.pipelines import research_agent
 from wflo_dagster.pipelines.cost_report import TOTAL_KEY, daily_cost_report
 from wflo_dagster.resources.llm import LLMResource
+from wflo_dagster.resources.sandbox import SandboxResource
 from wflo_dagster.run_summary import RUN_CALLS_TAG, RUN_COST_TAG, tag_run_with_cost
+
+pytestmark = pytest.mark.usefixtures("bubblewrap")  # the research agent runs its code in the sandbox
 
 TODAY = datetime.now(UTC).date()
 
@@ -29,7 +32,7 @@ def run_research(
         assets=research_agent.research_assets,
         asset_checks=checks,
         jobs=[research_agent.research_agent_job],
-        resources={"llm": LLMResource()},
+        resources={"llm": LLMResource(), "sandbox": SandboxResource()},
     )
     return defs.resolve_job_def("research_agent_job").execute_in_process(
         instance=instance, raise_on_error=False

@@ -8,6 +8,7 @@ import sys
 from decimal import Decimal
 
 import dagster as dg
+import pytest
 from sqlalchemy import select
 
 from wflo_core.config import load_settings
@@ -17,6 +18,8 @@ from wflo_core.ledger.store import Ledger
 from wflo_core.llm.providers.cassette import default_cassette_path
 from wflo_core.pricing import PriceCatalog, Usage
 from wflo_dagster.definitions import defs
+
+pytestmark = pytest.mark.usefixtures("bubblewrap")  # the research agent runs its code in the sandbox
 
 
 def _cassette_prices() -> dict[tuple[str, int, int], Decimal]:
