@@ -83,7 +83,7 @@ def main() -> None:
                  "with wflo": (chain(tracked), {"llm": LLMResource()})}
         times: dict[str, list[float]] = {name: [] for name in sides}
         with dg.instance_for_test() as instance:
-            for name, (assets, resources) in sides.items():  # warm up imports and connections
+            for assets, resources in sides.values():  # warm up imports and connections
                 dg.materialize(assets, resources=resources, instance=instance)
             for _ in range(args.rounds):
                 for name, (assets, resources) in sides.items():

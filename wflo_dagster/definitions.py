@@ -5,10 +5,10 @@ from __future__ import annotations
 import dagster as dg
 
 from wflo_dagster.checks import cost_checks
-from wflo_dagster.pipelines import research_agent, triage_agent
-from wflo_dagster.pipelines.cost_report import cost_report_job, daily_cost_report, daily_cost_report_schedule
 from wflo_dagster.compensation import rollback_failed_runs
 from wflo_dagster.gates import approvals_sensor
+from wflo_dagster.pipelines import research_agent, triage_agent
+from wflo_dagster.pipelines.cost_report import cost_report_job, daily_cost_report, daily_cost_report_schedule
 from wflo_dagster.pipelines.research_agent import research_agent_job, research_assets
 from wflo_dagster.pipelines.reviewed_release import reviewed_release_assets, reviewed_release_job
 from wflo_dagster.pipelines.triage_agent import triage_agent_job, triage_agent_schedule, triage_assets

@@ -10,7 +10,6 @@ from __future__ import annotations
 import dagster as dg
 
 from wflo_core.events.schemas import StepFailed, StepSucceeded
-
 from wflo_dagster.resources.llm import LLMResource
 
 LLM_RESOURCE_KEY = "llm"

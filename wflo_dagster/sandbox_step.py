@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import dagster as dg
-
 from wflo_core.config import load_settings
 from wflo_core.events.topics import TopicLayout
 from wflo_core.sandbox.files import FilesIn

@@ -13,8 +13,8 @@ from sqlalchemy.orm import Session
 
 from wflo_core.approvals import ApprovalBook, BudgetAsk
 from wflo_core.budgets import BudgetBook
-from wflo_core.cache.keys import cache_key, is_cacheable
 from wflo_core.cache.base import ResponseCache
+from wflo_core.cache.keys import cache_key, is_cacheable
 from wflo_core.cache.locks import LockFactory, MemoryLocks
 from wflo_core.cache.memory import MemoryCache
 from wflo_core.cache.redis import RedisCache
@@ -24,23 +24,23 @@ from wflo_core.config import WfloSettings
 from wflo_core.errors import ConfigError
 from wflo_core.events.outbox import emit
 from wflo_core.events.relay import RelayStats, relay_best_effort
+from wflo_core.events.schemas import EventData
 from wflo_core.events.sinks import build_event_sink
 from wflo_core.events.sinks.base import EventSink
-from wflo_core.events.schemas import EventData
 from wflo_core.events.topics import TopicLayout
 from wflo_core.ledger.migrations import upgrade
 from wflo_core.ledger.store import Ledger
 from wflo_core.llm.gateway import Gateway, GatewayParts
 from wflo_core.llm.providers.base import Provider
 from wflo_core.llm.providers.factory import build_provider
-from wflo_core.llm.types import LLMRequest, LLMResponse
-
-T = TypeVar("T")
-from wflo_core.pricing import PriceCatalog
 from wflo_core.llm.redis_outage import FailOpenBreakerStore, FailOpenCache, fail_open_single_flight
+from wflo_core.llm.types import LLMRequest, LLMResponse
+from wflo_core.pricing import PriceCatalog
 from wflo_core.resilience.breaker import BreakerConfig, BreakerStore, CircuitBreaker, MemoryBreakerStore
 from wflo_core.resilience.redis_breaker import RedisBreakerStore
 from wflo_core.resilience.retry import RetryPolicy, call_with_retries
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -121,9 +121,10 @@ def build_services(settings: WfloSettings, **part_overrides: Any) -> WfloService
     def key_for(request: LLMRequest) -> str | None:
         return cache_key(request) if is_cacheable(request, settings.cache_mode) else None
 
+    events_topic = TopicLayout.from_settings(settings).events
     parts = GatewayParts(
         ledger=ledger, budgets=budgets, catalog=PriceCatalog.from_settings(settings),
-        provider_for=provider_for, record_event=functools.partial(emit, topic=TopicLayout.from_settings(settings).events),
+        provider_for=provider_for, record_event=functools.partial(emit, topic=events_topic),
         cache=cache, cache_key=key_for,
         single_flight=fail_open_single_flight(flights),
         call_with_resilience=resilient, ask_approval=BudgetAsk(ApprovalBook(ledger)),

@@ -19,10 +19,18 @@ app = typer.Typer(
 
 def load_commands() -> typer.Typer:
     """Import every command module (each registers itself on ``app``) and return the app."""
-    from wflo_dagster.cli import approvals, costs, db, demo, events, runs  # noqa: F401  (registers commands)
-    from wflo_dagster.cli import sandbox  # noqa: F401
-    from wflo_dagster.cli import budgets, doctor  # noqa: F401
-    from wflo_dagster.cli import estimate  # noqa: F401
+    from wflo_dagster.cli import (  # noqa: F401  (registers commands)  # noqa: F401
+        approvals,
+        budgets,
+        costs,
+        db,
+        demo,
+        doctor,
+        estimate,  # noqa: F401
+        events,
+        runs,
+        sandbox,  # noqa: F401
+    )
 
     return app
 
