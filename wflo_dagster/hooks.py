@@ -1,4 +1,4 @@
-"""Step hooks: close the step's ledger row and emit its event, success or failure.
+"""The step hook: close the step's ledger row and emit its event, on success or failure.
 
 Hooks run in the step's process after its events, with the same ``LLMResource`` instance the step
 used, so they see the step's totals. They never fire for crashed or terminated steps; the
@@ -37,15 +37,22 @@ def _close_step(context: dg.HookContext, status: str, error: str | None) -> None
         services.emit(session, event)
 
 
-@dg.success_hook(name="wflo_step_succeeded", required_resource_keys={LLM_RESOURCE_KEY})
-def wflo_success_hook(context: dg.HookContext) -> None:
-    _close_step(context, "succeeded", None)
+def _on_step_end(context: dg.HookContext, event_list: list[dg.DagsterEvent]) -> dg.HookExecutionResult:
+    """Close the step on its final success or failure (a failure Dagster will retry is not final)."""
+    for event in event_list:
+        if event.is_step_success:
+            _close_step(context, "succeeded", None)
+            return dg.HookExecutionResult(hook_name=WFLO_HOOK_NAME, is_skipped=False)
+        if event.is_step_failure:
+            err = context.op_exception
+            _close_step(context, "failed", f"{type(err).__name__}: {err}"[:2000] if err else None)
+            return dg.HookExecutionResult(hook_name=WFLO_HOOK_NAME, is_skipped=False)
+    return dg.HookExecutionResult(hook_name=WFLO_HOOK_NAME, is_skipped=True)
 
 
-@dg.failure_hook(name="wflo_step_failed", required_resource_keys={LLM_RESOURCE_KEY})
-def wflo_failure_hook(context: dg.HookContext) -> None:
-    err = context.op_exception
-    _close_step(context, "failed", f"{type(err).__name__}: {err}"[:2000] if err else None)
-
-
-WFLO_HOOKS = {wflo_success_hook, wflo_failure_hook}
+WFLO_HOOK_NAME = "wflo_close_step"
+# One hook for both outcomes rather than a success_hook + failure_hook pair: Dagster then writes one
+# hook event per step instead of a completed and a skipped one.
+wflo_step_hook = dg.HookDefinition(name=WFLO_HOOK_NAME, hook_fn=_on_step_end,
+                                   required_resource_keys={LLM_RESOURCE_KEY})
+WFLO_HOOKS = {wflo_step_hook}
