@@ -1,13 +1,15 @@
 """Opening each sandbox backend from the harness's own tools, and checking nothing is left behind.
 
-Shared by the sandbox contract modules (attack suite, legitimate programs): each parametrizes a
-module-scoped ``sandbox`` fixture over :data:`BACKENDS` with :func:`open_backend`.
+Shared by the sandbox contract modules (attack suite, legitimate programs): they import the
+module-scoped ``sandbox`` fixture (parametrized over :data:`BACKENDS`) and the autouse
+``nothing_left_behind`` check from here.
 """
 
 from __future__ import annotations
 
 import os
 import time
+from collections.abc import Iterator
 
 import pytest
 
@@ -31,6 +33,18 @@ def open_backend(request: pytest.FixtureRequest) -> Sandbox:
     return ProcessSandbox()
 
 
+@pytest.fixture(scope="module", params=BACKENDS)
+def sandbox(request: pytest.FixtureRequest) -> Iterator[Sandbox]:
+    with open_backend(request) as built:
+        yield built
+
+
+@pytest.fixture(autouse=True)
+def nothing_left_behind(sandbox: Sandbox) -> Iterator[None]:
+    yield
+    assert_nothing_left(sandbox)
+
+
 def assert_nothing_left(sandbox: Sandbox, timeout: float = 15.0) -> None:
     """No container, process, cgroup or work dir of this test process remains (auto-removal is async)."""
     deadline = time.monotonic() + timeout
@@ -41,7 +55,12 @@ def assert_nothing_left(sandbox: Sandbox, timeout: float = 15.0) -> None:
 
 def _leftovers(sandbox: Sandbox) -> list[str]:
     if sandbox.name == "docker":
-        containers = sandbox.client.containers.list(all=True, filters={"label": LABEL})  # type: ignore[attr-defined]
+        import docker
+
+        try:
+            containers = sandbox.client.containers.list(all=True, filters={"label": LABEL})  # type: ignore[attr-defined]
+        except docker.errors.NotFound:  # one was auto-removed while being listed: look again
+            return ["a container removed mid-listing"]
         mine = [c for c in containers if c.labels.get(OWNER_LABEL, "").endswith(f":{os.getpid()}")]
         return [f"container {c.name} ({c.status})" for c in mine]
     found = [f"cgroup {n}" for n in RunCgroup.stale_names() if n.startswith(f"{os.getpid()}-")]

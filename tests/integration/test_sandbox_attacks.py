@@ -22,25 +22,17 @@ from urllib.parse import urlparse
 
 import pytest
 
-from tests.integration.sandbox_backends import BACKENDS, assert_nothing_left, open_backend
+from tests.integration import sandbox_backends
 from wflo_core.sandbox import KilledReason, Sandbox, SandboxLimits, SandboxResult
 
 pytestmark = pytest.mark.integration
 
+# The shared contract fixtures: one sandbox per backend, and the nothing-left-behind check.
+sandbox = sandbox_backends.sandbox
+nothing_left_behind = sandbox_backends.nothing_left_behind
+
 MiB = 1024 * 1024
 CHECKOUT = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture(scope="module", params=BACKENDS)
-def sandbox(request: pytest.FixtureRequest) -> Iterator[Sandbox]:
-    with open_backend(request) as built:
-        yield built
-
-
-@pytest.fixture(autouse=True)
-def nothing_left_behind(sandbox: Sandbox) -> Iterator[None]:
-    yield
-    assert_nothing_left(sandbox)
 
 
 def run_probing(sandbox: Sandbox, code: str, limits: SandboxLimits) -> tuple[SandboxResult, float]:

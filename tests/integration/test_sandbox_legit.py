@@ -4,27 +4,18 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterator
 
 import pytest
 
-from tests.integration.sandbox_backends import BACKENDS, assert_nothing_left, open_backend
+from tests.integration import sandbox_backends
 from wflo_core.errors import ConfigError
 from wflo_core.sandbox import Sandbox, SandboxLimits, run_sandboxed
 
 pytestmark = pytest.mark.integration
 
-
-@pytest.fixture(scope="module", params=BACKENDS)
-def sandbox(request: pytest.FixtureRequest) -> Iterator[Sandbox]:
-    with open_backend(request) as built:
-        yield built
-
-
-@pytest.fixture(autouse=True)
-def nothing_left_behind(sandbox: Sandbox) -> Iterator[None]:
-    yield
-    assert_nothing_left(sandbox)
+# The shared contract fixtures: one sandbox per backend, and the nothing-left-behind check.
+sandbox = sandbox_backends.sandbox
+nothing_left_behind = sandbox_backends.nothing_left_behind
 
 
 ANALYSIS = """

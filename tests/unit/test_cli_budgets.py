@@ -3,25 +3,14 @@
 from __future__ import annotations
 
 import json
-import sys
 from decimal import Decimal
 
 import pytest
 
+from tests.unit.cli_support import run_wflo as wflo
 from wflo_core.budgets import BudgetBook, ScopeRef
 from wflo_core.config import load_settings
 from wflo_core.ledger.store import Ledger
-from wflo_dagster.cli import main
-
-
-def wflo(
-    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, *args: str
-) -> tuple[int, str, str]:
-    monkeypatch.setattr(sys, "argv", ["wflo", *args])
-    with pytest.raises(SystemExit) as exited:
-        main()
-    out, err = capsys.readouterr()
-    return int(exited.value.code or 0), out, err
 
 
 def test_set_then_show_reports_spent_held_remaining_and_percent(capsys, monkeypatch) -> None:

@@ -2,22 +2,8 @@
 
 from __future__ import annotations
 
-import sys
-
-import pytest
-
 from tests.services import free_port
-from wflo_dagster.cli import main
-
-
-def wflo(
-    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, *args: str
-) -> tuple[int, str, str]:
-    monkeypatch.setattr(sys, "argv", ["wflo", *args])
-    with pytest.raises(SystemExit) as exited:
-        main()
-    out, err = capsys.readouterr()
-    return int(exited.value.code or 0), out, err
+from tests.unit.cli_support import run_wflo as wflo
 
 
 def test_costs_on_a_fresh_home_is_empty_not_an_error(capsys, monkeypatch) -> None:
