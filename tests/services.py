@@ -16,7 +16,8 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+import uuid
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -110,6 +111,21 @@ def start_postgres() -> Service:
 
     return Service("postgres", f"postgresql://postgres@127.0.0.1:{port}/postgres", stop,
                    {"port": str(port), "data_dir": str(data), "pg_bin": str(pg_bin)})
+
+
+@contextlib.contextmanager
+def scratch_database(server_url: str, prefix: str = "t") -> Iterator[str]:
+    """A new empty database on a Postgres server, dropped (connections and all) afterwards."""
+    import psycopg
+
+    name = f"{prefix}_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(server_url, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield f"{server_url.rpartition('/')[0]}/{name}"
+    finally:
+        with psycopg.connect(server_url, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 # --------------------------------------------------------------------------------------------- redis

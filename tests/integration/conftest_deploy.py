@@ -65,21 +65,6 @@ def instance_config(*, storage_dir: Path, docker_socket: str) -> dict:
     return config
 
 
-@contextlib.contextmanager
-def scratch_database(server_url: str, prefix: str) -> Iterator[str]:
-    """A new database on the suite's Postgres server for the whole module, dropped afterwards."""
-    import psycopg
-
-    name = f"{prefix}_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(server_url, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield f"{server_url.rpartition('/')[0]}/{name}"
-    finally:
-        with psycopg.connect(server_url, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-
 @dataclass
 class DagsterDeployment:
     """Handles to the running deployment, for tests to submit runs and inspect every side."""
@@ -192,8 +177,8 @@ def dagster_deployment(run_image: str, sandbox_image: str, docker_host: str, pos
     ]}))
     pg = urlsplit(postgres_url)
     prefix = f"deploy{uuid.uuid4().hex[:8]}"
-    with scratch_database(postgres_url, "dagster") as dagster_db, \
-            scratch_database(postgres_url, "ledger") as ledger_url, \
+    with services.scratch_database(postgres_url, "dagster") as dagster_db, \
+            services.scratch_database(postgres_url, "ledger") as ledger_url, \
             pytest.MonkeyPatch.context() as mp:
         env = {
             "PATH": f"{VENV_BIN}:{os.environ['PATH']}", "HOME": str(home), "LANG": "C.UTF-8",

@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
 import dagster as dg
-import psycopg
 from sqlalchemy import select
 from typer.testing import CliRunner
 
+from tests.services import scratch_database
 from wflo_core.ledger.migrations import upgrade
 from wflo_core.ledger.models import LLMCall, Run, Step
 from wflo_core.ledger.store import Ledger
@@ -25,23 +24,11 @@ ACTIVE = [
 
 
 @contextmanager
-def second_database(postgres_url: str) -> Iterator[str]:
-    """Dagster's run storage has a ``runs`` table too, so the ledger gets a database of its own."""
-    name = f"t_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(postgres_url, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield f"{postgres_url.rpartition('/')[0]}/{name}"
-    finally:
-        with psycopg.connect(postgres_url, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-
-@contextmanager
 def durable_env(
     dagster_url: str, postgres_url: str, monkeypatch: Any
 ) -> Iterator[tuple[dg.DagsterInstance, Ledger]]:
-    with second_database(postgres_url) as ledger_url:
+    # Dagster's run storage has a ``runs`` table too, so the ledger gets a database of its own.
+    with scratch_database(postgres_url) as ledger_url:
         monkeypatch.setenv("WFLO_DATABASE_URL", ledger_url)
         upgrade(ledger_url.replace("postgresql://", "postgresql+psycopg://"))
         ledger = Ledger(ledger_url.replace("postgresql://", "postgresql+psycopg://"))

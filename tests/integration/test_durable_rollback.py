@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from tests.integration.durable_support import second_database
+from tests.services import scratch_database
 from wflo_core.compensation import CompensationBook
 from wflo_core.ledger.migrations import upgrade
 from wflo_core.ledger.models import Compensation, Run
@@ -68,7 +68,7 @@ def lines(path: Path) -> list[str]:
 def test_rollback_runs_each_compensation_once_in_reverse_even_after_sigkill(
     postgres_url: str, tmp_path: Path
 ) -> None:
-    with second_database(postgres_url) as url:
+    with scratch_database(postgres_url) as url:
         url = url.replace("postgresql://", "postgresql+psycopg://")
         upgrade(url)
         ledger = Ledger(url)
@@ -138,7 +138,7 @@ def test_rollback_runs_each_compensation_once_in_reverse_even_after_sigkill(
 
 
 def test_a_failing_compensation_is_reported_and_the_rest_still_run(postgres_url: str, tmp_path: Path) -> None:
-    with second_database(postgres_url) as url:
+    with scratch_database(postgres_url) as url:
         url = url.replace("postgresql://", "postgresql+psycopg://")
         upgrade(url)
         ledger = Ledger(url)
