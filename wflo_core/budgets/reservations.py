@@ -173,10 +173,7 @@ class BudgetBook:
         ).all()
         crossed: list[ThresholdCrossed] = []
         for hold in holds:
-            session.execute(update(Budget).where(Budget.id == hold.budget_id).values(
-                held_usd=Budget.held_usd - hold.amount_usd, spent_usd=Budget.spent_usd + actual_usd,
-                updated_at=utcnow()))
-            hold.status = status
+            self._drop_hold(session, hold, status, spent_usd=actual_usd)
             if actual_usd > 0:
                 crossed.extend(self._check_thresholds(session, hold.budget_id))
         return crossed
@@ -210,9 +207,7 @@ class BudgetBook:
             query = query.with_for_update(skip_locked=True)
         stale = session.scalars(query).all()
         for hold in stale:
-            session.execute(update(Budget).where(Budget.id == hold.budget_id).values(
-                held_usd=Budget.held_usd - hold.amount_usd))
-            hold.status = "expired"
+            self._drop_hold(session, hold, "expired")
         return len(stale)
 
     def release_run(self, session: Session, run_id: str) -> int:
@@ -220,7 +215,13 @@ class BudgetBook:
         holds = session.scalars(select(BudgetHold).where(
             BudgetHold.run_id == run_id, BudgetHold.status == "held")).all()
         for hold in holds:
-            session.execute(update(Budget).where(Budget.id == hold.budget_id).values(
-                held_usd=Budget.held_usd - hold.amount_usd))
-            hold.status = "released"
+            self._drop_hold(session, hold, "released")
         return len(holds)
+
+    @staticmethod
+    def _drop_hold(session: Session, hold: BudgetHold, status: str, *, spent_usd: Decimal = Decimal(0)) -> None:
+        """Take the hold off its budget (adding what was actually spent) and mark it ``status``."""
+        session.execute(update(Budget).where(Budget.id == hold.budget_id).values(
+            held_usd=Budget.held_usd - hold.amount_usd, spent_usd=Budget.spent_usd + spent_usd,
+            updated_at=utcnow()))
+        hold.status = status

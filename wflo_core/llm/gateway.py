@@ -101,8 +101,7 @@ class Gateway:
     def complete(self, request: LLMRequest, scope: CallScope, call_key: str) -> tuple[LLMResponse, CallOutcome]:
         """Answer ``request`` for ``scope``; ``call_key`` is the call's idempotency key in the ledger."""
         p = self.parts
-        cache = p.cache
-        key = p.cache_key(request) if p.cache_key is not None and cache is not None else None
+        cache, key = p.cache, self._cache_key(request)
         if key is None or cache is None:
             return self._call_upstream(request, scope, call_key, None)
         cached = cache.get(key)
@@ -124,8 +123,6 @@ class Gateway:
             return response, computed[0]
         return response, self._record_cache_hit(response, scope, call_key, key)
 
-    # ------------------------------------------------------------------ internals
-
     def stream(self, request: LLMRequest, scope: CallScope, call_key: str,
                on_outcome: Callable[[CallOutcome], None] | None = None) -> Iterator[StreamChunk]:
         """Stream the answer chunk by chunk, with the same promise as :meth:`complete`.
@@ -136,10 +133,10 @@ class Gateway:
         still bill the partial answer, which wflo cannot see: the hold is released and a warning logged.
         """
         p = self.parts
-        key = p.cache_key(request) if p.cache_key is not None and p.cache is not None else None
+        key = self._cache_key(request)
         cached = p.cache.get(key) if key is not None and p.cache is not None else None
-        if cached is not None:
-            outcome = self._record_cache_hit(cached, scope, call_key, key)  # type: ignore[arg-type]
+        if cached is not None and key is not None:
+            outcome = self._record_cache_hit(cached, scope, call_key, key)
             if on_outcome:
                 on_outcome(outcome)
             yield StreamChunk(text=cached.text)
@@ -178,6 +175,13 @@ class Gateway:
             p.cache.put(key, final)
         if on_outcome:
             on_outcome(outcome)
+
+    # ------------------------------------------------------------------ internals
+
+    def _cache_key(self, request: LLMRequest) -> str | None:
+        """The request's cache key, or None when there is no cache or the request must not be cached."""
+        p = self.parts
+        return p.cache_key(request) if p.cache_key is not None and p.cache is not None else None
 
     def _reserve(self, request: LLMRequest, provider: str, scope: CallScope, call_key: str) -> None:
         """Hold the call's upper-bound cost, or refuse it (``BudgetExceeded`` / an approval request)."""
