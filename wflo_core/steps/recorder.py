@@ -25,7 +25,7 @@ from wflo_core.events.outbox import EventRecorder
 from wflo_core.events.schemas import RunStarted, StepFailed, StepRetried, StepStarted, StepSucceeded
 from wflo_core.keys import BUDGET_TAG, ON_BREACH_TAG
 from wflo_core.ledger.store import Ledger
-from wflo_core.llm.gateway import Gateway
+from wflo_core.llm.gateway import Gateway, Remember
 from wflo_core.llm.providers.base import StreamChunk
 from wflo_core.money import parse_usd
 from wflo_core.steps.totals import StepTotals
@@ -114,23 +114,26 @@ class StepRecorder:
         ``on_reuse`` is told (one line for the step's log) when a paid answer is reused.
         """
         seq, call_key = self._next_call()
-        scope, info = self._call_scope(), self.info
-        reused = self._settled.recall(run_id=info.run_id, step_key=info.step_key, seq=seq, request=request)
+        reused = self._recall(seq, request, on_reuse)
         if reused is not None:
-            if on_reuse is not None:
-                on_reuse(f"call {seq} of {info.step_key} was answered and paid for earlier in this run's chain; "
-                         "reusing that answer (not sent, not charged)")
             return reused
-        response, outcome = self._gateway.complete(request, scope, call_key)
+        scope = self._call_scope()
+        response, outcome = self._gateway.complete(request, scope, call_key, remember=self._remember(seq, request))
         self._count(outcome)
-        self._settled.remember(run_id=info.run_id, workflow=scope.workflow, step_key=info.step_key, seq=seq,
-                               request=request, response=response)
         return response
 
-    def stream(self, request: LLMRequest) -> Iterator[StreamChunk]:
-        """Stream ``request`` through the gateway; the last chunk carries the full response."""
-        _, call_key = self._next_call()
-        yield from self._gateway.stream(request, self._call_scope(), call_key, on_outcome=self._count)
+    def stream(self, request: LLMRequest, *, on_reuse: Callable[[str], object] | None = None
+               ) -> Iterator[StreamChunk]:
+        """Stream ``request`` through the gateway; the last chunk carries the full response. An answer
+        this run's chain already paid for streams as one chunk, not sent and not charged."""
+        seq, call_key = self._next_call()
+        reused = self._recall(seq, request, on_reuse)
+        if reused is not None:
+            yield StreamChunk(text=reused.text)
+            yield StreamChunk(response=reused)
+            return
+        yield from self._gateway.stream(request, self._call_scope(), call_key, on_outcome=self._count,
+                                        remember=self._remember(seq, request))
 
     @contextmanager
     def sub_agent(self, name: str) -> Iterator[None]:
@@ -169,6 +172,24 @@ class StepRecorder:
         if scope.asset_key and BUDGET_TAG in info.op_tags:
             self._budgets.ensure_limit(session, "asset", scope.asset_key,
                                        parse_usd(info.op_tags[BUDGET_TAG], BUDGET_TAG), on_breach)
+
+    def _recall(self, seq: int, request: LLMRequest, on_reuse: Callable[[str], object] | None) -> LLMResponse | None:
+        info = self.info
+        reused = self._settled.recall(run_id=info.run_id, step_key=info.step_key, seq=seq, request=request)
+        if reused is not None and on_reuse is not None:
+            on_reuse(f"call {seq} of {info.step_key} was answered and paid for earlier in this run's chain; "
+                     "reusing that answer (not sent, not charged)")
+        return reused
+
+    def _remember(self, seq: int, request: LLMRequest) -> Remember:
+        """Saves the answer as this step's ``seq``-th in the transaction that settles it."""
+        info = self.info
+
+        def remember(session: Session, response: LLMResponse) -> None:
+            self._settled.remember(session, run_id=info.run_id, workflow=info.workflow, step_key=info.step_key,
+                                   seq=seq, request=request, response=response)
+
+        return remember
 
     def _next_call(self) -> tuple[int, str]:
         """The call's sequence number within this step attempt, and its ledger idempotency key."""

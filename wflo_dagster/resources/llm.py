@@ -113,7 +113,7 @@ class LLMResource(dg.ConfigurableResource):
 
     def stream(self, context: StepContext, request: LLMRequest) -> Iterator[StreamChunk]:
         """Stream one completion through the gateway; the last chunk carries the full response."""
-        yield from self._recorder(context).stream(request)
+        yield from self._recorder(context).stream(request, on_reuse=context.log.info)
 
     @contextmanager
     def sub_agent(self, context: StepContext, name: str) -> Iterator[None]:
