@@ -20,11 +20,12 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Literal, TypeVar
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import func, insert, select, update
 from sqlalchemy.orm import Session
 
 from wflo_core.budgets.scopes import PERIOD_TEMPLATE_KEY, ScopeRef
 from wflo_core.errors import BudgetExceeded, ConfigError
+from wflo_core.ledger.chain import run_chain
 from wflo_core.ledger.models import Budget, BudgetHold, LLMCall, utcnow
 from wflo_core.ledger.store import Ledger
 
@@ -121,6 +122,13 @@ class BudgetBook:
         if missing:
             rows = session.scalars(select(Budget).where(Budget.scope_key.in_(keys)).order_by(Budget.id)).all()
         return [b for b in rows if (b.scope, b.scope_key) in wanted]
+
+    def run_chain_spend(self, session: Session, run_id: str) -> Decimal:
+        """What ``run_id`` and the runs it continues spent (and still hold) on their run budgets."""
+        chain = run_chain(session, run_id)
+        total = session.scalar(select(func.coalesce(func.sum(Budget.spent_usd + Budget.held_usd), Decimal(0)))
+                               .where(Budget.scope == "run", Budget.scope_key.in_(chain)))
+        return total if total is not None else Decimal(0)
 
     def usage(self, session: Session, refs: Sequence[ScopeRef] | None = None) -> list[BudgetUsage]:
         rows = self.applicable(session, refs) if refs is not None else session.scalars(

@@ -23,7 +23,7 @@ from wflo_core.calls import CallOutcome, LLMRequest, LLMResponse
 from wflo_core.checkpoints import SettledResults
 from wflo_core.events.outbox import EventRecorder
 from wflo_core.events.schemas import RunStarted, StepFailed, StepRetried, StepStarted, StepSucceeded
-from wflo_core.keys import BUDGET_TAG, ON_BREACH_TAG
+from wflo_core.keys import APPROVAL_TAG, BUDGET_TAG, ON_BREACH_TAG, RUN_BUDGET_TAG
 from wflo_core.ledger.store import Ledger
 from wflo_core.llm.gateway import Gateway, Remember
 from wflo_core.llm.providers.base import StreamChunk
@@ -46,13 +46,16 @@ class StepInfo:
     run_tags: Mapping[str, str] = field(default_factory=dict)
     op_tags: Mapping[str, str] = field(default_factory=dict)
     parent_run_id: str | None = None
+    partition_key: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class BudgetDefaults:
-    """Run limits that apply when a run carries no ``wflo/budget_usd`` tag."""
+    """Run limits that apply when the run's tags set none: the resource's, then (below the step's own
+    ``wflo/run_budget_usd`` op tag) the settings'."""
 
     run_limit_usd: Decimal | None = None
+    fallback_run_limit_usd: Decimal | None = None
     on_breach: str = "fail"
 
 
@@ -156,21 +159,31 @@ class StepRecorder:
         if self._scope is None:
             info = self.info
             scope = CallScope(run_id=info.run_id, workflow=info.workflow, step_key=info.step_key,
-                              asset_key=info.asset_key, tags={**tags_from(info.run_tags), **tags_from(info.op_tags)})
+                              asset_key=info.asset_key, tags={**tags_from(info.run_tags), **tags_from(info.op_tags)},
+                              partition_key=info.partition_key)
             self._ensure_tag_budgets(session, scope)
             self._scope = scope
         return self._scope
 
     def _ensure_tag_budgets(self, session: Session, scope: CallScope) -> None:
-        """Run budgets from the run tag or the defaults; asset budgets from the asset's op tag."""
+        """The run's budget (its tags, else the step's op tags, else the defaults) and this
+        materialization's own budget (the asset's ``budget_usd``).
+
+        A re-executed run (Dagster's re-execution, ``wflo runs resume``) is held against what is left
+        of its parent's run budget, not a fresh limit; approval continuations carry that in their tag.
+        """
         info, defaults = self.info, self._defaults
-        run_tag = info.run_tags.get(BUDGET_TAG)
         on_breach = info.run_tags.get(ON_BREACH_TAG, defaults.on_breach)
-        limit = parse_usd(run_tag, BUDGET_TAG) if run_tag else defaults.run_limit_usd
+        candidates = (info.run_tags.get(BUDGET_TAG), info.run_tags.get(RUN_BUDGET_TAG), defaults.run_limit_usd,
+                      info.op_tags.get(RUN_BUDGET_TAG), defaults.fallback_run_limit_usd)
+        given = next((c for c in candidates if c is not None and c != ""), None)
+        limit = parse_usd(given, "run budget (wflo/budget_usd)") if given is not None else None
         if limit is not None:
+            if info.parent_run_id and APPROVAL_TAG not in info.run_tags:
+                limit = max(Decimal(0), limit - self._budgets.run_chain_spend(session, info.parent_run_id))
             self._budgets.ensure_limit(session, "run", scope.run_id, limit, on_breach)
-        if scope.asset_key and BUDGET_TAG in info.op_tags:
-            self._budgets.ensure_limit(session, "asset", scope.asset_key,
+        if scope.materialization_key and BUDGET_TAG in info.op_tags:
+            self._budgets.ensure_limit(session, "materialization", scope.materialization_key,
                                        parse_usd(info.op_tags[BUDGET_TAG], BUDGET_TAG), on_breach)
 
     def _recall(self, seq: int, request: LLMRequest, on_reuse: Callable[[str], object] | None) -> LLMResponse | None:
