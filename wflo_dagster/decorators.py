@@ -72,19 +72,21 @@ def _op_tags(budget_usd: Decimal | str | None, run_budget_usd: Decimal | str | N
 
 
 def llm_asset(*, budget_usd: Decimal | str | None = None, run_budget_usd: Decimal | str | None = None,
-              planned_calls: Sequence[PlannedCall] = (), **asset_kwargs: Any) -> Callable[..., dg.AssetsDefinition]:
+              planned_calls: Sequence[PlannedCall] | None = None,
+              **asset_kwargs: Any) -> Callable[..., dg.AssetsDefinition]:
     """``@dg.asset`` plus wflo's hooks, cost metadata and optional budgets.
 
     ``budget_usd`` limits each materialization of the asset (per run and partition): its calls are
     held against it before they are sent, and a changed value applies from the next run. A standing
     limit across materializations is ``wflo budgets set asset KEY LIMIT``. ``run_budget_usd`` limits
     every run the asset is part of, however it is launched. ``planned_calls`` declares the calls the
-    asset expects to make, so ``wflo estimate JOB`` can bound a job's cost before it runs.
+    asset expects to make, so ``wflo estimate JOB`` can bound a job's cost before it runs; without it
+    the asset is unbounded there (``planned_calls=[]`` declares an asset that makes no LLM call).
     """
     op_tags = _op_tags(budget_usd, run_budget_usd, asset_kwargs)
     asset_kwargs.setdefault("output_required", False)  # a step waiting for approval yields nothing
     hooks = set(asset_kwargs.pop("hooks", None) or set()) | WFLO_HOOKS
-    if planned_calls:
+    if planned_calls is not None:
         asset_kwargs["metadata"] = {**(asset_kwargs.get("metadata") or {}),
                                     PLANNED_CALLS_KEY: encode_plan(planned_calls)}
 

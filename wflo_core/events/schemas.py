@@ -202,8 +202,8 @@ class LLMCallCacheHit(_LLMCallEvent):
 
 
 class _BudgetEvent(EventData):
-    scope: Literal["run", "workflow", "asset", "tag", "day", "month"]
-    scope_key: Key
+    scope: Literal["run", "workflow", "asset", "materialization", "tag", "day", "month"]
+    scope_key: LongKey
     limit_usd: Usd
     spent_usd: Usd
     held_usd: Usd = Decimal(0)
