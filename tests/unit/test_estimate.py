@@ -9,7 +9,7 @@ from typer.testing import CliRunner
 
 from wflo_core.budgets.estimate import PlannedCall, decode_plan, encode_plan, estimate
 from wflo_core.pricing import PriceCatalog
-from wflo_dagster.cli import load_commands
+from wflo_dagster.cli import app
 
 
 def test_estimate_sums_reservation_amounts_per_step() -> None:
@@ -24,7 +24,7 @@ def test_estimate_sums_reservation_amounts_per_step() -> None:
 
 
 def test_wflo_estimate_bounds_the_demo_job_above_what_it_actually_costs() -> None:
-    result = CliRunner().invoke(load_commands(), ["estimate", "research_agent_job", "--json"])
+    result = CliRunner().invoke(app, ["estimate", "research_agent_job", "--json"])
     assert result.exit_code == 0, result.output
     report = json.loads(result.output)
     assert {s["step"] for s in report["steps"]} == {"research_plan", "source_notes", "analysis_code",

@@ -2,41 +2,39 @@
 
 from __future__ import annotations
 
-import os
-
 import typer
-from rich.console import Console
-
-from wflo_core.config import load_settings, redact_url
-from wflo_core.errors import ConfigError
-from wflo_core.events.relay import relay_best_effort
-from wflo_core.events.sinks import build_event_sink
-from wflo_core.ledger.migrations import upgrade
-from wflo_core.ledger.rollups import cost_rollup, run_total
-from wflo_core.ledger.store import Ledger
-from wflo_dagster.cli import app
-from wflo_dagster.cli.costs import rollup_table
-from wflo_dagster.sensors.run_status import close_out_run
 
 DEMO_JOB = "research_agent_job"
 
 
-@app.command("demo")
 def demo(
     job: str = typer.Option(DEMO_JOB, help="Job of wflo_dagster.definitions to run."),
     partition: str | None = typer.Option(None, help="Partition of a partitioned job (default: the latest)."),
 ) -> None:
     """Materialize an example agent pipeline offline (replay cassette) and print its cost report."""
+    import os
+
+    from rich.console import Console
+
+    from wflo_core.config import load_settings, redact_url
+    from wflo_core.errors import ConfigError
+    from wflo_core.events.relay import relay_best_effort
+    from wflo_core.events.sinks import build_event_sink
+    from wflo_core.ledger import open_ledger
+    from wflo_core.ledger.rollups import cost_rollup, run_total
+    from wflo_dagster.cli.costs import rollup_table
+
     settings = load_settings()
     dagster_home = settings.home.resolve() / "dagster"
     dagster_home.mkdir(parents=True, exist_ok=True)
     (dagster_home / "dagster.yaml").touch()  # an embedded instance: SQLite storage in this folder
     os.environ.setdefault("DAGSTER_HOME", str(dagster_home))
-    upgrade(settings.ledger_url)
+    open_ledger(settings).close()  # migrated before the steps open it
 
     import dagster as dg
 
     from wflo_dagster.definitions import defs
+    from wflo_dagster.sensors.run_status import close_out_run
 
     try:
         job_def = defs.resolve_job_def(job)
@@ -56,8 +54,7 @@ def demo(
     if not result.success:
         failure = next((e for e in result.all_events if e.is_step_failure), None)
         reason = failure.event_specific_data.error.message.strip() if failure else "run failed"
-    ledger = Ledger(settings.ledger_url)
-    try:
+    with open_ledger(settings) as ledger:
         close_out_run(instance, ledger, result.run_id, job, status, reason)
         sink = build_event_sink(settings)
         relay_best_effort(ledger, sink)  # the run's last events, to Kafka or the JSONL file
@@ -66,8 +63,6 @@ def demo(
             by_step = cost_rollup(session, "step", run_id=result.run_id)
             by_model = cost_rollup(session, "model", run_id=result.run_id)
             total = run_total(session, result.run_id)
-    finally:
-        ledger.close()
     console.print(f"run [bold]{result.run_id}[/] of [bold]{job}[/] {status}"
                   + (f": {reason}" if reason else ""))
     console.print(rollup_table(by_step, "step", "LLM cost by step"))

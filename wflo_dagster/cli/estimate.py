@@ -2,26 +2,21 @@
 
 from __future__ import annotations
 
-import json
-from decimal import Decimal
-
 import typer
-from rich.console import Console
-from rich.table import Table
-
-from wflo_core.budgets.estimate import decode_plan, estimate
-from wflo_core.config import load_settings
-from wflo_core.errors import ConfigError
-from wflo_core.pricing import PriceCatalog
-from wflo_dagster.cli import app
-from wflo_dagster.steps import PLANNED_CALLS_KEY
 
 
-@app.command("estimate")
 def estimate_job(job: str = typer.Argument(..., help="Job name in wflo_dagster.definitions."),
                  as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
     """Upper bound of a job's LLM cost: every planned call at its reservation amount."""
+    import json
+    from decimal import Decimal
+
+    from wflo_core.budgets.estimate import decode_plan, estimate
+    from wflo_core.config import load_settings
+    from wflo_core.errors import ConfigError
+    from wflo_core.pricing import PriceCatalog
     from wflo_dagster.definitions import defs
+    from wflo_dagster.steps import PLANNED_CALLS_KEY
 
     try:
         job_def = defs.resolve_job_def(job)
@@ -40,6 +35,9 @@ def estimate_job(job: str = typer.Argument(..., help="Job name in wflo_dagster.d
                                "steps": [{"step": r.step, "calls": r.calls, "upper_bound_usd": str(r.upper_bound_usd)}
                                          for r in rows]}, indent=2))
         return
+    from rich.console import Console
+    from rich.table import Table
+
     table = Table(title=f"worst-case LLM cost of {job}", show_footer=True)
     table.add_column("asset", footer="total")
     table.add_column("planned calls", justify="right", footer=str(sum(r.calls for r in rows)))
