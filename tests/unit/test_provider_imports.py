@@ -14,7 +14,7 @@ settings = load_settings(llm_mode=sys.argv[1], openai_api_key="sk-test", anthrop
                          openai_compatible_base_url="http://127.0.0.1:9/v1")
 for name in sys.argv[2:]:
     build_provider(name, settings).close()
-import wflo_core.llm.factory, wflo_core.llm.gateway  # the composition root and the gateway
+import wflo_core.services, wflo_core.llm.gateway  # the composition root and the gateway
 print(json.dumps([sdk for sdk in ("openai", "anthropic") if sdk in sys.modules]))
 """
 

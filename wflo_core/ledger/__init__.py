@@ -6,17 +6,12 @@ leaf such as ``wflo_core.ledger.types`` does not pay for SQLAlchemy and Alembic.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from wflo_core.lazy import lazy_exports
 
 if TYPE_CHECKING:
     from wflo_core.ledger.access import open_ledger as open_ledger
 
 __all__ = ["open_ledger"]
-
-
-def __getattr__(name: str) -> Any:
-    if name == "open_ledger":
-        from wflo_core.ledger.access import open_ledger
-
-        return open_ledger
-    raise AttributeError(f"module 'wflo_core.ledger' has no attribute {name!r}")
+__getattr__ = lazy_exports(__name__, {"open_ledger": "wflo_core.ledger.access"})

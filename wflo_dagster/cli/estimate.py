@@ -14,9 +14,9 @@ def estimate_job(job: str = typer.Argument(..., help="Job name in wflo_dagster.d
     from wflo_core.budgets.estimate import decode_plan, estimate
     from wflo_core.config import load_settings
     from wflo_core.errors import ConfigError
+    from wflo_core.keys import PLANNED_CALLS_KEY
     from wflo_core.pricing import PriceCatalog
     from wflo_dagster.definitions import defs
-    from wflo_dagster.steps import PLANNED_CALLS_KEY
 
     try:
         job_def = defs.resolve_job_def(job)

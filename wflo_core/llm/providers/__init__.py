@@ -6,8 +6,7 @@ and replay mode (the default) needs neither.
 
 from __future__ import annotations
 
-from importlib import import_module
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from wflo_core.llm.providers.base import Provider as Provider
 from wflo_core.llm.providers.base import StreamChunk as StreamChunk
@@ -17,6 +16,7 @@ from wflo_core.llm.providers.cassette import request_fingerprint as request_fing
 from wflo_core.llm.providers.factory import build_provider as build_provider
 from wflo_core.llm.providers.replay import RecordingProvider as RecordingProvider
 from wflo_core.llm.providers.replay import ReplayProvider as ReplayProvider
+from wflo_core.lazy import lazy_exports
 
 if TYPE_CHECKING:
     from wflo_core.llm.providers.anthropic import AnthropicProvider as AnthropicProvider
@@ -44,7 +44,4 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
-    if name in _SDK_ADAPTERS:
-        return getattr(import_module(_SDK_ADAPTERS[name]), name)
-    raise AttributeError(f"module 'wflo_core.llm.providers' has no attribute {name!r}")
+__getattr__ = lazy_exports(__name__, _SDK_ADAPTERS)
