@@ -47,7 +47,7 @@ def main() -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("WFLO_")} | {"WFLO_HOME": home}
     subprocess.run([*WFLO, "db", "upgrade"], env=env, check=True, stdout=subprocess.DEVNULL)
     times: dict[str, list[float]] = {name: [] for name in COMMANDS}
-    for name, argv in COMMANDS.items():  # warm the OS page cache for every side
+    for argv in COMMANDS.values():  # warm the OS page cache for every side
         wall_s(argv, env)
     for _ in range(args.rounds):
         for name, argv in COMMANDS.items():

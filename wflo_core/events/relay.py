@@ -18,6 +18,7 @@ from typing import Any
 
 from sqlalchemy import Executable, bindparam, select, text, update
 
+from wflo_core.events.breaker import PublishBreaker
 from wflo_core.events.envelope import new_event
 from wflo_core.events.lease import relay_lease
 from wflo_core.events.outbox import PENDING
@@ -43,6 +44,8 @@ class RelayStats:
     busy: bool = False
     """Another relay held the lease, so this pass did nothing."""
     errors: list[str] = field(default_factory=list)
+    skipped: bool = False
+    """An in-step relay that did not try: the publish breaker was open (the broker was down)."""
 
     def merge(self, other: RelayStats) -> RelayStats:
         return RelayStats(
@@ -52,6 +55,7 @@ class RelayStats:
             self.dead_lettered + other.dead_lettered,
             self.busy or other.busy,
             (self.errors + other.errors)[-10:],
+            self.skipped or other.skipped,
         )
 
     @property
@@ -255,4 +259,41 @@ def relay_best_effort(ledger: Ledger, sink: EventSink, *, max_seconds: float = 1
     if stats.failed or stats.deferred:
         logger.warning("event relay: %d events wait in the outbox (%s)", stats.failed + stats.deferred,
                        "; ".join(stats.errors[-1:]))
+    return stats
+
+
+IN_STEP_DELIVERY_TIMEOUT_S = 1.0
+"""How long an in-step publish waits for acknowledgements before leaving the events to the relay."""
+IN_STEP_MAX_SECONDS = 2.0
+
+
+def relay_in_step(
+    ledger: Ledger, sink: EventSink, breaker: PublishBreaker, *, max_seconds: float = IN_STEP_MAX_SECONDS
+) -> RelayStats:
+    """A step's courtesy publish on its way out: skipped while ``breaker`` is open, and a failure
+    opens it, so no later step (in any process on this host) waits on a broker that is down."""
+    if breaker.is_open:
+        return RelayStats(skipped=True)
+    stats = relay_best_effort(ledger, sink, max_seconds=max_seconds)
+    if stats.failed or (stats.errors and not stats.published):
+        breaker.open()
+    return stats
+
+
+def relay_catch_up(
+    ledger: Ledger, sink: EventSink, breaker: PublishBreaker | None = None, *, max_seconds: float = 30.0,
+    limit: int = DEFAULT_BATCH,
+) -> RelayStats:
+    """The daemon-side relay (sensor, ``wflo events relay``): always tries, and tells the in-step
+    relays through ``breaker`` whether the broker is back."""
+    try:
+        stats = OutboxRelay(ledger, sink).relay_until_idle(max_seconds=max_seconds, limit=limit)
+    except Exception as err:  # noqa: BLE001 - the next pass retries
+        logger.warning("event relay failed, events stay in the outbox: %s", err)
+        stats = RelayStats(errors=[str(err)])
+    if breaker is not None and not stats.busy:
+        if stats.failed or stats.errors:
+            breaker.open()
+        else:
+            breaker.close()
     return stats

@@ -61,7 +61,7 @@ def tail(
 def relay(
     follow: Annotated[bool, typer.Option("--follow", "-f", help="Keep relaying until interrupted.")] = False,
     interval: Annotated[float, typer.Option(help="Seconds between passes with --follow.")] = 1.0,
-    limit: Annotated[int, typer.Option(help="Events per batch.")] = 500,
+    limit: Annotated[int, typer.Option(help="Events per batch.")] = 2000,
 ) -> None:
     """Publish events committed to the ledger's outbox (once, or continuously with --follow)."""
     import signal
@@ -69,22 +69,23 @@ def relay(
 
     from wflo_core.config import load_settings
     from wflo_core.events import OutboxRelay, build_event_sink
+    from wflo_core.events.relay import relay_catch_up
+    from wflo_core.events.sinks import publish_breaker
     from wflo_core.ledger import open_ledger
 
     settings = load_settings()
     with open_ledger(settings) as ledger:
         sink = build_event_sink(settings)
-        relayer = OutboxRelay(ledger, sink)
         try:
             if follow:
                 stop = threading.Event()
                 signal.signal(signal.SIGTERM, lambda *_: stop.set())
                 try:
-                    relayer.relay_forever(stop, interval_s=interval, limit=limit)
+                    OutboxRelay(ledger, sink).relay_forever(stop, interval_s=interval, limit=limit)
                 except KeyboardInterrupt:
                     pass
                 return
-            stats = relayer.relay_until_idle(limit=limit)
+            stats = relay_catch_up(ledger, sink, publish_breaker(settings), limit=limit)
         finally:
             sink.close()
     typer.echo(

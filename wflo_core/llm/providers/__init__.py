@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from wflo_core.lazy import lazy_exports
 from wflo_core.llm.providers.base import Provider as Provider
 from wflo_core.llm.providers.base import StreamChunk as StreamChunk
 from wflo_core.llm.providers.cassette import Cassette as Cassette
@@ -16,7 +17,6 @@ from wflo_core.llm.providers.cassette import request_fingerprint as request_fing
 from wflo_core.llm.providers.factory import build_provider as build_provider
 from wflo_core.llm.providers.replay import RecordingProvider as RecordingProvider
 from wflo_core.llm.providers.replay import ReplayProvider as ReplayProvider
-from wflo_core.lazy import lazy_exports
 
 if TYPE_CHECKING:
     from wflo_core.llm.providers.anthropic import AnthropicProvider as AnthropicProvider
