@@ -3,8 +3,9 @@ configured, the broker up vs the broker stopped, interleaved run by run in one s
 
 Each run is a fresh process with a fresh ``WFLO_HOME`` (so a broker-down run starts with the publish
 breaker closed and pays for discovering the outage), against one Postgres ledger and one broker this
-script starts (tests/services.py); the sandbox step uses the process backend. After the broker-down runs, the broker is started again and
-``wflo events relay`` must publish every event the down runs left in the outbox. Goal (issue 14):
+script starts (tests/services.py); the sandbox step uses the process backend. After the broker-down
+runs, the broker is started again and ``wflo events relay`` must publish every event the down runs
+left in the outbox. Goal (issue 14):
 broker-down <= 1.1x broker-up (it was 45.7 s vs 12 s when each step's relay waited for the broker).
 
     .venv/bin/python bench/bench_broker_down.py [--rounds 2]

@@ -6,7 +6,7 @@ creates the ledger, a one-off). Prints the median wall time of each and the rati
 import. Goals (issue 14, where ``import dagster`` took 1.5 s): ``--help`` <= 0.3 s (0.2x) and
 ``costs`` <= 1 s (0.67x).
 
-    .venv/bin/python bench/bench_cli.py [--rounds 9]
+    .venv/bin/python bench/bench_cli.py [--rounds 5]
 """
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ def wall_s(argv: list[str], env: dict[str, str]) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=9)
+    parser.add_argument("--rounds", type=int, default=5)
     args = parser.parse_args()
     home = tempfile.mkdtemp(prefix="wflo-bench-cli-")
     env = {k: v for k, v in os.environ.items() if not k.startswith("WFLO_")} | {"WFLO_HOME": home}

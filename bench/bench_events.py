@@ -5,9 +5,10 @@ outbox relay rate, all in one run against a broker and a Postgres this script st
    requires) and the same producer settings (idempotent, acks=all, zstd, same linger), every delivery
    report checked: one batch (one flush at the end), and batches of 500 (a flush per batch, on both
    sides: the sink's contract is that ``deliver`` returns once the broker acknowledged the batch).
-   Rounds alternate raw/sink; the best round of each counts. Goal: sink >= 0.9x raw in both.
+   Rounds alternate raw/sink; the ratio is the median of the rounds' ratios. Goal: >= 0.9x raw in both.
 2. emit: the marginal cost of ``emit()`` inside an open ledger transaction on Postgres (as in an LLM
-   call's settle transaction) vs one raw psycopg INSERT+COMMIT of the same row. Goal: <= 0.2 ms.
+   call's settle transaction) vs one raw psycopg INSERT+COMMIT of the same row, and vs a raw INSERT
+   inside a transaction (the statement's own round trip). Goal: <= 0.2 ms.
 3. relay: events committed to a Postgres outbox relayed to Kafka; ratio to the raw producer's rate.
    Goal: >= 30k events/s.
 
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import shutil
+import statistics
 import sys
 import tempfile
 import time
@@ -96,8 +98,8 @@ def emit_ms(ledger: Ledger, topic: str, count: int) -> float:
     return elapsed / count * 1000
 
 
-def insert_commit_ms(dsn: str, payload: str, count: int) -> float:
-    """Per row: one raw psycopg INSERT of an outbox row and its COMMIT."""
+def insert_ms(dsn: str, payload: str, count: int, *, commit: bool) -> float:
+    """Per row: one raw psycopg INSERT of an outbox row, with its own COMMIT or inside one transaction."""
     with psycopg.connect(dsn) as conn:
         started = time.perf_counter()
         for _ in range(count):
@@ -106,7 +108,9 @@ def insert_commit_ms(dsn: str, payload: str, count: int) -> float:
                 "VALUES (%s, 'io.wflo.llm_call.settled', 'bench', 'run-1', %s, now(), 0)",
                 (uuid.uuid4().hex, payload),
             )
-            conn.commit()
+            if commit:
+                conn.commit()
+        conn.commit()
         return (time.perf_counter() - started) / count * 1000
 
 
@@ -151,33 +155,39 @@ def main() -> None:
             rates["sink 1"].append(sink_rate(broker.bootstrap, messages, len(messages)))
             rates["raw 500"].append(raw_rate(broker.bootstrap, messages, 500))
             rates["sink 500"].append(sink_rate(broker.bootstrap, messages, 500))
-        best = {name: max(values) for name, values in rates.items()}
-        for name, value in best.items():
-            print(f"{name:<9} {value:>10,.0f} events/s (rounds: {', '.join(f'{v:,.0f}' for v in rates[name])})")
+        for name, values in rates.items():
+            print(f"{name:<9} median {statistics.median(values):>10,.0f} events/s "
+                  f"(rounds: {', '.join(f'{v:,.0f}' for v in values)})")
         for batch, label in (("1", "one batch"), ("500", "batches of 500")):
-            ratio = best[f"sink {batch}"] / best[f"raw {batch}"]
-            result(f"Kafka sink, {label}", f"{best[f'sink {batch}']:,.0f} ev/s",
-                   f"raw confluent-kafka {best[f'raw {batch}']:,.0f} ev/s", ratio, ">= 0.9x raw", ratio >= 0.9)
+            # Each round runs raw and sink back to back, so a round's ratio sees one load level; the
+            # median of those ratios is what a shared, noisy machine can measure reliably.
+            ratio = statistics.median(s / r for s, r in zip(rates[f"sink {batch}"], rates[f"raw {batch}"], strict=True))
+            result(f"Kafka sink, {label}", f"{statistics.median(rates[f'sink {batch}']):,.0f} ev/s",
+                   f"raw confluent-kafka {statistics.median(rates[f'raw {batch}']):,.0f} ev/s", ratio,
+                   ">= 0.9x raw", ratio >= 0.9)
 
         url = postgres.url.replace("postgresql://", "postgresql+psycopg://")
         upgrade(url)
         ledger = Ledger(url)
         payload = messages[0].value.decode()
-        emits, inserts = [], []
+        emits, inserts, bare = [], [], []
         for _ in range(args.rounds):
             emits.append(emit_ms(ledger, topic, args.emits))
-            inserts.append(insert_commit_ms(postgres.url, payload, args.emits))
-        emit_best, insert_best = min(emits), min(inserts)
-        print(f"emit in a transaction {emit_best:.3f} ms/event; raw INSERT+COMMIT {insert_best:.3f} ms")
-        result("outbox emit inside an LLM call (Postgres)", f"{emit_best:.3f} ms/event",
-               f"one psycopg INSERT+COMMIT {insert_best:.3f} ms", emit_best / insert_best, "<= 0.2 ms",
-               emit_best <= 0.2)
+            inserts.append(insert_ms(postgres.url, payload, args.emits, commit=True))
+            bare.append(insert_ms(postgres.url, payload, args.emits, commit=False))
+        emit_med, insert_med, bare_med = (statistics.median(v) for v in (emits, inserts, bare))
+        print(f"emit in a transaction {emit_med:.3f} ms/event; raw INSERT+COMMIT {insert_med:.3f} ms; "
+              f"raw INSERT inside a transaction {bare_med:.3f} ms (the round trip emit cannot avoid)")
+        result("outbox emit inside an LLM call (Postgres)", f"{emit_med:.3f} ms/event",
+               f"one psycopg INSERT+COMMIT {insert_med:.3f} ms", emit_med / insert_med, "<= 0.2 ms",
+               emit_med <= 0.2)
 
         relay = relay_rate(ledger, broker.bootstrap, topic + "-relay", args.relay_events)
         ledger.close()
         print(f"outbox relay (Postgres -> Kafka) {relay:,.0f} events/s")
         result("outbox relay, Postgres to Kafka", f"{relay:,.0f} ev/s",
-               f"raw confluent-kafka {best['raw 1']:,.0f} ev/s", relay / best["raw 1"], ">= 30k ev/s",
+               f"raw confluent-kafka {statistics.median(rates['raw 1']):,.0f} ev/s",
+               relay / statistics.median(rates['raw 1']), ">= 30k ev/s",
                relay >= 30_000)
     finally:
         postgres.stop()

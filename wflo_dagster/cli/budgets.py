@@ -15,7 +15,7 @@ if TYPE_CHECKING:
     from wflo_core.budgets import BudgetUsage
 
 FORMATS = ("table", "json")
-SCOPE_HELP = "One of run, workflow, asset, tag, day, month."
+SCOPE_HELP = "One of run, workflow, asset, materialization, tag, day, month."
 """Spelled out so that ``--help`` needs no SQLAlchemy; a test pins it to ``budgets.scopes.SCOPES``."""
 PERIOD_KEY = {"day": re.compile(r"\d{4}-\d{2}-\d{2}"), "month": re.compile(r"\d{4}-\d{2}")}
 
@@ -32,17 +32,9 @@ def parse_scope(scope: str) -> str:
 
 
 def parse_limit(limit: str) -> Decimal:
-    from decimal import Decimal, InvalidOperation
+    from wflo_core.money import parse_usd
 
-    from wflo_core.errors import ConfigError
-
-    try:
-        amount = Decimal(limit.removeprefix("$"))
-    except InvalidOperation:
-        raise ConfigError(f"LIMIT must be a USD amount like 5 or 0.50, got {limit!r}") from None
-    if not amount.is_finite() or amount < 0:
-        raise ConfigError(f"LIMIT must be a finite amount >= 0, got {limit!r}")
-    return amount
+    return parse_usd(limit.removeprefix("$"), "LIMIT")
 
 
 def percent_used(usage: BudgetUsage) -> Decimal | None:
