@@ -44,7 +44,7 @@ for script in "${scripts[@]}"; do
     took=$(( $(date +%s) - started ))
     found=$(grep '^RESULT |' "$LOGS/$name.log" | sed 's/^RESULT //')
     if [ -n "$found" ]; then
-        rows+="$(echo "$found" | sed "s/\$/ \`$name\` |/")"$'\n'
+        rows+="$(echo "$found" | sed "s/\$/ | \`$name\` |/")"$'\n'
     fi
     if [ "$code" -ne 0 ] || [ -z "$found" ]; then
         rows+="| $name | exit $code$([ -z "$found" ] && echo ', no RESULT line') | - | - | see bench/logs/$name.log | no | \`$name\` |"$'\n'
