@@ -36,6 +36,9 @@ FRESH_HOME = [
     (["events", "relay"], 0, "published 0, dead-lettered 0, still pending 0"),
     (["events", "topics"], 1, "error: "),
     (["db", "upgrade"], 0, "ledger at sqlite:///"),
+    (["estimate", "no_such_job"], 1, "error: no job named 'no_such_job' in wflo_dagster.definitions"),
+    (["demo", "--job", "no_such_job"], 1, "error: no job named 'no_such_job' in wflo_dagster.definitions"),
+    (["sandbox", "run", "--backend", "nonsense", __file__], 1, "error: --backend must be docker or process"),
 ]
 
 
