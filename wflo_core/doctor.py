@@ -12,6 +12,7 @@ import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 from wflo_core.config import WfloSettings
@@ -115,13 +116,12 @@ def check_kafka(settings: WfloSettings) -> Check:
     from confluent_kafka.admin import AdminClient
 
     servers = settings.kafka_bootstrap_servers
-    admin = AdminClient(
-        {
-            "bootstrap.servers": servers,
-            "socket.timeout.ms": int(_TIMEOUT_S * 1000),
-            "logger": logging.getLogger("wflo.doctor.kafka"),
-        }
-    )
+    config: dict[str, Any] = {
+        "bootstrap.servers": servers,
+        "socket.timeout.ms": int(_TIMEOUT_S * 1000),
+        "logger": logging.getLogger("wflo.doctor.kafka"),
+    }
+    admin = AdminClient(config)
     try:
         metadata = admin.list_topics(timeout=_TIMEOUT_S)
     except KafkaException as err:
@@ -149,17 +149,18 @@ def check_sandbox(settings: WfloSettings) -> Check:
                 "`apt-get install bubblewrap`, or set WFLO_SANDBOX_BACKEND=docker",
             )
         return Check("sandbox", "process backend: bubblewrap found")
-    import docker
+    from docker.client import DockerClient, from_env
+    from docker.errors import DockerException, ImageNotFound
 
     target = settings.docker_host or "the default Docker socket"
     try:
         client = (
-            docker.DockerClient(base_url=settings.docker_host, timeout=int(_TIMEOUT_S))
+            DockerClient(base_url=settings.docker_host, timeout=int(_TIMEOUT_S))
             if settings.docker_host
-            else docker.from_env(timeout=int(_TIMEOUT_S))
+            else from_env(timeout=int(_TIMEOUT_S))
         )
         client.ping()
-    except docker.errors.DockerException as err:
+    except DockerException as err:
         return Check(
             "sandbox",
             f"Docker engine at {target} unreachable: {_first_line(err)}",
@@ -167,7 +168,7 @@ def check_sandbox(settings: WfloSettings) -> Check:
         )
     try:
         client.images.get(settings.sandbox_image)
-    except docker.errors.ImageNotFound:
+    except ImageNotFound:
         return Check(
             "sandbox",
             f"Docker engine at {target} answers, image {settings.sandbox_image} missing",

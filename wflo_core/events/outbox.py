@@ -55,10 +55,12 @@ def emit(
 def _insert_for(dialect: str) -> Insert:
     """One prepared statement per dialect: building ``insert().values(...)`` per event cost ~1 ms."""
     if dialect == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert
-    else:
-        from sqlalchemy.dialects.sqlite import insert
-    return insert(OutboxEvent).on_conflict_do_nothing(index_elements=["event_id"])
+        from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+        return pg_insert(OutboxEvent).on_conflict_do_nothing(index_elements=["event_id"])
+    from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+    return sqlite_insert(OutboxEvent).on_conflict_do_nothing(index_elements=["event_id"])
 
 
 def pending_count(session: Session) -> int:

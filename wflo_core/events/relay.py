@@ -13,6 +13,7 @@ import logging
 import threading
 import time
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -173,7 +174,7 @@ class OutboxRelay:
 
     # ------------------------------------------------------------------ bookkeeping
 
-    def _settle(self, rows: list[Any], deliveries: list[Delivery]) -> RelayStats:
+    def _settle(self, rows: Sequence[Any], deliveries: list[Delivery]) -> RelayStats:
         stats = RelayStats()
         published: list[int] = []
         failed: dict[str, list[int]] = defaultdict(list)

@@ -70,10 +70,12 @@ class Ledger:
         """``INSERT`` with ``ON CONFLICT`` support for this dialect (imported on first use: the
         Postgres dialect module costs a tenth of a second that a SQLite-only CLI command need not pay)."""
         if self.dialect == "postgresql":
-            from sqlalchemy.dialects.postgresql import insert
-        else:
-            from sqlalchemy.dialects.sqlite import insert
-        return insert(model)
+            from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+            return pg_insert(model)
+        from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+        return sqlite_insert(model)
 
     def __enter__(self) -> Self:
         return self
