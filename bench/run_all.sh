@@ -72,8 +72,8 @@ if grep -q '<!-- bench-results:start -->' README.md; then
 import os, re, pathlib
 readme = pathlib.Path("README.md")
 text = readme.read_text()
-text = re.sub(r"(<!-- bench-results:start -->\n).*?(\n<!-- bench-results:end -->)",
-              lambda m: m.group(1) + os.environ["BLOCK"] + m.group(2), text, flags=re.S)
+text = re.sub(r"(<!-- bench-results:start -->).*?(<!-- bench-results:end -->)",
+              lambda m: m.group(1) + "\n" + os.environ["BLOCK"] + "\n" + m.group(2), text, flags=re.S)
 readme.write_text(text)
 PY
 fi
