@@ -30,8 +30,8 @@ from wflo_core.checkpoints import CheckpointStore, SettledResults
 from wflo_core.compensation import CompensationBook
 from wflo_core.config import WfloSettings
 from wflo_core.events.outbox import EventRecorder, outbox_recorder
-from wflo_core.events.relay import RelayStats, relay_best_effort
-from wflo_core.events.sinks import build_event_sink
+from wflo_core.events.relay import IN_STEP_DELIVERY_TIMEOUT_S, RelayStats, relay_in_step
+from wflo_core.events.sinks import build_event_sink, publish_breaker
 from wflo_core.events.sinks.base import EventSink
 from wflo_core.events.topics import TopicLayout
 from wflo_core.ledger.migrations import upgrade
@@ -74,11 +74,12 @@ class WfloServices:
         return close_run(self.ledger, self.budgets, run_id, workflow, status, reason,
                          record_event=self.record_event)
 
-    def relay_events(self, *, max_seconds: float = 10.0) -> RelayStats:
-        """Publish pending outbox events now (best effort; never raises)."""
+    def relay_events(self) -> RelayStats:
+        """Publish pending outbox events now, the in-step way: short, never raises, and skipped while
+        the broker is known to be down (the relay sensor and ``wflo events relay`` catch up)."""
         if self._sink is None:
-            self._sink = build_event_sink(self.settings, delivery_timeout_s=5.0)
-        return relay_best_effort(self.ledger, self._sink, max_seconds=max_seconds)
+            self._sink = build_event_sink(self.settings, delivery_timeout_s=IN_STEP_DELIVERY_TIMEOUT_S)
+        return relay_in_step(self.ledger, self._sink, publish_breaker(self.settings))
 
     def close(self) -> None:
         for provider in self._providers.values():

@@ -13,7 +13,7 @@ from wflo_core.config import load_settings
 from wflo_core.ledger.rollups import cost_rollup, run_total
 from wflo_core.pricing import PriceCatalog
 from wflo_core.services import shared_services
-from wflo_dagster.cli import load_commands
+from wflo_dagster.cli import app
 from wflo_dagster.definitions import defs
 
 
@@ -29,7 +29,7 @@ def test_estimate_sums_reservation_amounts_per_step() -> None:
 
 
 def test_wflo_estimate_bounds_the_demo_job_above_what_a_real_run_costs() -> None:
-    result = CliRunner().invoke(load_commands(), ["estimate", "research_agent_job", "--json"])
+    result = CliRunner().invoke(app, ["estimate", "research_agent_job", "--json"])
     assert result.exit_code == 0, result.output
     report = json.loads(result.output)
     assert {s["step"] for s in report["steps"]} == {"research_plan", "source_notes", "analysis_code",
@@ -45,10 +45,10 @@ def test_wflo_estimate_bounds_the_demo_job_above_what_a_real_run_costs() -> None
 
 
 def test_a_job_with_llm_steps_that_plan_nothing_is_unbounded_not_free() -> None:
-    result = CliRunner().invoke(load_commands(), ["estimate", "triage_agent_job", "--json"])
+    result = CliRunner().invoke(app, ["estimate", "triage_agent_job", "--json"])
     assert result.exit_code == 0, result.output
     report = json.loads(result.output)
     steps = {s["step"]: s["upper_bound_usd"] for s in report["steps"]}
     assert report["upper_bound_usd"] is None and steps["ticket_triage"] is None and steps["triage_digest"] is None
-    table = CliRunner().invoke(load_commands(), ["estimate", "triage_agent_job"])
+    table = CliRunner().invoke(app, ["estimate", "triage_agent_job"])
     assert "unbounded" in table.output

@@ -2,27 +2,23 @@
 
 from __future__ import annotations
 
-import json
-from decimal import Decimal
-
 import typer
-from rich.console import Console
-from rich.table import Table
-
-from wflo_core.budgets.estimate import decode_plan, estimate, total_bound
-from wflo_core.config import load_settings
-from wflo_core.errors import ConfigError
-from wflo_core.keys import PLANNED_CALLS_KEY
-from wflo_core.pricing import PriceCatalog
-from wflo_dagster.cli import app
-from wflo_dagster.resources.llm import LLM_RESOURCE_KEY
 
 
-@app.command("estimate")
 def estimate_job(job: str = typer.Argument(..., help="Job name in wflo_dagster.definitions."),
                  as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
-    """Upper bound of a job's LLM cost: every planned call at its reservation amount."""
+    """Upper bound of a job's LLM cost: every planned call at its reservation amount; an asset that can
+    call an LLM and plans nothing makes the job unbounded."""
+    import json
+    from decimal import Decimal
+
+    from wflo_core.budgets.estimate import decode_plan, estimate, total_bound
+    from wflo_core.config import load_settings
+    from wflo_core.errors import ConfigError
+    from wflo_core.keys import PLANNED_CALLS_KEY
+    from wflo_core.pricing import PriceCatalog
     from wflo_dagster.definitions import defs
+    from wflo_dagster.resources.llm import LLM_RESOURCE_KEY
 
     try:
         job_def = defs.resolve_job_def(job)
@@ -48,6 +44,9 @@ def estimate_job(job: str = typer.Argument(..., help="Job name in wflo_dagster.d
                                           "upper_bound_usd": None if r.upper_bound_usd is None
                                           else str(r.upper_bound_usd)} for r in rows]}, indent=2))
         return
+    from rich.console import Console
+    from rich.table import Table
+
     table = Table(title=f"worst-case LLM cost of {job}", show_footer=True)
     table.add_column("asset", footer="total")
     table.add_column("planned calls", justify="right", footer=str(sum(r.calls for r in rows)))

@@ -1,14 +1,14 @@
-"""Build the provider a name and the settings ask for, honouring live/record/replay mode."""
+"""Build the provider a name and the settings ask for, honouring live/record/replay mode.
+
+A provider's SDK is imported here, when that provider is first built, never at import time.
+"""
 
 from __future__ import annotations
 
 from wflo_core.config import WfloSettings
 from wflo_core.errors import ConfigError
-from wflo_core.llm.providers.anthropic import AnthropicProvider
 from wflo_core.llm.providers.base import Provider
 from wflo_core.llm.providers.cassette import default_cassette_path
-from wflo_core.llm.providers.openai import OpenAIProvider
-from wflo_core.llm.providers.openai_compatible import OpenAICompatibleProvider
 from wflo_core.llm.providers.replay import RecordingProvider, ReplayProvider
 
 PROVIDER_NAMES = ("openai", "anthropic", "openai_compatible", "replay")
@@ -36,6 +36,8 @@ def _live_provider(name: str, settings: WfloSettings) -> Provider:
     if name == "openai":
         if settings.openai_api_key is None:
             raise ConfigError(_missing_key("OPENAI_API_KEY"))
+        from wflo_core.llm.providers.openai import OpenAIProvider
+
         return OpenAIProvider(
             api_key=settings.openai_api_key.get_secret_value(),
             base_url=settings.openai_base_url,
@@ -44,6 +46,8 @@ def _live_provider(name: str, settings: WfloSettings) -> Provider:
     if name == "anthropic":
         if settings.anthropic_api_key is None:
             raise ConfigError(_missing_key("ANTHROPIC_API_KEY"))
+        from wflo_core.llm.providers.anthropic import AnthropicProvider
+
         return AnthropicProvider(
             api_key=settings.anthropic_api_key.get_secret_value(),
             base_url=settings.anthropic_base_url,
@@ -54,6 +58,8 @@ def _live_provider(name: str, settings: WfloSettings) -> Provider:
             "provider 'openai_compatible' needs WFLO_OPENAI_COMPATIBLE_BASE_URL, "
             "e.g. http://localhost:11434/v1 for Ollama or http://localhost:8000/v1 for vLLM"
         )
+    from wflo_core.llm.providers.openai_compatible import OpenAICompatibleProvider
+
     key = settings.openai_compatible_api_key
     return OpenAICompatibleProvider(
         base_url=settings.openai_compatible_base_url,
