@@ -252,18 +252,30 @@ def responses_json(a: Answer) -> dict[str, Any]:
 
 
 def responses_stream(a: Answer) -> list[str]:
+    """The event sequence the Responses API sends: items and content parts open, deltas, done events."""
     final = responses_json(a)
-    events = [{"type": "response.created", "response": {**final, "status": "in_progress", "output": []}}]
-    events += [
-        {
-            "type": "response.output_text.delta",
-            "item_id": f"msg_{a.key}",
-            "output_index": 0,
-            "content_index": 0,
-            "delta": piece,
-        }
-        for piece in _pieces(a.text)
+    events: list[dict[str, Any]] = [
+        {"type": "response.created", "response": {**final, "status": "in_progress", "output": [], "usage": None}},
+        {"type": "response.in_progress", "response": {**final, "status": "in_progress", "output": [], "usage": None}},
     ]
+    for index, item in enumerate(final["output"]):
+        events.append({"type": "response.output_item.added", "output_index": index,
+                       "item": {**item, "status": "in_progress", **({"content": []} if "content" in item else {}),
+                                **({"arguments": ""} if "arguments" in item else {})}})
+        if item["type"] == "message":
+            part = item["content"][0]
+            where = {"item_id": item["id"], "output_index": index, "content_index": 0}
+            events.append({"type": "response.content_part.added", **where, "part": {**part, "text": ""}})
+            events += [{"type": "response.output_text.delta", **where, "delta": piece, "logprobs": []}
+                       for piece in _pieces(part["text"])]
+            events.append({"type": "response.output_text.done", **where, "text": part["text"], "logprobs": []})
+            events.append({"type": "response.content_part.done", **where, "part": part})
+        else:
+            events.append({"type": "response.function_call_arguments.delta", "item_id": item["id"],
+                           "output_index": index, "delta": item["arguments"]})
+            events.append({"type": "response.function_call_arguments.done", "item_id": item["id"],
+                           "output_index": index, "arguments": item["arguments"], "name": item["name"]})
+        events.append({"type": "response.output_item.done", "output_index": index, "item": item})
     events.append({"type": f"response.{final['status']}", "response": final})
     return [
         f"event: {e['type']}\ndata: {json.dumps({**e, 'sequence_number': i})}\n\n"

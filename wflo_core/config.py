@@ -59,6 +59,8 @@ class WfloSettings(BaseSettings):
     openai_compatible_api_key: SecretStr | None = None
     llm_timeout_seconds: float = Field(default=60.0, gt=0)
     """How long one provider request may take before it counts as failed (and is retried)."""
+    default_max_tokens: int = Field(default=1024, gt=0)
+    """Output limit given to drop-in SDK requests that set none, so their cost has a bound to hold."""
 
     price_overrides_path: Path | None = None
     """YAML/JSON file of prices for private or self-hosted models."""

@@ -12,11 +12,15 @@ Every step calls :meth:`Gateway.complete`. The order is the product's promise:
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
+import contextvars
 import itertools
 import json
 import logging
+import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, replace
 from decimal import Decimal
 from typing import Any, Protocol
@@ -97,6 +101,8 @@ class Gateway:
     def __init__(self, parts: GatewayParts) -> None:
         self.parts = parts
         self._known_runs: set[str] = set()
+        self._workers: concurrent.futures.ThreadPoolExecutor | None = None
+        self._workers_lock = threading.Lock()
 
     def complete(self, request: LLMRequest, scope: CallScope, call_key: str) -> tuple[LLMResponse, CallOutcome]:
         """Answer ``request`` for ``scope``; ``call_key`` is the call's idempotency key in the ledger."""
@@ -175,6 +181,43 @@ class Gateway:
             p.cache.put(key, final)
         if on_outcome:
             on_outcome(outcome)
+
+    async def acomplete(self, request: LLMRequest, scope: CallScope, call_key: str) -> tuple[LLMResponse, CallOutcome]:
+        """:meth:`complete` for async code: the ledger and the provider are waited on in a worker thread,
+        never on the event loop. A task cancelled before its call started sends nothing; one cancelled
+        later stops waiting while the call runs to its end and settles (or releases) its hold."""
+        context = contextvars.copy_context()
+        return await asyncio.get_running_loop().run_in_executor(
+            self._pool(), context.run, self.complete, request, scope, call_key)
+
+    async def astream(self, request: LLMRequest, scope: CallScope, call_key: str,
+                      on_outcome: Callable[[CallOutcome], None] | None = None) -> AsyncIterator[StreamChunk]:
+        """:meth:`stream` for async code, each chunk read in a worker thread. Closing or cancelling the
+        iterator closes the stream exactly as a sync caller stopping early would."""
+        context, end = contextvars.copy_context(), object()
+        chunks = self.stream(request, scope, call_key, on_outcome)
+        pending: concurrent.futures.Future[Any] | None = None
+        try:
+            while True:
+                pending = self._pool().submit(context.run, next, chunks, end)
+                chunk = await asyncio.wrap_future(pending)
+                if chunk is end:
+                    return
+                yield chunk
+        finally:
+            def close() -> None:
+                if pending is not None:
+                    concurrent.futures.wait([pending])  # a generator cannot be closed while it runs
+                context.run(chunks.close)
+
+            await asyncio.shield(asyncio.wrap_future(self._pool().submit(close)))
+
+    def _pool(self) -> concurrent.futures.ThreadPoolExecutor:
+        """Worker threads for async callers (Postgres row locks, not this pool, bound concurrency)."""
+        with self._workers_lock:
+            if self._workers is None:
+                self._workers = concurrent.futures.ThreadPoolExecutor(64, thread_name_prefix="wflo-gateway")
+            return self._workers
 
     # ------------------------------------------------------------------ internals
 
