@@ -23,6 +23,8 @@ class UsageExtras:
     cached_tokens: int = 0
     cache_write_tokens: int = 0
     reasoning_tokens: int = 0
+    tool_rounds: int = 1
+    """With tools offered, ask for a tool call until the conversation holds this many tool results."""
 
 
 def _tokens(text: str) -> int:
@@ -48,6 +50,7 @@ def _answer(
     model: str,
     prompt: list[str],
     last_is_tool_result: bool,
+    tool_results: int,
     tools: list[dict[str, Any]],
     tool_choice: Any,
     max_tokens: int,
@@ -58,7 +61,8 @@ def _answer(
     last = prompt[-1] if prompt else ""
     input_tokens = sum(_tokens(p) + 4 for p in prompt) + sum(_tokens(json.dumps(t)) for t in tools)
     tool = None
-    if tools and tool_choice not in ("none", {"type": "none"}) and not last_is_tool_result:
+    more_rounds = not last_is_tool_result or tool_results < extras.tool_rounds
+    if tools and tool_choice not in ("none", {"type": "none"}) and more_rounds:
         name, schema = tools[0]
         arg = next(iter((schema or {}).get("properties") or {"query": None}))
         tool = (f"call_{key[:12]}", name, json.dumps({arg: last[:60]}, separators=(",", ":")))
@@ -93,6 +97,7 @@ def chat_answer(body: dict[str, Any], extras: UsageExtras) -> Answer:
         body["model"],
         [_text_of(m.get("content")) for m in messages],
         bool(messages) and messages[-1].get("role") == "tool",
+        sum(m.get("role") == "tool" for m in messages),
         tools,
         body.get("tool_choice"),
         max_tokens,
@@ -113,6 +118,7 @@ def responses_answer(body: dict[str, Any], extras: UsageExtras) -> Answer:
         body["model"],
         prompt,
         last_is_tool,
+        sum(i.get("type") == "function_call_output" for i in items),
         tools,
         body.get("tool_choice"),
         body.get("max_output_tokens") or 4096,
@@ -129,8 +135,10 @@ def anthropic_answer(body: dict[str, Any], extras: UsageExtras) -> Answer:
     last = messages[-1].get("content") if messages else ""
     last_is_tool = isinstance(last, list) and any(b.get("type") == "tool_result" for b in last)
     tools = [(t["name"], t.get("input_schema")) for t in body.get("tools") or ()]
+    results = sum(isinstance(m.get("content"), list) and sum(isinstance(b, dict) and b.get("type") == "tool_result"
+                                                             for b in m["content"]) for m in messages)
     return _answer(
-        body["model"], prompt, last_is_tool, tools, body.get("tool_choice"), body["max_tokens"], extras, body
+        body["model"], prompt, last_is_tool, results, tools, body.get("tool_choice"), body["max_tokens"], extras, body
     )
 
 

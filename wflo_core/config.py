@@ -149,6 +149,11 @@ class WfloSettings(BaseSettings):
         return self.database_url or f"sqlite:///{(self.home / 'ledger.db').resolve()}"
 
     @property
+    def cache_path(self) -> Path:
+        """The embedded response cache (used when no Redis is set); separate from the ledger."""
+        return self.home / "cache.db"
+
+    @property
     def events_path(self) -> Path:
         return self.home / "events.jsonl"
 

@@ -14,7 +14,7 @@ import dagster as dg
 from wflo_core.budgets.estimate import PlannedCall, encode_plan
 from wflo_core.budgets.scopes import BUDGET_TAG
 from wflo_core.errors import ConfigError, WfloError
-from wflo_dagster.failures import as_failure
+from wflo_dagster.failures import as_failure, wflo_cause
 from wflo_dagster.hooks import LLM_RESOURCE_KEY, WFLO_HOOKS
 from wflo_dagster.resources.llm import LLMResource, StepContext
 
@@ -39,6 +39,13 @@ def track_llm_step(fn: Callable[..., Any]) -> Callable[..., Any]:
             result = fn(context, *args, **kwargs)
         except WfloError as err:
             raise as_failure(err) from err
+        except dg.Failure:
+            raise
+        except Exception as err:
+            cause = wflo_cause(err)  # e.g. BudgetExceeded inside an agent framework's own error
+            if cause is None:
+                raise
+            raise as_failure(cause) from err
         llm.add_step_metadata(context)
         return result
 

@@ -15,11 +15,11 @@ from wflo_core.approvals import ApprovalBook, BudgetAsk
 from wflo_core.budgets import BudgetBook
 from wflo_core.cache.base import ResponseCache
 from wflo_core.cache.keys import cache_key, is_cacheable
-from wflo_core.cache.locks import LockFactory, MemoryLocks
-from wflo_core.cache.memory import MemoryCache
+from wflo_core.cache.locks import LockFactory
 from wflo_core.cache.redis import RedisCache
 from wflo_core.cache.redis_locks import RedisLocks
 from wflo_core.cache.singleflight import SingleFlight
+from wflo_core.cache.sqlite import SQLiteCache, SQLiteLocks
 from wflo_core.config import WfloSettings
 from wflo_core.errors import ConfigError
 from wflo_core.events.outbox import emit
@@ -103,10 +103,10 @@ def build_services(settings: WfloSettings, **part_overrides: Any) -> WfloService
                                                         default_ttl_seconds=settings.cache_ttl_seconds or None))
         locks: LockFactory = RedisLocks(client)
         breaker_store: BreakerStore = FailOpenBreakerStore(RedisBreakerStore(client))
-    else:
-        cache = MemoryCache(max_entries=settings.cache_max_entries,
+    else:  # a file under WFLO_HOME, so answers outlive each `dagster asset materialize` process
+        cache = SQLiteCache(settings.cache_path, max_entries=settings.cache_max_entries,
                             default_ttl_seconds=settings.cache_ttl_seconds or None)
-        locks, breaker_store = MemoryLocks(), MemoryBreakerStore()
+        locks, breaker_store = SQLiteLocks(settings.cache_path), MemoryBreakerStore()
     flights: SingleFlight[LLMResponse] = SingleFlight(cache, locks)
     breaker_config, retry_policy = BreakerConfig.from_settings(settings), RetryPolicy.from_settings(settings)
     breakers: dict[str, CircuitBreaker] = {}

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import dagster as dg
 from pydantic import Field, PrivateAttr
@@ -20,10 +20,15 @@ from wflo_core.checkpoints import CheckpointStore, SettledResults
 from wflo_core.config import WfloSettings, load_settings
 from wflo_core.events.schemas import RunStarted, StepRetried, StepStarted
 from wflo_core.llm.accounting import CallOutcome, StepTotals
+from wflo_core.llm.dropin import DropinClients
 from wflo_core.llm.factory import WfloServices, build_services
 from wflo_core.llm.providers.base import StreamChunk
 from wflo_core.llm.types import LLMRequest, LLMResponse, Message
 from wflo_core.run_chain import PARENT_RUN_TAG
+
+if TYPE_CHECKING:
+    import anthropic
+    import openai
 
 StepContext = dg.AssetExecutionContext | dg.OpExecutionContext
 _SUB_AGENT: ContextVar[tuple[str, int | None] | None] = ContextVar("wflo_sub_agent", default=None)
@@ -62,6 +67,7 @@ class LLMResource(dg.ConfigurableResource):
         "'wflo/budget_usd' tag wins; unset = WFLO_BUDGET_RUN_USD (or no run budget).")
 
     _services: WfloServices | None = PrivateAttr(default=None)
+    _dropin: DropinClients | None = PrivateAttr(default=None)
     _totals: dict[tuple[str, str], StepTotals] = PrivateAttr(default_factory=lambda: defaultdict(StepTotals))
     _seq: dict[tuple[str, str, int], int] = PrivateAttr(default_factory=lambda: defaultdict(int))
     _scopes: dict[tuple[str, str], CallScope] = PrivateAttr(default_factory=dict)
@@ -80,6 +86,9 @@ class LLMResource(dg.ConfigurableResource):
         self._services = build_services(self._settings())
 
     def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
+        if self._dropin is not None:
+            self._dropin.close()
+            self._dropin = None
         if self._services is not None:
             self._services.relay_events()  # in-step best effort; the relay sensor does the rest
             self._services.close()
@@ -201,6 +210,40 @@ class LLMResource(dg.ConfigurableResource):
         settled.remember(run_id=run_id, workflow=scope.workflow, step_key=step_key, seq=seq, request=request,
                          response=response)
         return response
+
+    # ------------------------------------------------------------------ drop-in SDK clients
+
+    def openai_client(self, context: StepContext, **options: Any) -> openai.OpenAI:
+        """A real ``openai.OpenAI`` whose every request is held, cached, retried and recorded for this step.
+
+        Give it to any agent framework (pydantic-ai, LangChain/LangGraph, the OpenAI Agents SDK). Options:
+        ``api_key``, ``base_url`` (default: settings), ``provider`` (the name calls are priced under).
+        """
+        return self._dropin_clients().openai(**self._dropin_options(context), **options)
+
+    def async_openai_client(self, context: StepContext, **options: Any) -> openai.AsyncOpenAI:
+        """A real ``openai.AsyncOpenAI`` on the same path; calls never block the event loop."""
+        return self._dropin_clients().async_openai(**self._dropin_options(context), **options)
+
+    def anthropic_client(self, context: StepContext, **options: Any) -> anthropic.Anthropic:
+        """A real ``anthropic.Anthropic`` whose every request goes through the gateway."""
+        return self._dropin_clients().anthropic(**self._dropin_options(context), **options)
+
+    def async_anthropic_client(self, context: StepContext, **options: Any) -> anthropic.AsyncAnthropic:
+        return self._dropin_clients().async_anthropic(**self._dropin_options(context), **options)
+
+    def _dropin_clients(self) -> DropinClients:
+        with self._lock:
+            if self._dropin is None:
+                self._dropin = DropinClients(self.services.gateway, self.services.settings)
+            return self._dropin
+
+    def _dropin_options(self, context: StepContext) -> dict[str, Any]:
+        """Scope (sub-agent aware), ledger keys in this step's call sequence, and step totals."""
+        run_id, step_key, _ = step_identity(context)
+        self.scope_for(context)  # budgets of the run and asset exist before the first call
+        return {"scope": lambda: self._call_scope(context), "call_key": lambda: self._next_call(context)[1],
+                "on_outcome": lambda outcome: self._count(run_id, step_key, outcome)}
 
     def _count(self, run_id: str, step_key: str, outcome: CallOutcome) -> None:
         with self._lock:
