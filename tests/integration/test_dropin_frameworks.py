@@ -98,7 +98,8 @@ def ledger(fresh_postgres_url: str, llm_server, monkeypatch: pytest.MonkeyPatch)
     ledger.close()
 
 
-def _materialize(framework: str, base_url: str, budget_usd: str, temperature: float | None) -> dg.ExecuteInProcessResult:
+def _materialize(framework: str, base_url: str, budget_usd: str,
+                 temperature: float | None) -> dg.ExecuteInProcessResult:
     @llm_asset(name=f"{framework}_answer")
     def agent_answer(context: dg.AssetExecutionContext, llm: LLMResource) -> str:
         return AGENTS[framework](llm, context, base_url, temperature)
