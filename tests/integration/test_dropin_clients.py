@@ -34,9 +34,9 @@ from wflo_core.ledger.migrations import upgrade
 from wflo_core.ledger.models import Budget, BudgetHold, LLMCall, OutboxEvent
 from wflo_core.llm.dropin import DropinClients
 from wflo_core.llm.dropin.wire import APPLIED_MAX_TOKENS_TAG
-from wflo_core.llm.factory import WfloServices, build_services
 from wflo_core.pricing import PriceCatalog
 from wflo_core.pricing.usage import usage_from_anthropic, usage_from_openai_chat, usage_from_openai_responses
+from wflo_core.services import WfloServices, build_services
 
 pytestmark = pytest.mark.integration
 

@@ -7,7 +7,7 @@ import pytest
 
 from wflo_core.cache.locks import MemoryLocks
 from wflo_core.cache.memory import MemoryCache
-from wflo_core.llm.types import LLMResponse
+from wflo_core.calls import LLMResponse
 from wflo_core.pricing.usage import Usage
 
 

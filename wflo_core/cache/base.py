@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Protocol, runtime_checkable
 
-from wflo_core.llm.types import LLMResponse
+from wflo_core.calls import LLMResponse
 
 
 @runtime_checkable

@@ -9,7 +9,7 @@ from collections.abc import Callable
 
 from wflo_core.cache.base import check_ttl
 from wflo_core.cache.codec import decode_response, encode_response
-from wflo_core.llm.types import LLMResponse
+from wflo_core.calls import LLMResponse
 
 
 class MemoryCache:

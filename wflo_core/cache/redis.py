@@ -14,7 +14,7 @@ import redis as redis_lib
 
 from wflo_core.cache.base import check_ttl
 from wflo_core.cache.codec import decode_response, encode_response
-from wflo_core.llm.types import LLMResponse
+from wflo_core.calls import LLMResponse
 
 DEFAULT_NAMESPACE = "wflo:cache:"
 #: Index member scores for entries without TTL: far past any real expiry, still a valid double.

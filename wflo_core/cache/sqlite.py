@@ -18,7 +18,7 @@ from pathlib import Path
 from wflo_core.cache.base import check_ttl
 from wflo_core.cache.codec import decode_response, encode_response
 from wflo_core.cache.locks import DistributedLock
-from wflo_core.llm.types import LLMResponse
+from wflo_core.calls import LLMResponse
 
 _NO_EXPIRY = 1e18  # far past any real expiry (seconds since the epoch)
 _SCHEMA = """

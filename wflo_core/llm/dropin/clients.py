@@ -19,9 +19,9 @@ from typing import TYPE_CHECKING
 import httpx2
 
 from wflo_core.budgets import CallScope
+from wflo_core.calls import CallOutcome
 from wflo_core.config import WfloSettings
 from wflo_core.errors import ConfigError
-from wflo_core.llm.accounting import CallOutcome
 from wflo_core.llm.dropin.provider import HTTPPassthroughProvider
 from wflo_core.llm.dropin.transport import AsyncGatewayTransport, GatewayTransport, Route
 from wflo_core.llm.gateway import Gateway

@@ -13,6 +13,7 @@ from typing import Any
 
 import httpx2
 
+from wflo_core.calls import LLMRequest, LLMResponse
 from wflo_core.errors import (
     ProviderAuthFailed,
     ProviderError,
@@ -24,7 +25,6 @@ from wflo_core.llm.dropin.sse import SSE_KEY, StreamReader
 from wflo_core.llm.dropin.wire import response_from_json, wire_of, with_output_limit
 from wflo_core.llm.providers.base import StreamChunk
 from wflo_core.llm.providers.sdk_errors import parse_retry_after
-from wflo_core.llm.types import LLMRequest, LLMResponse
 
 _DETAIL_CHARS = 300
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from wflo_core.llm.types import Api
+from wflo_core.calls import Api
 
 SSE_KEY = "wflo_sse"
 """``LLMResponse.raw`` key of a streamed answer's full event text, replayed on a cache hit or from a cassette."""

@@ -16,14 +16,13 @@ from dataclasses import dataclass, field, replace
 import httpx2
 
 from wflo_core.budgets import CallScope
+from wflo_core.calls import CallOutcome, LLMRequest, LLMResponse
 from wflo_core.errors import ProviderError
-from wflo_core.llm.accounting import CallOutcome
 from wflo_core.llm.dropin.provider import RawChunk, upstream_answer
 from wflo_core.llm.dropin.sse import SSE_KEY
 from wflo_core.llm.dropin.wire import APPLIED_MAX_TOKENS_TAG, WireRequest, parse_wire, to_request
 from wflo_core.llm.gateway import Gateway
 from wflo_core.llm.providers.base import StreamChunk
-from wflo_core.llm.types import LLMRequest, LLMResponse
 
 CREDENTIAL_HEADERS = ("authorization", "x-api-key", "api-key")
 

@@ -12,8 +12,8 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+from wflo_core.calls import Api, LLMRequest, LLMResponse, Message, ToolCall
 from wflo_core.errors import ConfigError, UsageInvalid
-from wflo_core.llm.types import Api, LLMRequest, LLMResponse, Message, ToolCall
 from wflo_core.pricing.usage import usage_from_anthropic, usage_from_openai_chat, usage_from_openai_responses
 
 DROPIN_KEY = "wflo/dropin"
