@@ -25,6 +25,7 @@ def demo(
     partition: str | None = typer.Option(None, help="Partition of a partitioned job (default: the latest)."),
 ) -> None:
     """Materialize an example agent pipeline offline (replay cassette) and print its cost report."""
+    os.environ.setdefault("WFLO_LLM_MODE", "replay")  # offline even where a provider key is set
     settings = load_settings()
     dagster_home = settings.home.resolve() / "dagster"
     dagster_home.mkdir(parents=True, exist_ok=True)

@@ -68,7 +68,8 @@ class LLMResource(dg.ConfigurableResource):
     default_provider: str = Field(default="openai", description="Provider used when a call names none.")
     default_model: str = Field(default="gpt-4o-mini", description="Model used when a call names none.")
     llm_mode: str | None = Field(
-        default=None, description="replay, live or record; unset = WFLO_LLM_MODE (default replay)."
+        default=None, description="auto, replay, live or record; unset = WFLO_LLM_MODE (default auto: live "
+        "where the provider's key is set, recorded answers elsewhere)."
     )
     cassette_path: str | None = Field(default=None, description="Cassette for replay/record mode.")
     run_budget_usd: str | None = Field(

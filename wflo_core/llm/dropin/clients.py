@@ -26,8 +26,8 @@ from wflo_core.llm.dropin.provider import HTTPPassthroughProvider
 from wflo_core.llm.dropin.transport import AsyncGatewayTransport, GatewayTransport, Route
 from wflo_core.llm.gateway import Gateway
 from wflo_core.llm.providers.base import Provider
-from wflo_core.llm.providers.cassette import default_cassette_path
-from wflo_core.llm.providers.replay import RecordingProvider, ReplayProvider
+from wflo_core.llm.providers.factory import replay_provider
+from wflo_core.llm.providers.replay import RecordingProvider
 
 if TYPE_CHECKING:
     import anthropic
@@ -94,13 +94,14 @@ class DropinClients:
             secret = s.anthropic_api_key
         key = api_key or (secret.get_secret_value() if secret else None)
         name = provider or kind
-        if key is None and s.llm_mode != "replay":
+        mode = "live" if s.llm_mode == "auto" and key is not None else s.mode_for(kind)
+        if key is None and mode != "replay":
             variable = "OPENAI_API_KEY" if kind == "openai" else "ANTHROPIC_API_KEY"
             raise ConfigError(f"live LLM calls need an API key: pass api_key= or set {variable}, "
-                              "or run offline with WFLO_LLM_MODE=replay")
+                              "or replay recorded answers with WFLO_LLM_MODE=replay")
         key = key or "replay"
         auth = {"authorization": f"Bearer {key}"} if kind == "openai" else {"x-api-key": key}
-        upstream = self._provider(name, url, auth, upstream_transport)
+        upstream = self._provider(mode, name, url, auth, upstream_transport)
         gateway = Gateway(replace(self.gateway.parts, provider_for=lambda _name: upstream))
         scope_of = scope if callable(scope) else (lambda: scope)
 
@@ -113,18 +114,16 @@ class DropinClients:
                       default_max_tokens=s.default_max_tokens, on_outcome=on_outcome or (lambda outcome: None))
         return key, url, route
 
-    def _provider(self, name: str, url: str, auth: dict[str, str],
+    def _provider(self, mode: str, name: str, url: str, auth: dict[str, str],
                   transport: httpx2.BaseTransport | None) -> Provider:
-        """Live: forward upstream; replay: the cassette; record: forward and record into the cassette."""
+        """Live: forward upstream; replay: the cassettes; record: forward and record into a cassette."""
         s = self.settings
-        if s.llm_mode == "replay":
-            provider: Provider = ReplayProvider(s.cassette_path or default_cassette_path(), name=name)
+        if mode == "replay":
+            provider: Provider = replay_provider(s, name)
         else:
             provider = HTTPPassthroughProvider(name=name, base_url=url, auth_headers=auth,
                                                timeout=s.llm_timeout_seconds, transport=transport)
-            if s.llm_mode == "record":
-                if s.cassette_path is None:
-                    raise ConfigError("WFLO_LLM_MODE=record needs WFLO_CASSETTE_PATH: the file to write recordings to")
-                provider = RecordingProvider(provider, s.cassette_path)
+            if mode == "record":
+                provider = RecordingProvider(provider, s.cassette_path or s.recordings_path)
         self._providers.append(provider)
         return provider
