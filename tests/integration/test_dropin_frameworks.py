@@ -26,8 +26,8 @@ from wflo_core.ledger.models import Budget, BudgetHold, LLMCall
 from wflo_core.ledger.store import Ledger
 from wflo_core.pricing import PriceCatalog
 from wflo_core.pricing.usage import usage_from_openai_chat, usage_from_openai_responses
-from wflo_dagster.resources.llm import LLMResource
 from wflo_dagster.decorators import llm_asset
+from wflo_dagster.resources.llm import LLMResource
 
 pytestmark = pytest.mark.integration
 

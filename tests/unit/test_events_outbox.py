@@ -18,8 +18,8 @@ from wflo_core.events import (
     StepStarted,
     pending_count,
 )
-from wflo_core.events.outbox import DEFAULT_RECORDER as record_event
 from wflo_core.events.lease import relay_lease
+from wflo_core.events.outbox import DEFAULT_RECORDER as record_event
 from wflo_core.ledger.migrations import upgrade
 from wflo_core.ledger.models import LLMCall, OutboxEvent
 from wflo_core.ledger.store import Ledger

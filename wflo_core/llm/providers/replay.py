@@ -10,7 +10,6 @@ from wflo_core.errors import CassetteMiss, ConfigError
 from wflo_core.llm.providers.base import Provider, StreamChunk
 from wflo_core.llm.providers.cassette import Cassette, prompt_excerpt, request_fingerprint
 
-
 _LIVE_SETTING = {"openai": "OPENAI_API_KEY", "anthropic": "ANTHROPIC_API_KEY",
                  "openai_compatible": "WFLO_OPENAI_COMPATIBLE_BASE_URL"}
 
