@@ -220,7 +220,8 @@ def check_llm(settings: WfloSettings) -> Check:
         *(f"{name} set" for name in present),
         *([f"openai_compatible at {where(compatible)}"] if compatible else []),
     ]
-    into = f", recording into {settings.cassette_path or settings.recordings_path}" if settings.llm_mode == "record" else ""
+    recording = settings.llm_mode == "record"
+    into = f", recording into {settings.cassette_path or settings.recordings_path}" if recording else ""
     return Check("llm", f"{settings.llm_mode} mode: {', '.join(configured)}{into}")
 
 
