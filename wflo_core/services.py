@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any, TypeVar
 
+from wflo_core import telemetry
 from wflo_core.approvals import ApprovalBook, BudgetAsk
 from wflo_core.budgets import BudgetBook
 from wflo_core.cache.base import ResponseCache
@@ -34,6 +35,8 @@ from wflo_core.events.sinks import build_event_sink
 from wflo_core.events.sinks.base import EventSink
 from wflo_core.events.topics import TopicLayout
 from wflo_core.ledger.migrations import upgrade
+from wflo_core.ledger.models import Run
+from wflo_core.ledger.rollups import run_total
 from wflo_core.ledger.store import Ledger
 from wflo_core.llm.gateway import Gateway, GatewayParts
 from wflo_core.llm.providers.base import Provider
@@ -68,8 +71,16 @@ class WfloServices:
 
     def close_run(self, run_id: str, workflow: str, status: str, reason: str | None = None) -> bool:
         """Record the run's end once: crashed steps, released holds, the run event (see ``runs.close``)."""
-        return close_run(self.ledger, self.budgets, run_id, workflow, status, reason,
-                         record_event=self.record_event)
+        closed = close_run(self.ledger, self.budgets, run_id, workflow, status, reason,
+                           record_event=self.record_event)
+        if closed:
+            with self.ledger.transaction() as session:
+                run = session.get(Run, run_id)
+                started, ended = (run.started_at, run.ended_at) if run else (None, None)
+                cost = run_total(session, run_id)
+            telemetry.record_run(run_id, workflow, status, started, ended, cost)
+            telemetry.flush()
+        return closed
 
     def relay_events(self, *, max_seconds: float = 10.0) -> RelayStats:
         """Publish pending outbox events now (best effort; never raises)."""

@@ -41,6 +41,7 @@ from wflo_core.events.schemas import (
 )
 from wflo_core.ledger.store import Ledger
 from wflo_core.llm.providers.base import Provider, StreamChunk
+from wflo_core.telemetry import traced_complete, traced_stream
 
 MESSAGE_OVERHEAD_TOKENS = 8
 log = logging.getLogger("wflo.gateway")
@@ -92,6 +93,7 @@ class Gateway:
         self._workers: concurrent.futures.ThreadPoolExecutor | None = None
         self._workers_lock = threading.Lock()
 
+    @traced_complete
     def complete(self, request: LLMRequest, scope: CallScope, call_key: str) -> tuple[LLMResponse, CallOutcome]:
         """Answer ``request`` for ``scope``; ``call_key`` is the call's idempotency key in the ledger."""
         p = self.parts
@@ -117,6 +119,7 @@ class Gateway:
             return response, computed[0]
         return response, self._record_cache_hit(response, scope, call_key, key)
 
+    @traced_stream
     def stream(self, request: LLMRequest, scope: CallScope, call_key: str,
                on_outcome: Callable[[CallOutcome], None] | None = None) -> Iterator[StreamChunk]:
         """Stream the answer chunk by chunk, with the same promise as :meth:`complete`.
