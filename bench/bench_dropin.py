@@ -122,17 +122,12 @@ def main() -> None:
                 clients = DropinClients(services.gateway, services.settings)
                 dropin = clients.openai(scope, api_key="sk-bench", base_url=base_url)
 
-                def sdk() -> None:
-                    direct.chat.completions.create(model="gpt-4o-mini", messages=messages, max_tokens=50)
+                def call(client: openai.OpenAI, **params: object) -> callable:
+                    return lambda: client.chat.completions.create(model="gpt-4o-mini", messages=messages,
+                                                                  max_tokens=50, **params)
 
-                def wflo() -> None:
-                    dropin.chat.completions.create(model="gpt-4o-mini", messages=messages, max_tokens=50)
-
-                def wflo_hit() -> None:
-                    dropin.chat.completions.create(model="gpt-4o-mini", messages=messages, max_tokens=50,
-                                                   temperature=0)
-
-                result = _measure({"sdk": sdk, "wflo": wflo, "wflo_hit": wflo_hit}, per_round)
+                result = _measure({"sdk": call(direct), "wflo": call(dropin),
+                                   "wflo_hit": call(dropin, temperature=0)}, per_round)
                 b = result["sdk"]
                 for path, key in ((f"chat.completions paid call ({backend} ledger)", "wflo"),
                                   (f"chat.completions cache hit ({backend} ledger)", "wflo_hit")):
