@@ -13,11 +13,15 @@ import re
 import sqlite3
 import subprocess
 import sys
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
+from sqlalchemy import select
 
 from tests.conftest import REPO_ROOT
+from wflo_core.ledger.models import LLMCall
+from wflo_core.ledger.store import Ledger
 
 pytestmark = pytest.mark.e2e
 BIN = Path(sys.executable).parent
@@ -92,3 +96,21 @@ def test_a_recording_under_wflo_home_replays_offline(pipeline: Path, tmp_path: P
     assert replayed.returncode == 0, replayed.stderr[-2000:]
     assert llm_server.request_count() == 1
     assert [status for status, _ in _ledger_rows(offline_home)] == ["settled"]
+
+
+def test_the_pydantic_ai_research_agent_runs_offline_under_wflo_demo(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    env = {**_env(home), "COLUMNS": "160", "OPENAI_API_KEY": "sk-must-not-be-used"}  # the demo stays offline
+    env.pop("DAGSTER_HOME")
+    demo = subprocess.run([str(BIN / "wflo"), "demo", "--job", "pydantic_ai_research_job"], env=env,
+                          capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert demo.returncode == 0, demo.stdout[-2000:] + demo.stderr[-2000:]
+    assert "of pydantic_ai_research_job succeeded" in demo.stdout
+    assert [status for status, _ in _ledger_rows(home)] == ["settled", "settled"]  # the tool call, the answer
+    printed = Decimal(re.search(r"total LLM cost of the run: \$([0-9.]+)", demo.stdout).group(1))
+    ledger = Ledger(f"sqlite:///{home / 'ledger.db'}")
+    try:
+        with ledger.transaction() as session:
+            assert printed == sum(session.scalars(select(LLMCall.cost_usd))) > 0
+    finally:
+        ledger.close()
