@@ -271,3 +271,42 @@ def test_a_cancelled_async_call_settles_its_hold(clients, services, llm_server) 
     with services.ledger.transaction() as s:
         budget = s.scalar(select(Budget).where(Budget.scope == "run", Budget.scope_key == SCOPE.run_id))
         assert budget.held_usd == 0 and budget.spent_usd == calls[0].cost_usd > 0
+
+
+def test_async_streams_of_both_sdks_are_held_priced_and_recorded(clients, services, llm_server) -> None:
+    openai_client = clients.async_openai(SCOPE, api_key="sk-test", base_url=llm_server.openai_base_url)
+    anthropic_client = clients.async_anthropic(SCOPE, api_key="sk-ant-test", base_url=llm_server.base_url)
+
+    async def both() -> tuple[str, str, str]:
+        stream = await openai_client.chat.completions.create(
+            model="gpt-4o-mini", stream=True, messages=[{"role": "user", "content": "async chat stream"}])
+        chat = "".join([e.choices[0].delta.content or "" async for e in stream if e.choices])
+        async with openai_client.responses.stream(model="gpt-4o-mini", input="async responses stream") as events:
+            async for _ in events:
+                pass
+            responses = (await events.get_final_response()).output_text
+        async with anthropic_client.messages.stream(model="claude-3-5-haiku-latest", max_tokens=100,
+                                                    messages=[{"role": "user", "content": "async anthropic"}]) as s:
+            text = await s.get_final_text()
+        return chat, responses, text
+
+    chat, responses, text = asyncio.run(both())
+    assert chat.endswith("async chat stream") and responses.endswith("async responses stream")
+    assert text.endswith("async anthropic")
+    calls = _assert_one_priced_row_per_request(services, llm_server)
+    assert [c.provider for c in calls] == ["openai", "openai", "anthropic"]
+
+
+def test_a_sub_agent_s_sdk_calls_are_attributed_to_it(services, llm_server) -> None:
+    """The scope is asked per request, so a framework's calls follow the step's sub-agent context."""
+    current = {"scope": SCOPE}
+    clients = DropinClients(services.gateway, services.settings)
+    client = clients.openai(lambda: current["scope"], api_key="sk-test", base_url=llm_server.openai_base_url)
+    client.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "parent"}])
+    current["scope"] = CallScope(run_id=SCOPE.run_id, workflow=SCOPE.workflow, step_key=SCOPE.step_key,
+                                 tags={"agent": "researcher"}, parent_call_id=_calls(services)[0].id)
+    client.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "child"}])
+    clients.close()
+    parent, child = _calls(services)
+    assert parent.tags.get("agent") is None and child.tags["agent"] == "researcher"
+    assert child.parent_call_id == parent.id
