@@ -225,9 +225,10 @@ def traced_complete(method: Callable[..., tuple[LLMResponse, CallOutcome]]) -> C
     """Decorates ``Gateway.complete``: the call, cache hit or refusal is one span."""
 
     @functools.wraps(method)
-    def complete(self: Any, request: LLMRequest, scope: CallScope, call_key: str) -> tuple[LLMResponse, CallOutcome]:
+    def complete(self: Any, request: LLMRequest, scope: CallScope, call_key: str,
+                 *args: Any, **kwargs: Any) -> tuple[LLMResponse, CallOutcome]:
         with call_span(request, scope, call_key) as answered:
-            response, outcome = method(self, request, scope, call_key)
+            response, outcome = method(self, request, scope, call_key, *args, **kwargs)
             answered(response, outcome)
             return response, outcome
 
@@ -239,7 +240,7 @@ def traced_stream(method: Callable[..., Iterator[T]]) -> Callable[..., Iterator[
 
     @functools.wraps(method)
     def stream(self: Any, request: LLMRequest, scope: CallScope, call_key: str,
-               on_outcome: Callable[[CallOutcome], None] | None = None) -> Iterator[T]:
+               on_outcome: Callable[[CallOutcome], None] | None = None, **kwargs: Any) -> Iterator[T]:
         with call_span(request, scope, call_key) as answered:
             final: list[LLMResponse] = []
 
@@ -249,7 +250,7 @@ def traced_stream(method: Callable[..., Iterator[T]]) -> Callable[..., Iterator[
                 if on_outcome is not None:
                     on_outcome(outcome)
 
-            for chunk in method(self, request, scope, call_key, settled):
+            for chunk in method(self, request, scope, call_key, settled, **kwargs):
                 response = getattr(chunk, "response", None)
                 if response is not None:
                     final.append(response)
