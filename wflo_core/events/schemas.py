@@ -33,6 +33,8 @@ Usd = Annotated[
 """A non-negative USD amount; serialized as a plain decimal string."""
 
 Key = Annotated[str, Field(min_length=1, max_length=255)]
+LongKey = Annotated[str, Field(min_length=1, max_length=8192)]
+"""Step keys and call keys: dynamic step keys have no length limit worth imposing."""
 
 
 class EventData(BaseModel):
@@ -98,7 +100,7 @@ class RunCanceled(_RunEvent):
 
 class _StepEvent(EventData):
     run_id: Key
-    step_key: Key
+    step_key: LongKey
     attempt: int = Field(default=0, ge=0)
     asset_key: str | None = None
 
@@ -148,7 +150,7 @@ class _LLMCallEvent(EventData):
     reasoning_tokens: int = Field(default=0, ge=0)
     cost_usd: Usd
     price_version: Key
-    idempotency_key: Key
+    idempotency_key: LongKey
     """The ledger row's idempotency key: one event per recorded call."""
 
     @property
@@ -162,9 +164,31 @@ class _LLMCallEvent(EventData):
 
 
 class LLMCallSettled(_LLMCallEvent):
+    """One physical attempt's charge: priced from usage (``settled``/``over_bound``) or at its bound
+    (``estimated``). A later settlement of an estimated attempt is a new event for the same
+    ``idempotency_key``; consumers keep the latest per key (by ``sequence``)."""
+
     type: ClassVar[str] = "io.wflo.llm_call.settled"
     latency_ms: int | None = Field(default=None, ge=0)
     attempt: int = Field(default=1, ge=1)
+    status: Literal["settled", "over_bound", "estimated"] = "settled"
+    bound_usd: Usd | None = None
+    """The upper bound held before the attempt was sent."""
+    max_output_tokens: int | None = Field(default=None, ge=0)
+    requested_max_tokens: int | None = Field(default=None, ge=0)
+    """Set when wflo sent another output limit than the caller asked for (a default, or ``fit``)."""
+
+    @property
+    def dedupe_key(self) -> str:
+        return f"{self.idempotency_key}#{self.status}"
+
+
+class LLMCallOverBound(_LLMCallEvent):
+    """The provider billed more than the bound held for the attempt (e.g. a server ignoring
+    ``max_tokens``): charged in full, flagged so the bound can be fixed before it overshoots a budget."""
+
+    type: ClassVar[str] = "io.wflo.llm_call.over_bound"
+    bound_usd: Usd
 
 
 class LLMCallCacheHit(_LLMCallEvent):
@@ -239,7 +263,7 @@ class SandboxKilled(_SandboxEvent):
 class _ApprovalEvent(EventData):
     run_id: Key
     approval_id: Key
-    step_key: Key
+    step_key: LongKey
 
 
 class ApprovalRequested(_ApprovalEvent):
@@ -303,6 +327,7 @@ EVENT_TYPES: dict[str, type[EventData]] = {
         StepRetried,
         LLMCallSettled,
         LLMCallCacheHit,
+        LLMCallOverBound,
         BudgetThresholdCrossed,
         BudgetExceededEvent,
         SandboxFinished,
