@@ -29,7 +29,7 @@ from tests.llm_server_answers import (
 )
 from wflo_core.budgets import CallScope
 from wflo_core.config import WfloSettings, load_settings
-from wflo_core.errors import BudgetExceeded
+from wflo_core.errors import BudgetExceeded, UsageInvalid
 from wflo_core.ledger.migrations import upgrade
 from wflo_core.ledger.models import Budget, BudgetHold, LLMCall, OutboxEvent
 from wflo_core.llm.dropin import DropinClients
@@ -310,3 +310,20 @@ def test_a_sub_agent_s_sdk_calls_are_attributed_to_it(services, llm_server) -> N
     parent, child = _calls(services)
     assert parent.tags.get("agent") is None and child.tags["agent"] == "researcher"
     assert child.parent_call_id == parent.id
+
+
+def test_a_stream_dropped_mid_answer_is_charged_at_its_bound_and_leaves_no_hold(
+        clients, services, llm_server) -> None:
+    client = clients.openai(SCOPE, api_key="sk-test", base_url=llm_server.openai_base_url)
+    llm_server.set_behavior(drop=True, times=1)  # half the events, no usage, then the connection is cut
+    with pytest.raises(UsageInvalid) as caught:
+        with client.chat.completions.create(model="gpt-4o-mini", stream=True, max_completion_tokens=50,
+                                            messages=[{"role": "user", "content": "a long answer"}]) as events:
+            for _ in events:
+                pass
+    assert "charged at its bound (estimated)" in str(caught.value)  # the stream ended without its usage
+    [call] = _calls(services)
+    assert llm_server.request_count() == 1  # a half-streamed answer is never resent
+    assert call.status == "estimated" and call.cost_usd == call.bound_usd > 0
+    with services.ledger.transaction() as s:
+        assert s.scalar(select(func.count()).select_from(BudgetHold).where(BudgetHold.status == "held")) == 0

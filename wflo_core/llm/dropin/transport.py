@@ -80,26 +80,20 @@ def _sse_bytes(chunk: StreamChunk, sent_raw: bool) -> bytes:
 
 
 class _SyncEvents(httpx2.SyncByteStream):
-    """The SDK's byte stream. SDKs close it at the end event, before the gateway's stream has finished:
-    once the answer (with its usage) went by, closing reads the few remaining chunks so the call settles."""
+    """The SDK's byte stream; closing it closes the gateway's stream (which settled at the answer's usage)."""
 
     def __init__(self, first: StreamChunk, rest: Iterator[StreamChunk]) -> None:
         self._first, self._rest = first, rest
-        self._answered = False
 
     def __iter__(self) -> Iterator[bytes]:
         sent_raw = False
         for chunk in _chain(self._first, self._rest):
             data = _sse_bytes(chunk, sent_raw)
             sent_raw = sent_raw or isinstance(chunk, RawChunk)
-            self._answered = self._answered or chunk.response is not None
             if data:
                 yield data
 
     def close(self) -> None:
-        if self._answered:
-            for _ in self._rest:
-                pass
         close = getattr(self._rest, "close", None)
         if close is not None:
             close()
@@ -115,7 +109,6 @@ class _AsyncEvents(httpx2.AsyncByteStream):
 
     def __init__(self, first: StreamChunk, rest: AsyncIterator[StreamChunk]) -> None:
         self._first, self._rest = first, rest
-        self._answered = False
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
         sent_raw = False
@@ -123,15 +116,11 @@ class _AsyncEvents(httpx2.AsyncByteStream):
         while chunk is not None:
             data = _sse_bytes(chunk, sent_raw)
             sent_raw = sent_raw or isinstance(chunk, RawChunk)
-            self._answered = self._answered or chunk.response is not None
             if data:
                 yield data
             chunk = await anext(self._rest, None)
 
     async def aclose(self) -> None:
-        if self._answered:
-            async for _ in self._rest:
-                pass
         await self._rest.aclose()  # type: ignore[attr-defined]
 
 
