@@ -57,7 +57,7 @@ def parse_wire(path: str, body: bytes, headers: dict[str, str], *, default_max_t
     """Read the SDK's request; a request without an output limit gets ``default_max_tokens``."""
     api = api_for(path)
     if api is None:
-        raise ConfigError(f"wflo's drop-in client cannot budget POST {path}: only chat completions, the "
+        raise ConfigError(f"wflo's drop-in client cannot budget {path}: only chat completions, the "
                           "Responses API and Anthropic messages are priced; call this endpoint with a plain SDK client")
     try:
         data = json.loads(body or b"{}")
