@@ -342,14 +342,14 @@ class Gateway:
         p = self.parts
         with p.ledger.transaction() as session:
             self._ensure_run(session, scope)
+            p.budgets.hold(session, scope.refs(), attempt.key, attempt.bound_usd, run_id=scope.run_id,
+                           ttl=p.attempt_ttl)
             p.ledger.record_call(
                 session, idempotency_key=attempt.key, run_id=scope.run_id, step_key=scope.step_key,
                 asset_key=scope.asset_key, provider=attempt.provider, model=attempt.request.model, status="held",
                 attempt=attempt.number, bound_usd=attempt.bound_usd, max_output_tokens=attempt.request.max_tokens,
                 requested_max_tokens=attempt.requested_max_tokens, price_version="pending", cache_key=cache_key,
                 tags=dict(scope.tags), parent_call_id=scope.parent_call_id)
-            p.budgets.hold(session, scope.refs(), attempt.key, attempt.bound_usd, run_id=scope.run_id,
-                           ttl=p.attempt_ttl)
         with self._lock:
             self._known_runs.add(scope.run_id)  # only once the run row is committed
 
@@ -408,11 +408,11 @@ class Gateway:
                 status = "over_bound" if cost.total_usd > attempt.bound_usd else "settled"
                 outcome = CallOutcome(response.provider, attempt.request.model, response.usage, cost.total_usd,
                                       Decimal(0), False, cost.price_version, attempt.key)
-                with p.ledger.transaction() as session:
+                with p.ledger.transaction() as session:  # budgets first: their locks come before any row's
+                    crossed = p.budgets.settle(session, attempt.key, cost.total_usd)
                     call_id = p.ledger.settle_call(
                         session, attempt.key, status=status, usage=response.usage, cost_usd=cost.total_usd,
                         price_version=cost.price_version, latency_ms=latency_ms)
-                    crossed = p.budgets.settle(session, attempt.key, cost.total_usd)
                     p.record_event(session, LLMCallSettled(
                         **self._event_fields(outcome, scope), latency_ms=latency_ms, attempt=attempt.number,
                         status=status, bound_usd=attempt.bound_usd, max_output_tokens=attempt.request.max_tokens,
@@ -441,8 +441,8 @@ class Gateway:
         reason = f"{type(err).__name__}: {err}"[:500] if err is not None else "ended before usage arrived"
         if isinstance(err, ProviderError) and err.billed is False:
             with p.ledger.transaction() as session:
-                p.ledger.fail_call(session, attempt.key, error=reason)
                 p.budgets.release(session, attempt.key)
+                p.ledger.fail_call(session, attempt.key, error=reason)
             return
         self._charge_bound(attempt, scope, Usage(), reason)
 
