@@ -19,7 +19,7 @@ import threading
 import time
 import urllib.request
 from collections import Counter
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -181,6 +181,8 @@ class _Handler(BaseHTTPRequestHandler):
                 state.behavior = Behavior(**body)
             elif action == "usage":
                 state.usage = UsageExtras(**body)
+            elif action == "tool_rounds":
+                state.usage = replace(state.usage, tool_rounds=int(body["rounds"]))
             elif action == "reset":
                 state.behavior, state.usage = None, UsageExtras()
                 state.counts.clear()
@@ -285,6 +287,10 @@ class LLMServer:
         every answer until reset."""
         self._post("usage", asdict(UsageExtras(cached_tokens, cache_write_tokens, reasoning_tokens, padding_tokens,
                                                  model_alias)))
+
+    def set_tool_rounds(self, rounds: int) -> None:
+        """With tools offered, answer with a tool call until the conversation holds ``rounds`` tool results."""
+        self._post("tool_rounds", {"rounds": rounds})
 
     def request_count(self, path: str | None = None) -> int:
         """API requests received (all paths, or one such as ``/v1/chat/completions``), incl. failed ones."""

@@ -180,6 +180,9 @@ def check_sandbox(settings: WfloSettings) -> Check:
 
 
 def check_llm(settings: WfloSettings) -> Check:
+    if settings.llm_mode == "auto":  # live wherever a key is set, recorded answers elsewhere
+        live = any(settings.has_credentials(p) for p in ("openai", "anthropic", "openai_compatible"))
+        settings = settings.model_copy(update={"llm_mode": "live" if live else "replay"})
     if settings.llm_mode == "replay":
         from wflo_core.llm.providers import Cassette, default_cassette_path
 
@@ -209,15 +212,13 @@ def check_llm(settings: WfloSettings) -> Check:
             "set OPENAI_API_KEY or ANTHROPIC_API_KEY (or WFLO_OPENAI_COMPATIBLE_BASE_URL), "
             "or use WFLO_LLM_MODE=replay",
         )
-    if settings.llm_mode == "record" and settings.cassette_path is None:
-        return Check(
-            "llm", "record mode without a cassette file", "set WFLO_CASSETTE_PATH to write recordings to"
-        )
     configured = [
         *(f"{name} set" for name in present),
         *([f"openai_compatible at {where(compatible)}"] if compatible else []),
     ]
-    return Check("llm", f"{settings.llm_mode} mode: {', '.join(configured)}")
+    recording = settings.llm_mode == "record"
+    into = f", recording into {settings.cassette_path or settings.recordings_path}" if recording else ""
+    return Check("llm", f"{settings.llm_mode} mode: {', '.join(configured)}{into}")
 
 
 CHECKS: tuple[Callable[[WfloSettings], Check], ...] = (

@@ -23,6 +23,7 @@ def demo(
     from wflo_core.services import shared_services
     from wflo_dagster.cli.costs import rollup_table
 
+    os.environ.setdefault("WFLO_LLM_MODE", "replay")  # offline even where a provider key is set
     settings = load_settings()
     dagster_home = settings.home.resolve() / "dagster"
     dagster_home.mkdir(parents=True, exist_ok=True)

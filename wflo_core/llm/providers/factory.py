@@ -15,20 +15,25 @@ PROVIDER_NAMES = ("openai", "anthropic", "openai_compatible", "replay")
 
 
 def build_provider(name: str, settings: WfloSettings) -> Provider:
-    """``replay`` mode (the default) serves every provider name from the cassette; ``record`` wraps live."""
+    """``auto`` (the default) calls live when the provider's key is set and otherwise replays recordings;
+    ``replay`` serves every provider name from the cassettes; ``record`` wraps live."""
     if name not in PROVIDER_NAMES:
         raise ConfigError(f"unknown LLM provider {name!r}; use one of {', '.join(PROVIDER_NAMES)}")
-    if name == "replay" or settings.llm_mode == "replay":
-        return ReplayProvider(settings.cassette_path or default_cassette_path(), name=name)
+    mode = settings.mode_for(name)
+    if name == "replay" or mode == "replay":
+        return replay_provider(settings, name)
     live = _live_provider(name, settings)
-    if settings.llm_mode == "record":
-        if settings.cassette_path is None:
-            live.close()
-            raise ConfigError(
-                "WFLO_LLM_MODE=record needs WFLO_CASSETTE_PATH: the file to write recordings to"
-            )
-        return RecordingProvider(live, settings.cassette_path)
+    if mode == "record":
+        return RecordingProvider(live, settings.cassette_path or settings.recordings_path)
     return live
+
+
+def replay_provider(settings: WfloSettings, name: str) -> ReplayProvider:
+    """Recorded answers: ``WFLO_CASSETTE_PATH``, or the shipped examples' cassette plus your recordings."""
+    paths = [settings.cassette_path] if settings.cassette_path else [default_cassette_path(),
+                                                                      settings.recordings_path]
+    return ReplayProvider(paths, name=name, recordings_path=settings.cassette_path or settings.recordings_path,
+                          auto=settings.llm_mode == "auto")
 
 
 def _live_provider(name: str, settings: WfloSettings) -> Provider:
