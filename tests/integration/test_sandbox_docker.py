@@ -3,8 +3,10 @@ cleanup when the caller is killed mid-run."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -18,7 +20,7 @@ from tests.integration.sandbox_backends import assert_nothing_left
 from wflo_core.errors import SandboxError
 from wflo_core.sandbox import KilledReason, SandboxLimits
 from wflo_core.sandbox.docker import DockerSandbox
-from wflo_core.sandbox.docker_labels import LABEL, OWNER_LABEL
+from wflo_core.sandbox.docker_labels import DEADLINE_LABEL, LABEL, OWNER_LABEL
 
 pytestmark = pytest.mark.integration
 
@@ -89,13 +91,13 @@ def test_warm_pool_serves_fresh_containers_and_is_removed_on_close(
 CALLER = """
 import sys
 from wflo_core.sandbox.docker import DockerSandbox
-sandbox = DockerSandbox(image=sys.argv[1], docker_host=sys.argv[2], warm_pool_size=1)
+sandbox = DockerSandbox(image=sys.argv[1], docker_host=sys.argv[2], warm_pool_size=2)
 print("running", flush=True)
-sandbox.run("import time; time.sleep(600)", timeout=600)
+sandbox.run("import time; time.sleep(600)", timeout=120)
 """
 
 
-def test_containers_of_a_killed_caller_are_reaped(
+def test_containers_of_a_killed_caller_end_with_it(
     docker_host: str, sandbox_image: str, client: docker.DockerClient
 ) -> None:
     caller = subprocess.Popen(
@@ -109,9 +111,31 @@ def test_containers_of_a_killed_caller_are_reaped(
     finally:
         caller.send_signal(signal.SIGKILL)
         caller.wait()
-    assert len(_owned_by(client, caller.pid)) == 2  # Docker itself does not stop them
-    DockerSandbox(image=sandbox_image, docker_host=docker_host).close()  # starting a sandbox reaps
+    # Nobody reaps them: each runner sees its stdin close with the dead caller's connection and
+    # exits, and the engine auto-removes the container.
     _wait_for(lambda: not _owned_by(client, caller.pid), timeout=15)
+
+
+def test_containers_a_dead_caller_never_attached_to_are_reaped(
+    docker_host: str, sandbox_image: str, client: docker.DockerClient
+) -> None:
+    finished = subprocess.Popen(["true"])
+    finished.wait()
+    labels = {
+        LABEL: "1",
+        OWNER_LABEL: f"{socket.gethostname()}:{finished.pid}",
+        DEADLINE_LABEL: str(int(time.time()) + 600),
+    }
+    stray = client.containers.run(
+        sandbox_image, ["sleep", "600"], detach=True, network_mode="none", labels=labels, auto_remove=True
+    )
+    try:
+        assert stray.id in [c.id for c in _owned_by(client, finished.pid)]  # the engine keeps it
+        DockerSandbox(image=sandbox_image, docker_host=docker_host).close()  # starting a sandbox reaps
+        _wait_for(lambda: not _owned_by(client, finished.pid), timeout=15)
+    finally:
+        with contextlib.suppress(docker.errors.NotFound, docker.errors.APIError):
+            stray.remove(force=True)
 
 
 def test_missing_image_or_engine_is_a_clear_error(docker_host: str) -> None:

@@ -159,9 +159,7 @@ class DockerSandbox(Sandbox):
         except docker.errors.DockerException as err:
             raise SandboxError(f"could not start a sandbox container from {self.image!r}: {err}") from err
         try:
-            handle = self.api.attach_socket(
-                container_id, params={"stdin": 1, "stdout": 1, "stderr": 1, "stream": 1}
-            )
+            handle = self.api.attach_socket(container_id, params={"stdin": 1, "stdout": 1, "stderr": 1, "stream": 1})
             self.api.start(container_id)
         except docker.errors.DockerException as err:
             remove_container(self.api, container_id)
@@ -269,11 +267,7 @@ def _close_quietly(runner: Runner) -> None:
 
 def _connect(docker_host: str | None) -> docker.DockerClient:
     try:
-        client = (
-            docker.DockerClient(base_url=docker_host, timeout=120)
-            if docker_host
-            else docker.from_env(timeout=120)
-        )
+        client = docker.DockerClient(base_url=docker_host, timeout=120) if docker_host else docker.from_env(timeout=120)
         client.ping()
     except docker.errors.DockerException as err:
         raise SandboxError(
@@ -298,9 +292,7 @@ def _container_end(api: docker.APIClient, container_id: str, since: float) -> Ki
 def _oom_event_since(api: docker.APIClient, container_id: str, since: float) -> bool:
     """Whether the engine reported an OOM in the container (its state may already be gone)."""
     until = time.time() + 1
-    events = api.events(
-        since=int(since) - 1, until=int(until) + 1, filters={"container": container_id, "event": "oom"}
-    )
+    events = api.events(since=int(since) - 1, until=int(until) + 1, filters={"container": container_id, "event": "oom"})
     try:
         return any(True for _ in events)
     finally:

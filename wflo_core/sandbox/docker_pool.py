@@ -38,7 +38,7 @@ class WarmPool(Generic[T]):
         self.served = 0
         self._idle: deque[tuple[T, float]] = deque()
         self._lock = threading.Lock()
-        self._refilling = threading.Event()
+        self._refiller: threading.Thread | None = None
         self._closed = False
 
     def take(self, *, needed_seconds: float) -> T | None:
@@ -69,26 +69,29 @@ class WarmPool(Generic[T]):
             return
 
     def refill_async(self) -> None:
-        if self._refilling.is_set() or self._closed:
-            return
-        self._refilling.set()
+        """Top the pool up in a background thread (one at a time)."""
+        with self._lock:
+            if self._closed or (self._refiller is not None and self._refiller.is_alive()):
+                return
+            self._refiller = threading.Thread(target=self._refill, name="wflo-sandbox-pool", daemon=True)
+            self._refiller.start()
 
-        def refill() -> None:
-            try:
-                with contextlib.suppress(Exception):  # a failed refill just means a cold start later
-                    self.fill()
-            finally:
-                self._refilling.clear()
-
-        threading.Thread(target=refill, name="wflo-sandbox-pool", daemon=True).start()
+    def _refill(self) -> None:
+        with contextlib.suppress(Exception):  # a failed refill just means a cold start later
+            self.fill()
 
     def idle_count(self) -> int:
         with self._lock:
             return len(self._idle)
 
     def close(self) -> None:
+        """Discard the idle runners, after any refill under way has finished."""
         with self._lock:
             self._closed = True
+            refiller = self._refiller
+        if refiller is not None:
+            refiller.join()
+        with self._lock:
             idle, self._idle = list(self._idle), deque()
         for runner, _ in idle:
             self._discard(runner)
