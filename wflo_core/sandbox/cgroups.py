@@ -67,7 +67,7 @@ class RunCgroup:
             for pid in pids:
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, signal.SIGKILL)
-            time.sleep(0.01)
+            time.sleep(0.001)
 
     def cpu_ms(self) -> int | None:
         return _int_or_none(self._read("cpuacct", "cpuacct.usage"), 1_000_000)

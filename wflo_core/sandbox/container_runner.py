@@ -16,9 +16,9 @@ Wire format (integers big-endian):
 
 * in: ``u32`` header length, a JSON header ``{"argv", "timeout", "cpu_seconds", "max_output_bytes",
   "max_files_out_bytes", "files": [[name, size], ...]}``, then the files' bytes in that order.
-* out: frames of ``u8`` kind + ``u32`` length + payload: ``o``/``e`` a chunk of the job's
-  stdout/stderr, ``f`` one work-dir file (``u32`` name length, UTF-8 name, content), and ``r`` the
-  report (JSON, always the last frame).
+* out: frames of ``u8`` kind + ``u32`` length + payload: ``R`` (empty) once the runner is ready
+  for its job, ``o``/``e`` a chunk of the job's stdout/stderr, ``f`` one work-dir file (``u32``
+  name length, UTF-8 name, content), and ``r`` the report (JSON, always the last frame).
 """
 
 from __future__ import annotations
@@ -43,6 +43,7 @@ def main() -> None:
     import ctypes  # noqa: PLC0415  (only here: PR_SET_DUMPABLE=0 before any job code exists)
 
     ctypes.CDLL(None).prctl(4, 0, 0, 0, 0)
+    os.write(1, _FRAME.pack(b"R", 0))  # a warm pool hands out only runners that got this far
     header = _read_job(deadline=time.monotonic() + float(sys.argv[1]))
     if header is None:
         return  # pool closed, caller gone, or too old: nothing ran
@@ -51,8 +52,10 @@ def main() -> None:
     report = _supervise(pid, out_fd, err_fd, header, deadline=started + float(header["timeout"]))
     _kill_everything()
     report.update(_usage())
-    report["files_truncated"] = _send_files(int(header["max_files_out_bytes"]))
-    _send(b"r", json.dumps(report).encode())
+    frames: list[bytes] = []  # files and report leave in one write: one wake-up on the host side
+    report["files_truncated"] = _collect_files(int(header["max_files_out_bytes"]), frames)
+    frames.append(_frame(b"r", json.dumps(report).encode()))
+    _write_all(b"".join(frames))
 
 
 def _read_exactly(size: int, deadline: float) -> bytes | None:
@@ -202,8 +205,8 @@ def _field(text: str, key: str) -> int | None:
     return None
 
 
-def _send_files(budget: int) -> bool:
-    """Send the work dir's regular files (never through a symlink) up to ``budget`` bytes; skipped any?"""
+def _collect_files(budget: int, frames: list[bytes]) -> bool:
+    """Frame the work dir's regular files (never via a symlink) up to ``budget`` bytes; skipped any?"""
     skipped = False
     for top, dirs, names in os.walk(WORKDIR):
         dirs.sort()
@@ -226,12 +229,20 @@ def _send_files(budget: int) -> bool:
                 continue
             budget -= len(data)
             encoded = os.path.relpath(path, WORKDIR).encode("utf-8", "surrogateescape")
-            _send(b"f", struct.pack(">I", len(encoded)) + encoded + data)
+            frames.append(_frame(b"f", struct.pack(">I", len(encoded)) + encoded + data))
     return skipped
 
 
+def _frame(kind: bytes, payload: bytes) -> bytes:
+    return _FRAME.pack(kind, len(payload)) + payload
+
+
 def _send(kind: bytes, payload: bytes) -> None:
-    view = memoryview(_FRAME.pack(kind, len(payload)) + payload)
+    _write_all(_frame(kind, payload))
+
+
+def _write_all(data: bytes) -> None:
+    view = memoryview(data)
     while view:
         view = view[os.write(1, view) :]
 

@@ -34,7 +34,7 @@ from wflo_core.errors import SandboxError
 from wflo_core.sandbox.base import WORKDIR, Sandbox, SandboxJob
 from wflo_core.sandbox.docker_labels import owner_labels, reap_orphaned_containers, remove_container
 from wflo_core.sandbox.docker_pool import WarmPool
-from wflo_core.sandbox.docker_stream import RunnerOutput, read_runner_output
+from wflo_core.sandbox.docker_stream import RunnerOutput, read_runner_output, wait_until_ready
 from wflo_core.sandbox.policy import SandboxLimits
 from wflo_core.sandbox.result import KilledReason, SandboxResult
 
@@ -89,7 +89,7 @@ class DockerSandbox(Sandbox):
         self.pool: WarmPool[Runner] | None = None
         if warm_pool_size > 0:
             self.pool = WarmPool(
-                lambda lifetime: self._start_runner(self.default_limits, lifetime),
+                lambda lifetime: self._start_ready_runner(self.default_limits, lifetime),
                 self._discard,
                 size=warm_pool_size,
                 max_age_seconds=pool_max_age_seconds,
@@ -165,6 +165,14 @@ class DockerSandbox(Sandbox):
             remove_container(self.api, container_id)
             raise SandboxError(f"could not start a sandbox container from {self.image!r}: {err}") from err
         return Runner(container_id, getattr(handle, "_sock", handle), handle)
+
+    def _start_ready_runner(self, limits: SandboxLimits, lifetime: float) -> Runner:
+        """A started runner that has said it waits for its job (what the warm pool holds)."""
+        runner = self._start_runner(limits, lifetime)
+        if not wait_until_ready(runner.sock, timeout=60):
+            self._release(runner, remove=True)
+            raise SandboxError(f"a sandbox container from {self.image!r} started but its runner never got ready")
+        return runner
 
     def _run_on(self, runner: Runner, job: SandboxJob) -> tuple[SandboxResult, bool]:
         """Send the job, read what comes back; (result, whether the container ends by itself)."""

@@ -25,6 +25,9 @@ from wflo_core.sandbox.result import KilledReason
 
 _DOCKER_HEADER = struct.Struct(">BxxxI")
 _FRAME = struct.Struct(">cI")
+READY = b"R"
+#: What an idle runner sends first: its ready frame inside one Docker stdout frame.
+_READY_BYTES = _DOCKER_HEADER.pack(1, _FRAME.size) + _FRAME.pack(READY, 0)
 _MAX_CHUNK = 1 << 20
 _MAX_REPORT = 64 * 1024
 #: How long the stream may stay silent before the container's state is checked (it may have died).
@@ -90,6 +93,21 @@ def read_runner_output(
     return out
 
 
+def wait_until_ready(sock: socket.socket, timeout: float) -> bool:
+    """Whether the runner said it is ready within ``timeout`` (used before pooling a container)."""
+    sock.settimeout(timeout)
+    received = b""
+    try:
+        while len(received) < len(_READY_BYTES):
+            chunk = sock.recv(len(_READY_BYTES) - len(received))
+            if not chunk:
+                return False
+            received += chunk
+    except OSError:
+        return False
+    return received == _READY_BYTES
+
+
 class _Frames:
     """Incremental parser of the runner's frames into a :class:`RunnerOutput`."""
 
@@ -97,6 +115,7 @@ class _Frames:
         self.out = out
         self.files_budget = limits.max_files_out_bytes
         self.max_size = {
+            READY: 0,
             b"o": _MAX_CHUNK,
             b"e": _MAX_CHUNK,
             b"f": limits.max_files_out_bytes + 8192,
@@ -124,6 +143,8 @@ class _Frames:
                 out.host_killed = KilledReason.OUTPUT_LIMIT  # the runner should have stopped first
         elif kind == b"f":
             self._file(payload)
+        elif kind == READY:
+            pass
         else:
             try:
                 report = json.loads(payload)

@@ -31,12 +31,15 @@ import contextlib
 import ctypes
 import os
 import secrets
+import select
 import selectors
 import shutil
 import signal
 import subprocess
 import tempfile
 import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from wflo_core.errors import SandboxError
@@ -83,6 +86,11 @@ class ProcessSandbox(Sandbox):
         self.base_dir = base_dir or Path(tempfile.gettempdir()) / f"wflo-sandbox-{os.geteuid()}"
         self.base_dir.mkdir(mode=0o711, parents=True, exist_ok=True)
         reap_stale_runs(self.base_dir)
+        # A finished run's empty cgroups, tmpfs and directory are removed off the caller's path.
+        self._cleaner = ThreadPoolExecutor(max_workers=1, thread_name_prefix="wflo-sandbox-cleanup")
+
+    def close(self) -> None:
+        self._cleaner.shutdown(wait=True)
 
     def _execute(self, job: SandboxJob) -> SandboxResult:
         limits = job.limits
@@ -102,11 +110,11 @@ class ProcessSandbox(Sandbox):
             argv = self._argv(job, work, uid, cgroup)
             return self._supervise(argv, job, work, cgroup)
         finally:
-            if cgroup is not None:
-                cgroup.remove()
-            if uid is not None:
-                _umount(work)
-            shutil.rmtree(run_dir, ignore_errors=True)
+            # Every process of the run is dead here; what is left is bookkeeping.
+            try:
+                self._cleaner.submit(_remove_run, run_dir, cgroup, mounted=uid is not None)
+            except RuntimeError:  # closed meanwhile
+                _remove_run(run_dir, cgroup, mounted=uid is not None)
 
     def _argv(self, job: SandboxJob, work: Path, uid: int | None, cgroup: RunCgroup | None) -> list[str]:
         limits = job.limits
@@ -229,16 +237,31 @@ def _pump(proc: subprocess.Popen, sinks: dict, deadline: float) -> KilledReason 
 
 def _reap(pid: int, deadline: float | None) -> int | None:
     """Wait for the launcher; its wait status, or None if it still runs at ``deadline`` (None = block)."""
-    while True:
-        try:
-            done, status = os.waitpid(pid, 0 if deadline is None else os.WNOHANG)
-        except ChildProcessError:
-            return None if deadline is not None else 0
-        if done:
-            return status
-        if time.monotonic() >= deadline:
-            return None
-        time.sleep(0.005)
+    try:
+        if deadline is not None:
+            with _pidfd(pid) as fd:  # readable the moment the process exits
+                if not select.select([fd], [], [], max(0.0, deadline - time.monotonic()))[0]:
+                    return None
+        return os.waitpid(pid, 0)[1]
+    except ChildProcessError:
+        return None if deadline is not None else 0
+
+
+@contextlib.contextmanager
+def _pidfd(pid: int) -> Iterator[int]:
+    fd = os.pidfd_open(pid)
+    try:
+        yield fd
+    finally:
+        os.close(fd)
+
+
+def _remove_run(run_dir: Path, cgroup: RunCgroup | None, *, mounted: bool) -> None:
+    if cgroup is not None:
+        cgroup.remove()
+    if mounted:
+        _umount(run_dir / "work")
+    shutil.rmtree(run_dir, ignore_errors=True)
 
 
 def _kill(proc: subprocess.Popen, cgroup: RunCgroup | None) -> None:
