@@ -4,6 +4,7 @@ cleanup when the caller is killed mid-run."""
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import socket
@@ -33,7 +34,7 @@ def client(docker_host: str) -> Iterator[docker.DockerClient]:
 
 
 def _owned_by(client: docker.DockerClient, pid: int) -> list:
-    found = client.containers.list(all=True, filters={"label": LABEL})
+    found = client.containers.list(all=True, filters={"label": LABEL}, ignore_removed=True)
     return [c for c in found if c.labels.get(OWNER_LABEL, "").endswith(f":{pid}")]
 
 
@@ -162,3 +163,49 @@ def test_a_container_killed_under_the_code_is_reported_promptly(
         assert time.monotonic() - started < 5
         assert box["r"].killed_reason is KilledReason.CONTAINER_DIED
         assert_nothing_left(sandbox)
+
+
+WHICH_CONTAINER = "print(open('/proc/self/cgroup').read().split('/docker/')[1].split()[0])"
+
+
+def test_a_pooled_container_serves_one_job_and_is_gone(
+    docker_host: str, sandbox_image: str, client: docker.DockerClient
+) -> None:
+    with DockerSandbox(image=sandbox_image, docker_host=docker_host, warm_pool_size=1) as sandbox:
+        (waiting,) = [c.id for c in _owned_by(client, os.getpid())]
+        first = sandbox.run(WHICH_CONTAINER, timeout=20)
+        assert first.ok and first.stdout_text.strip() == waiting  # the job ran in the pooled container
+        # its runner exits after that one job, and the container removes itself
+        _wait_for(lambda: waiting not in [c.id for c in _owned_by(client, os.getpid())], timeout=15)
+        _wait_for(lambda: sandbox.pool is not None and sandbox.pool.idle_count() == 1)
+        second = sandbox.run(WHICH_CONTAINER, timeout=20)
+        assert second.ok and second.stdout_text.strip() not in ("", waiting)
+        assert sandbox.pool is not None and sandbox.pool.served == 2
+
+
+REACH_THE_RUNNER = r"""
+import ctypes, json, os, signal
+out = {}
+libc = ctypes.CDLL(None, use_errno=True)
+out["ptrace"] = "attached" if libc.ptrace(16, 1, 0, 0) == 0 else "blocked: " + os.strerror(ctypes.get_errno())
+for path in ("/proc/1/fd/1", "/proc/1/fd/0", "/proc/1/environ", "/proc/1/mem"):
+    try:
+        open(path, "wb" if "/fd/" in path else "rb").close(); out[path] = "opened"
+    except OSError as err:
+        out[path] = "blocked: " + type(err).__name__
+for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGKILL, signal.SIGSTOP):
+    os.kill(1, sig)  # PID 1 of the container: ignored unless it has a handler
+print(json.dumps(out))
+"""
+
+
+@pytest.mark.parametrize("pool_size", [0, 1], ids=["cold", "pool"])
+def test_the_job_cannot_reach_its_runner(docker_host: str, sandbox_image: str, pool_size: int) -> None:
+    """The runner shares the container and uid with the job; it must stay out of the job's reach."""
+    with DockerSandbox(image=sandbox_image, docker_host=docker_host, warm_pool_size=pool_size) as sandbox:
+        result = sandbox.run(REACH_THE_RUNNER, timeout=20)
+        assert result.ok and result.killed_reason is None, (result.killed_reason, result.stderr_text)
+        seen = json.loads(result.stdout_text)
+        assert all(value.startswith("blocked") for value in seen.values()), seen
+        assert result.files_out["main.py"]  # the runner still collected and reported after the signals
+    assert_nothing_left(sandbox)
