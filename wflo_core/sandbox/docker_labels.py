@@ -53,10 +53,14 @@ def remove_container(api: docker.APIClient, container_id: str) -> None:
 
 
 def reap_orphaned_containers(client: docker.DockerClient) -> list[str]:
-    """Remove sandbox containers whose owner died or whose deadline passed; their names."""
+    """Remove sandbox containers whose owner died or whose deadline passed; their names.
+
+    One listing call (no inspect per container): containers remove themselves all the time, and
+    one gone between listing and inspecting must not fail the caller.
+    """
     reaped = []
-    for container in client.containers.list(all=True, filters={"label": LABEL}):
-        if is_orphaned(container.labels):
-            remove_container(client.api, container.id)
-            reaped.append(container.name)
+    for summary in client.api.containers(all=True, filters={"label": LABEL}):
+        if is_orphaned(summary.get("Labels") or {}):
+            remove_container(client.api, summary["Id"])
+            reaped.append((summary.get("Names") or [summary["Id"]])[0].lstrip("/"))
     return reaped
