@@ -32,6 +32,7 @@ import stat
 import struct
 import sys
 import time
+from typing import Any
 
 WORKDIR = "/work"
 CHUNK = 65536
@@ -70,13 +71,13 @@ def _read_exactly(size: int, deadline: float) -> bytes | None:
     return bytes(data)
 
 
-def _read_job(deadline: float) -> dict | None:
+def _read_job(deadline: float) -> dict[str, Any] | None:
     """The header, with the input files already written to the work dir; None if none came."""
     size = _read_exactly(4, deadline)
     header_bytes = size and _read_exactly(struct.unpack(">I", size)[0], deadline + 60)
     if not header_bytes:
         return None
-    header = json.loads(header_bytes)
+    header: dict[str, Any] = json.loads(header_bytes)
     for name, length in header["files"]:
         data = _read_exactly(length, deadline + 60) if length else b""
         if data is None:
@@ -115,11 +116,11 @@ def _spawn(argv: list[str], *, cpu_seconds: int) -> tuple[int, int, int]:
     return pid, out_r, err_r
 
 
-def _supervise(pid: int, out_fd: int, err_fd: int, header: dict, *, deadline: float) -> dict:
+def _supervise(pid: int, out_fd: int, err_fd: int, header: dict[str, Any], *, deadline: float) -> dict[str, Any]:
     """Forward the job's output until it closes both streams, then wait for its exit status."""
     cap = int(header["max_output_bytes"])
     kinds, sent = {out_fd: b"o", err_fd: b"e"}, {out_fd: 0, err_fd: 0}
-    report: dict = {"exit_code": None, "timed_out": False, "output_over": False}
+    report: dict[str, Any] = {"exit_code": None, "timed_out": False, "output_over": False}
     poller = select.poll()
     for fd in (0, out_fd, err_fd):
         poller.register(fd, select.POLLIN)
@@ -176,7 +177,7 @@ def _kill_everything(timeout: float = 5.0) -> None:
         time.sleep(0.001)
 
 
-def _usage() -> dict:
+def _usage() -> dict[str, Any]:
     """CPU time and peak memory of the whole container (this runner's few ms included), and any OOM."""
     cg = "/sys/fs/cgroup/"
     cpu_ns = _first(cg + "cpuacct/cpuacct.usage").strip()

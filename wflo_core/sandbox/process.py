@@ -231,7 +231,7 @@ class ProcessSandbox(Sandbox):
         try:
             run.child_pid = _child_pid(info_r)
         except SandboxError as err:
-            errors = proc.stderr.read1(2000) if proc.poll() is not None and proc.stderr else b""
+            errors = os.read(proc.stderr.fileno(), 2000) if proc.poll() is not None and proc.stderr else b""
             self._discard(run)
             raise SandboxError(f"{err}: {errors.decode(errors='replace').strip()}") from None
         finally:
