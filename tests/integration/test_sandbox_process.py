@@ -49,7 +49,9 @@ def test_each_run_gets_its_own_uid_and_cgroup_limits(bubblewrap: str) -> None:
         target=sandbox.run, args=("import time; time.sleep(2)",), kwargs={"limits": limits}
     )
     worker.start()
-    group = CGROUP_ROOT / "{}" / PARENT / _wait_for(lambda: _groups_of(os.getpid()))[0]
+    # a group with processes in it: its limits were written before the launcher joined it
+    running = _wait_for(lambda: [n for n in _groups_of(os.getpid()) if RunCgroup(n).pids_in_group()])
+    group = CGROUP_ROOT / "{}" / PARENT / running[0]
     assert (Path(str(group).format("memory")) / "memory.limit_in_bytes").read_text().strip() == str(
         64 * 2**20
     )
