@@ -64,7 +64,7 @@ class RunCgroup:
     def pids_in_group(self) -> list[int]:
         try:
             text = (self.dirs["pids"] / "cgroup.procs").read_text()
-        except FileNotFoundError:
+        except OSError:  # gone, or being removed (ENODEV)
             return []
         return [int(line) for line in text.split()]
 
