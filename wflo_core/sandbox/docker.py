@@ -17,7 +17,7 @@ Containers are also labelled with their owner and deadline and reaped on the nex
 from __future__ import annotations
 
 import contextlib
-import json
+import os
 import signal
 import socket
 import struct
@@ -177,16 +177,17 @@ class DockerSandbox(Sandbox):
     def _run_on(self, runner: Runner, job: SandboxJob) -> tuple[SandboxResult, bool]:
         """Send the job, read what comes back; (result, whether the container ends by itself)."""
         limits = job.limits
-        header = json.dumps(
-            {
-                "argv": list(job.argv),
-                "timeout": limits.timeout_seconds,
-                "cpu_seconds": limits.effective_cpu_seconds,
-                "max_output_bytes": limits.max_output_bytes,
-                "max_files_out_bytes": limits.max_files_out_bytes,
-                "files": [[name, len(data)] for name, data in job.files.items()],
-            }
-        ).encode()
+        fields = [
+            str(limits.timeout_seconds),
+            str(limits.effective_cpu_seconds),
+            str(limits.max_output_bytes),
+            str(limits.max_files_out_bytes),
+            str(len(job.argv)),
+            *job.argv,
+        ]
+        for name, data in job.files.items():
+            fields += [name, str(len(data))]
+        header = b"\0".join(os.fsencode(field) for field in fields)
         started, started_epoch = time.monotonic(), time.time()
         runner.sock.settimeout(limits.timeout_seconds)
         runner.sock.sendall(b"".join([struct.pack(">I", len(header)), header, *job.files.values()]))
