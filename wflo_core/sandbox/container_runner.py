@@ -25,7 +25,7 @@ Wire format (integers big-endian):
 
 from __future__ import annotations
 
-import _signal
+import _signal  # type: ignore[import-not-found]  # the C module behind signal, without enum
 import os
 import resource
 import select
@@ -64,19 +64,19 @@ def _make_undumpable() -> None:
     Through ``_ctypes`` directly: the ``ctypes`` package costs more start-up time than all the
     rest of the runner.
     """
-    import _ctypes  # noqa: PLC0415  (only here, once)
+    ct: Any = __import__("_ctypes")  # only here, once
 
-    class Int(_ctypes._SimpleCData):  # type: ignore[name-defined,misc]
+    class Int(ct._SimpleCData):  # type: ignore[misc]
         _type_ = "i"
 
-    class ULong(_ctypes._SimpleCData):  # type: ignore[name-defined,misc]
+    class ULong(ct._SimpleCData):  # type: ignore[misc]
         _type_ = "L"
 
     class Libc:
-        _handle = _ctypes.dlopen(None, os.RTLD_NOW)
+        _handle = ct.dlopen(None, os.RTLD_NOW)
 
-    class Function(_ctypes.CFuncPtr):  # type: ignore[name-defined,misc]
-        _flags_ = _ctypes.FUNCFLAG_CDECL
+    class Function(ct.CFuncPtr):  # type: ignore[misc]
+        _flags_ = ct.FUNCFLAG_CDECL
         _restype_ = Int
 
     prctl = Function(("prctl", Libc()))
