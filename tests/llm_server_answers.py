@@ -23,6 +23,10 @@ class UsageExtras:
     cached_tokens: int = 0
     cache_write_tokens: int = 0
     reasoning_tokens: int = 0
+    padding_tokens: int = 0
+    """Output tokens added to every answer beyond ``max_tokens``: a server that ignores the limit."""
+    model_alias: str = ""
+    """The model name answers report (a dated snapshot of the requested one, as OpenAI does)."""
 
 
 def _tokens(text: str) -> int:
@@ -72,7 +76,10 @@ def _answer(
     if truncated:
         text = text[: max(0, (max_tokens - extras.reasoning_tokens) * 4)]
         output_tokens = max_tokens
-    return Answer(key, model, text, tool, input_tokens, output_tokens, truncated, extras)
+    if extras.padding_tokens:
+        text += " pad" * extras.padding_tokens
+        output_tokens += extras.padding_tokens
+    return Answer(key, extras.model_alias or model, text, tool, input_tokens, output_tokens, truncated, extras)
 
 
 def _text_of(content: Any) -> str:
