@@ -21,11 +21,11 @@ import os
 import secrets
 import shutil
 import subprocess
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import TypeVar
@@ -124,6 +124,30 @@ class Stack:
         return body["data"]
 
 
+class EngineEvents:
+    """Every container and network event of the engine, recorded live from before ``up``: the engine
+    keeps only its last 256 events for ``since`` queries, and healthchecks alone produce more."""
+
+    def __init__(self, client: docker.DockerClient) -> None:
+        self.events: list[dict] = []
+        self._stream = client.events(decode=True, filters={"type": ["container", "network"]})
+        self._thread = threading.Thread(target=self._read, daemon=True)
+        self._thread.start()
+
+    def _read(self) -> None:
+        with contextlib.suppress(Exception):
+            for event in self._stream:
+                self.events.append(event)
+
+    def close(self) -> None:
+        self._stream.close()
+        self._thread.join(10)
+
+    def of(self, **attributes: str) -> list[dict]:
+        return [e for e in list(self.events)
+                if all(e["Actor"]["Attributes"].get(k) == v for k, v in attributes.items())]
+
+
 def eventually(what: str, probe: Callable[[], T | None], timeout: float, stack: Stack) -> T:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -132,12 +156,6 @@ def eventually(what: str, probe: Callable[[], T | None], timeout: float, stack: 
                 return value
         time.sleep(1)
     pytest.fail(f"{what}: not within {timeout:.0f} s\n{stack.logs()}", pytrace=False)
-
-
-def docker_time(stamp: str) -> datetime:
-    """Docker's RFC 3339 timestamps carry nanoseconds; datetime takes microseconds."""
-    head, _, frac = stamp.rstrip("Z").partition(".")
-    return datetime.fromisoformat(f"{head}.{(frac + '000000')[:6]}+00:00")
 
 
 @pytest.fixture
@@ -172,6 +190,14 @@ def stack(run_image: str, sandbox_image: str, standin_images: dict[str, str], do
 
 def test_compose_stack_cold_start_runs_an_agent_job_end_to_end(stack: Stack, run_image: str,
                                                                sandbox_image: str) -> None:
+    engine = EngineEvents(stack.client)
+    try:
+        _cold_start_and_first_run(stack, engine, run_image, sandbox_image)
+    finally:
+        engine.close()
+
+
+def _cold_start_and_first_run(stack: Stack, engine: EngineEvents, run_image: str, sandbox_image: str) -> None:
     started = time.monotonic()
     stack.compose("up", "-d", "--no-build", timeout=UP_TIMEOUT)
 
@@ -182,17 +208,20 @@ def test_compose_stack_cold_start_runs_an_agent_job_end_to_end(stack: Stack, run
     eventually("webserver and daemon healthy", healthy, UP_TIMEOUT, stack)
     healthy_after = time.monotonic() - started
 
-    # -- cold-start order: migrate ran to completion before user code started; webserver and daemon
-    #    started only once user code had passed a healthcheck
+    # -- cold-start order, from the engine's event stream: postgres healthy -> migrate starts and
+    #    exits 0 -> user code starts and turns healthy -> webserver and daemon start
     state = {s: stack.container(s).attrs["State"] for s in (*DAGSTER_SERVICES, "postgres", "redis", "kafka")}
     assert (state["migrate"]["Status"], state["migrate"]["ExitCode"]) == ("exited", 0), stack.logs()
-    assert docker_time(state["migrate"]["FinishedAt"]) <= docker_time(state["user-code"]["StartedAt"])
-    assert docker_time(state["migrate"]["StartedAt"]) >= min(
-        docker_time(check["End"]) for check in state["postgres"]["Health"]["Log"] if check["ExitCode"] == 0)
-    first_healthy_user_code = min(docker_time(check["End"]) for check in state["user-code"]["Health"]["Log"]
-                                  if check["ExitCode"] == 0)
+    first: dict[tuple[str, str], int] = {}
+    for event in engine.of(**{"com.docker.compose.project": stack.project}):
+        key = (event["Actor"]["Attributes"].get("com.docker.compose.service", ""), event["Action"])
+        first.setdefault(key, event["timeNano"])
+    order = [("postgres", "health_status: healthy"), ("migrate", "start"), ("migrate", "die"),
+             ("user-code", "start"), ("user-code", "health_status: healthy")]
+    assert set(order) <= set(first), sorted(first)
+    assert [first[k] for k in order] == sorted(first[k] for k in order), first
     for name in ("webserver", "daemon"):
-        assert docker_time(state[name]["StartedAt"]) >= first_healthy_user_code, name
+        assert first[(name, "start")] > first[("user-code", "health_status: healthy")], name
     for name in ("postgres", "redis", "kafka", "user-code"):
         assert state[name]["Health"]["Status"] == "healthy", name
     # the infrastructure really is the stand-ins, and only the webserver publishes a port, on loopback
@@ -210,35 +239,30 @@ def test_compose_stack_cold_start_runs_an_agent_job_end_to_end(stack: Stack, run
                lambda: "research_agent_job" in json.dumps(stack.graphql(
                    "{ repositoriesOrError { ... on RepositoryConnection { nodes { jobs { name } } } } }")),
                300, stack)
-    submitted_at = time.time()
     run_id = graphql.submit_job_execution("research_agent_job", repository_location_name="wflo", run_config={})
     status = eventually("the run finished",
                         lambda: (s := graphql.get_run_status(run_id).value) in ("SUCCESS", "FAILURE", "CANCELED") and s,
                         600, stack)
     first_success_after = time.monotonic() - started
     run = stack.graphql("""query ($id: ID!) { runOrError(runId: $id) { ... on Run { status tags { key value }
-                           eventConnection(afterCursor: null) { events { __typename ... on MessageEvent { message } } } } } }""",
-                        {"id": run_id})["runOrError"]
+        eventConnection(afterCursor: null, limit: 5000) { events { __typename ... on MessageEvent { message } } }
+        } } }""", {"id": run_id})["runOrError"]
     messages = [e.get("message") or "" for e in run["eventConnection"]["events"]]
     assert status == "SUCCESS", "\n".join(messages[-30:]) + stack.logs()
     tags = {t["key"]: t["value"] for t in run["tags"]}
     assert tags["dagster/image"] == run_image
     container_id = tags["docker/container_id"]
-    assert [m for m in messages if m.startswith("Launching run in a new container")] == [
-        f"Launching run in a new container {container_id} with image {run_image}"]
+    [launch] = [m for m in messages if "Launching run in a new container" in m]
+    assert launch.endswith(f"Launching run in a new container {container_id} with image {run_image}"), launch
 
     # the engine's own record of that container: started from the run image on the stack's network,
     # exited 0 and (auto_remove) removed
-    events = list(stack.client.events(since=int(submitted_at) - 1, until=int(time.time()) + 1, decode=True,
-                                      filters={"type": "container", "label": f"dagster/run_id={run_id}"}))
-    lifecycle = [e["Action"] for e in events if e["id"] == container_id]
-    assert {"create", "start", "die", "destroy"} <= set(lifecycle), lifecycle
-    [died] = [e for e in events if e["id"] == container_id and e["Action"] == "die"]
+    events = [e for e in engine.of(**{"dagster/run_id": run_id}) if e["id"] == container_id]
+    assert {"create", "start", "die", "destroy"} <= {e["Action"] for e in events}, events
+    [died] = [e for e in events if e["Action"] == "die"]
     assert died["Actor"]["Attributes"]["exitCode"] == "0"
     assert died["Actor"]["Attributes"]["image"] == run_image
-    networks = [e for e in stack.client.events(since=int(submitted_at) - 1, until=int(time.time()) + 1, decode=True,
-                                               filters={"type": "network", "event": "connect"})
-                if e["Actor"]["Attributes"].get("container") == container_id]
+    networks = [e for e in engine.of(container=container_id) if e["Action"] == "connect"]
     assert {e["Actor"]["Attributes"]["name"] for e in networks} == {FIXED_NETWORK}
 
     # -- the ledger in the compose Postgres (reached at its address on the stack's network)
@@ -266,9 +290,7 @@ def test_compose_stack_cold_start_runs_an_agent_job_end_to_end(stack: Stack, run
     # -- the sandbox step ran in a Docker sandbox container, started from inside the run container
     [sandbox_row] = sandboxed
     assert (sandbox_row.backend, sandbox_row.exit_code, sandbox_row.step_key) == ("docker", 0, "analysis_result")
-    sandbox_events = list(stack.client.events(since=int(submitted_at) - 1, until=int(time.time()) + 1, decode=True,
-                                              filters={"type": "container", "event": "start",
-                                                       "label": f"{SANDBOX_LABEL}=1"}))
+    sandbox_events = [e for e in engine.of(**{SANDBOX_LABEL: "1"}) if e["Action"] == "start"]
     owners = {e["Actor"]["Attributes"][OWNER_LABEL].rpartition(":")[0] for e in sandbox_events}
     assert container_id[:12] in owners, (owners, container_id)
     assert {e["Actor"]["Attributes"]["image"] for e in sandbox_events} == {sandbox_image}
@@ -284,7 +306,9 @@ def test_compose_stack_cold_start_runs_an_agent_job_end_to_end(stack: Stack, run
     try:
         while time.monotonic() < deadline and "io.wflo.run.succeeded" not in {e.type for e in seen}:
             message = consumer.poll(1.0)
-            if message is not None and not message.error() and (event := decode_event(message.value())).run_id == run_id:
+            if message is None or message.error():
+                continue
+            if (event := decode_event(message.value())).run_id == run_id:
                 seen.append(event)
     finally:
         consumer.close()
