@@ -32,7 +32,7 @@ from sqlalchemy import select
 
 from tests import services
 from wflo_core.ledger.migrations import upgrade
-from wflo_core.ledger.models import Budget, LLMCall, Run, Step
+from wflo_core.ledger.models import Budget, BudgetHold, LLMCall, Run, Step
 from wflo_core.ledger.store import Ledger
 from wflo_core.llm.gateway import prompt_token_upper_bound
 from wflo_core.llm.types import LLMRequest
@@ -204,18 +204,34 @@ def step_workers(cluster: Cluster, run_id: str) -> dict[str, str]:
     return found
 
 
-def ledger_state(cluster: Cluster, run_id: str) -> tuple[Budget | None, list[LLMCall], list[Step], Run | None]:
+@dataclass
+class LedgerState:
+    budget: Budget | None
+    holds: list[BudgetHold]
+    calls: list[LLMCall]
+    steps: list[Step]
+    run: Run | None
+
+
+def ledger_state(cluster: Cluster, run_id: str) -> LedgerState:
     ledger = cluster.ledger()
     try:
         with ledger.transaction() as session:
-            budget = session.scalar(select(Budget).where(Budget.scope == "run", Budget.scope_key == run_id))
-            calls = list(session.scalars(select(LLMCall).where(LLMCall.run_id == run_id)))
-            steps = list(session.scalars(select(Step).where(Step.run_id == run_id)))
-            run = session.get(Run, run_id)
+            state = LedgerState(
+                session.scalar(select(Budget).where(Budget.scope == "run", Budget.scope_key == run_id)),
+                list(session.scalars(select(BudgetHold).where(BudgetHold.run_id == run_id))),
+                list(session.scalars(select(LLMCall).where(LLMCall.run_id == run_id))),
+                list(session.scalars(select(Step).where(Step.run_id == run_id))),
+                session.get(Run, run_id))
             session.expunge_all()
-            return budget, calls, steps, run
+            return state
     finally:
         ledger.close()
+
+
+def steps_ended(cluster: Cluster, run_id: str) -> set[str]:
+    return {r.step_key for r in cluster.instance.all_logs(
+        run_id, of_type={DagsterEventType.STEP_SUCCESS, DagsterEventType.STEP_FAILURE})}
 
 
 def test_fan_out_spreads_over_workers_and_one_budget_holds_across_them(cluster: Cluster) -> None:
@@ -240,15 +256,16 @@ def test_fan_out_spreads_over_workers_and_one_budget_holds_across_them(cluster: 
     assert len(tickets) == len(SAMPLE_INBOX), by_step
     assert {w.split("@")[0] for w in tickets.values()} == set(WORKERS), tickets
 
-    budget, calls, steps, _ = ledger_state(cluster, run_id)
+    state = ledger_state(cluster, run_id)
+    budget, calls = state.budget, state.calls
     settled = [c for c in calls if c.status == "settled"]
     spent = sum((c.cost_usd for c in settled), Decimal(0))
     assert budget is not None and budget.limit_usd == limit
     assert budget.spent_usd == spent <= limit  # 0 overshoot, nothing lost or doubled
-    assert budget.held_usd == 0
+    assert budget.held_usd == 0 and {h.status for h in state.holds} == {"settled"}
     assert 1 <= len(settled) < len(SAMPLE_INBOX)
     # every physical call is exactly one ledger row; a refused ticket never reached the provider
-    assert cluster.llm.request_count() == len(calls) == len(settled)
+    assert cluster.llm.request_count() == len(calls) == len(settled) == len(state.holds)
     assert len({c.idempotency_key for c in calls}) == len(calls)
     refused = {f.step_key for f in failures}
     assert refused.isdisjoint({c.step_key for c in calls})
@@ -263,26 +280,33 @@ def test_a_worker_killed_mid_step_leaves_no_hold_once_the_run_is_closed_out(clus
     cluster.llm.set_behavior(delay=20, times=len(WORKERS))  # the first call on each worker hangs 20 s
     proc, run_id = launch(cluster, {})
 
-    def held_call() -> tuple[str, str] | None:
-        _, calls, _, _ = ledger_state(cluster, run_id)
-        workers = step_workers(cluster, run_id)
-        held = [c for c in calls if c.status == "held" and c.step_key in workers]
-        return (held[0].step_key, workers[held[0].step_key]) if held else None
+    def mid_call() -> tuple[str, str] | None:
+        """A ticket step whose worker is inside its LLM call (budget held, step not ended)."""
+        if not [h for h in ledger_state(cluster, run_id).holds if h.status == "held"]:
+            return None
+        ended = steps_ended(cluster, run_id)
+        busy = sorted((k, w) for k, w in step_workers(cluster, run_id).items()
+                      if k.startswith(TICKET_STEP) and k not in ended)
+        return busy[0] if busy else None
 
-    victim_step, victim_worker = eventually("a ticket step holds budget for its call", held_call, 180, cluster)
+    victim_step, victim_worker = eventually("a ticket step inside its LLM call", mid_call, 180, cluster)
     victim = cluster.workers[victim_worker.split("@")[0]]
     os.killpg(victim.pid, signal.SIGKILL)  # the host dies mid-call: no hook, no settle, no release
     victim.wait(10)
 
-    # the live workers finish their calls; the killed worker's hold stays open
-    def only_the_victim_holds() -> Budget | None:
-        budget, calls, _, _ = ledger_state(cluster, run_id)
-        held = [c.step_key for c in calls if c.status == "held"]
-        return budget if held == [victim_step] and budget.held_usd > 0 else None
+    # the live workers finish their steps; the dead worker's hold stays open
+    def only_the_victim_is_left() -> LedgerState | None:
+        state = ledger_state(cluster, run_id)
+        started = {k for k in step_workers(cluster, run_id) if k.startswith(TICKET_STEP)}
+        if started - steps_ended(cluster, run_id) != {victim_step}:
+            return None
+        held = [h for h in state.holds if h.status == "held"]
+        return state if len(held) == 1 and state.budget.held_usd == held[0].amount_usd > 0 else None
 
-    leaked = eventually("the other workers' calls settled", only_the_victim_holds, 180, cluster)
-    # Terminate the run (SIGINT: the Celery executor revokes its outstanding tasks); it cannot finish,
-    # its step's task died with the worker, so the operator forces it: run process gone, run CANCELED.
+    leaked = eventually("the other workers' steps ended", only_the_victim_is_left, 180, cluster)
+    # Terminate the run (SIGINT: the Celery executor revokes its outstanding tasks). It cannot end by
+    # itself, its step's task died with the worker, so the operator forces it: the run worker process
+    # goes, the run is marked CANCELED (what the UI's "force termination" does).
     os.killpg(proc.pid, signal.SIGINT)
     eventually("the run worker revoked its tasks", lambda: any(
         "received termination signal" in (r.message or "")
@@ -294,18 +318,20 @@ def test_a_worker_killed_mid_step_leaves_no_hold_once_the_run_is_closed_out(clus
                                          message="forced termination: a Celery worker died with its step")
 
     # the daemon's close-out sensor closes the wflo run: the dead step is crashed, its hold released
-    def closed() -> tuple | None:
+    def closed() -> LedgerState | None:
         state = ledger_state(cluster, run_id)
-        return state if state[3] is not None and state[3].status == "canceled" else None
+        return state if state.run is not None and state.run.status == "canceled" else None
 
-    budget, calls, steps, _ = eventually("the close-out sensor closed the wflo run", closed, 180, cluster)
-    assert leaked.held_usd > 0
-    assert budget.held_usd == 0
-    assert {s.step_key: s.status for s in steps}[victim_step] == "crashed"
-    assert [c.status for c in calls if c.step_key == victim_step] != ["held"]
-    settled = [c for c in calls if c.status == "settled"]
-    assert budget.spent_usd == sum((c.cost_usd for c in settled), Decimal(0)) <= budget.limit_usd
-    # the killed call reached the provider too: still one ledger row per physical call
+    state = eventually("the close-out sensor closed the wflo run", closed, 180, cluster)
+    assert leaked.budget.held_usd > 0
+    assert state.budget.held_usd == 0
+    assert {s.step_key: s.status for s in state.steps}[victim_step] == "crashed"
+    [victim_hold] = [h for h in state.holds if h.status not in ("settled",)]
+    assert victim_hold.status == "released"
+    settled = [c for c in state.calls if c.status == "settled"]
+    assert state.budget.spent_usd == sum((c.cost_usd for c in settled), Decimal(0)) <= state.budget.limit_usd
+    # every physical call reserved exactly once; the ones that returned are one settled row each, the
+    # one that died with its worker is the released hold (its cost never came back to be billed)
     time.sleep(2)
-    assert cluster.llm.request_count() == len(calls)
-    assert len({c.idempotency_key for c in calls}) == len(calls)
+    assert cluster.llm.request_count() == len(state.holds) == len(settled) + 1
+    assert {h.call_key for h in state.holds if h.status == "settled"} == {c.idempotency_key for c in settled}
