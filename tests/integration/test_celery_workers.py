@@ -39,7 +39,7 @@ from wflo_core.llm.types import LLMRequest
 from wflo_core.pricing.catalog import PriceCatalog
 from wflo_dagster.pipelines.triage_agent import SAMPLE_INBOX, TRIAGE_MODEL, triage_messages
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(1800)]
 
 ROOT = Path(__file__).resolve().parents[2]
 VENV_BIN = Path(sys.executable).parent

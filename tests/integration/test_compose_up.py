@@ -45,7 +45,7 @@ from wflo_core.ledger.store import Ledger
 from wflo_core.sandbox.docker_labels import LABEL as SANDBOX_LABEL
 from wflo_core.sandbox.docker_labels import OWNER_LABEL
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(2700)]
 
 run_image = conftest_deploy.run_image
 
@@ -173,19 +173,45 @@ def stack(run_image: str, sandbox_image: str, standin_images: dict[str, str], do
     LOCK_FILE.touch(exist_ok=True)
     with open(LOCK_FILE) as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
+        for name, existing in ((FIXED_NETWORK, client.networks.list(names=[FIXED_NETWORK])),
+                               (FIXED_VOLUME, client.volumes.list(filters={"name": FIXED_VOLUME}))):
+            if [e for e in existing if e.name == name]:
+                client.close()
+                pytest.fail(f"{name} already exists on {docker_host}: another compose stack is up there; "
+                            f"take it down (docker compose down -v) and rerun", pytrace=False)
         try:
-            for name, existing in ((FIXED_NETWORK, client.networks.list(names=[FIXED_NETWORK])),
-                                   (FIXED_VOLUME, client.volumes.list(filters={"name": FIXED_VOLUME}))):
-                if [e for e in existing if e.name == name]:
-                    pytest.fail(f"{name} already exists on {docker_host}: another compose stack is up there; "
-                                f"take it down (docker compose down -v) and rerun", pytrace=False)
-            stack = Stack(command, implementation, project, env, client, int(env["WEBSERVER_PORT"]))
-            yield stack
+            yield Stack(command, implementation, project, env, client, int(env["WEBSERVER_PORT"]))
         finally:
-            with contextlib.suppress(Exception):
-                subprocess.run([*command, "-f", str(ROOT / "docker-compose.yml"), "-p", project, "down", "-v",
-                                "--remove-orphans", "-t", "10"], capture_output=True, env=env, cwd=ROOT, timeout=300)
+            _tear_down(client, command, project, env)
             client.close()
+
+
+def _tear_down(client: docker.DockerClient, command: list[str], project: str, env: dict[str, str]) -> None:
+    """Whatever the test got to: run containers still going (and the sandboxes they started) hold the
+    stack's network and storage volume, so they go first, then ``down -v``, then any leftover."""
+    with contextlib.suppress(docker.errors.NotFound):
+        for container in client.networks.get(FIXED_NETWORK).containers:
+            if container.labels.get("com.docker.compose.project") != project:
+                for sandbox in client.containers.list(all=True, filters={"label": f"{SANDBOX_LABEL}=1"}):
+                    if sandbox.labels.get(OWNER_LABEL, "").startswith(f"{container.id[:12]}:"):
+                        with contextlib.suppress(docker.errors.APIError):
+                            sandbox.remove(force=True)
+                with contextlib.suppress(docker.errors.APIError):
+                    container.remove(force=True)
+    with contextlib.suppress(Exception):
+        subprocess.run([*command, "-f", str(ROOT / "docker-compose.yml"), "-p", project, "down", "-v",
+                        "--remove-orphans", "-t", "10"], capture_output=True, env=env, cwd=ROOT, timeout=300)
+    label = f"com.docker.compose.project={project}"
+    for container in client.containers.list(all=True, filters={"label": label}):
+        with contextlib.suppress(docker.errors.APIError):
+            container.remove(force=True)
+    for network in [*client.networks.list(filters={"label": label}), *client.networks.list(names=[FIXED_NETWORK])]:
+        with contextlib.suppress(docker.errors.APIError):
+            network.remove()
+    volumes = [*client.volumes.list(filters={"label": label}), *client.volumes.list(filters={"name": FIXED_VOLUME})]
+    for volume in volumes:
+        with contextlib.suppress(docker.errors.APIError):
+            volume.remove(force=True)
 
 
 def test_compose_stack_cold_start_runs_an_agent_job_end_to_end(stack: Stack, run_image: str,
