@@ -23,7 +23,7 @@ from tests.services import start_redis  # noqa: E402
 from wflo_core.cache.codec import encode_response  # noqa: E402
 from wflo_core.cache.keys import cache_key  # noqa: E402
 from wflo_core.cache.redis import RedisCache  # noqa: E402
-from wflo_core.llm.types import LLMRequest, LLMResponse, Message, ToolCall  # noqa: E402
+from wflo_core.calls import LLMRequest, LLMResponse, Message, ToolCall  # noqa: E402
 from wflo_core.pricing.usage import Usage  # noqa: E402
 
 GOAL = 1.5

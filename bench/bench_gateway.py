@@ -24,10 +24,10 @@ import openai  # noqa: E402
 from tests import llm_server  # noqa: E402
 from tests.services import start_postgres, start_redis  # noqa: E402
 from wflo_core.budgets import CallScope  # noqa: E402
+from wflo_core.calls import LLMRequest, Message  # noqa: E402
 from wflo_core.config import load_settings  # noqa: E402
 from wflo_core.ledger.migrations import upgrade  # noqa: E402
-from wflo_core.llm.factory import build_services  # noqa: E402
-from wflo_core.llm.types import LLMRequest, Message  # noqa: E402
+from wflo_core.services import build_services  # noqa: E402
 
 ROUNDS = 10
 

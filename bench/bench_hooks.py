@@ -26,8 +26,8 @@ import dagster as dg  # noqa: E402
 from tests.services import start_postgres  # noqa: E402
 from wflo_core.config import load_settings  # noqa: E402
 from wflo_core.ledger.migrations import upgrade  # noqa: E402
+from wflo_dagster.decorators import llm_asset  # noqa: E402
 from wflo_dagster.resources.llm import LLMResource  # noqa: E402
-from wflo_dagster.steps import llm_asset  # noqa: E402
 
 STEPS = 20
 GOAL_MS = 5.0

@@ -20,13 +20,13 @@ from typing import Any
 
 import triage_cassette  # scripts/triage_cassette.py, next to this file
 
+from wflo_core.calls import LLMRequest, LLMResponse, Message
 from wflo_core.llm.providers import (
     AnthropicProvider,
     OpenAIProvider,
     RecordingProvider,
     default_cassette_path,
 )
-from wflo_core.llm.types import LLMRequest, LLMResponse, Message
 from wflo_dagster.pipelines import research_agent as ra
 
 PLAN = (

@@ -22,28 +22,46 @@
     ├── CompensationError            a compensation action cannot be registered or resolved
     └── EventError                   an event could not be encoded/decoded or delivered
 
-Every subclass takes keyword-only fields and implements ``__reduce__`` so it survives crossing a
-process boundary (Dagster's multiprocess executor pickles step errors).
+Each class declares its typed fields as annotated class attributes (with their defaults); the
+constructor takes the message and those fields by keyword and refuses any other. ``__reduce__``
+rebuilds the error from them, so it survives crossing a process boundary (Dagster's multiprocess
+executor pickles step errors).
 """
 
 from __future__ import annotations
 
+import functools
 from decimal import Decimal
-from typing import Any
+from typing import Any, ClassVar
 
 
 class WfloError(Exception):
     """Base class of every error wflo raises on purpose."""
 
-    #: Whether trying the same thing again later may succeed.
-    retryable: bool = False
+    retryable: ClassVar[bool] = False
+    """Whether trying the same thing again later may succeed."""
 
     def __init__(self, message: str, **fields: Any) -> None:
+        declared = self.field_names()
+        if unknown := fields.keys() - declared:
+            raise TypeError(f"{type(self).__name__} has no field {', '.join(sorted(unknown))}; "
+                            f"declared: {', '.join(sorted(declared)) or 'none'}")
         super().__init__(message)
         self.message = message
-        self.fields = fields
-        for key, value in fields.items():
-            setattr(self, key, value)
+        for name in declared:
+            setattr(self, name, fields.get(name, getattr(type(self), name, None)))
+
+    @classmethod
+    @functools.cache
+    def field_names(cls) -> frozenset[str]:
+        """The fields this class and its bases declare."""
+        return frozenset(name for klass in cls.__mro__ if issubclass(klass, WfloError)
+                         for name, kind in vars(klass).get("__annotations__", {}).items()
+                         if "ClassVar" not in str(kind))
+
+    @property
+    def fields(self) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in sorted(self.field_names())}
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (_rebuild, (type(self), self.message, self.fields))
@@ -61,6 +79,10 @@ def _rebuild(cls: type[WfloError], message: str, fields: dict[str, Any]) -> Wflo
 class ConfigError(WfloError):
     """Settings or user input are invalid; the message names what and how to fix it."""
 
+    field: str | None = None
+    path: str | None = None
+    reason: str | None = None
+
 
 class LedgerError(WfloError):
     """A ledger write violated a constraint; the transaction was rolled back."""
@@ -69,17 +91,31 @@ class LedgerError(WfloError):
 class PricingError(WfloError):
     """A call could not be priced."""
 
+    price_version: str | None = None
+
 
 class ModelNotPriced(PricingError):
     """The price catalog has no entry for this provider/model."""
+
+    provider: str | None = None
+    model: str | None = None
 
 
 class UsageInvalid(PricingError):
     """A provider response's token usage is missing or inconsistent (e.g. more cached than input)."""
 
+    shape: str | None = None
+
 
 class BudgetExceeded(WfloError):
     """Reserving a call's upper-bound cost would take a budget over its limit. Nothing was sent."""
+
+    scope: str
+    scope_key: str
+    limit_usd: Decimal
+    spent_usd: Decimal
+    held_usd: Decimal
+    requested_usd: Decimal
 
     def __init__(
         self,
@@ -110,9 +146,17 @@ class BudgetExceeded(WfloError):
 class ProviderError(WfloError):
     """An LLM provider call failed."""
 
+    provider: str | None = None
+    model: str | None = None
+    status_code: int | None = None
+    billed: bool | None = None
+    """False: the provider did not bill the attempt; None: unknown (a timeout, a 5xx after sending)."""
+
 
 class ProviderRateLimited(ProviderError):
     """HTTP 429. ``retry_after`` (seconds) is set when the provider said how long to wait."""
+
+    retry_after: float | None = None
 
     retryable = True
 
@@ -134,19 +178,32 @@ class ProviderAuthFailed(ProviderError):
 class RetriesExhausted(ProviderError):
     """Every allowed attempt failed with a retryable error."""
 
+    attempts: int = 0
+    last_error: str | None = None
+
 
 class CircuitOpen(ProviderError):
     """The provider's circuit breaker is open; the call failed fast without being sent."""
 
+    retry_in_seconds: float | None = None
+
 
 class CassetteMiss(WfloError):
     """Replay mode received a request that the cassette does not contain."""
+
+    provider: str | None = None
+    model: str | None = None
+    fingerprint: str | None = None
+    prompt_excerpt: str | None = None
+    cassette_path: str | None = None
 
 
 class LockTimeout(WfloError):
     """A distributed lock (or the result of an identical in-flight call) did not arrive in time."""
 
     retryable = True
+    key: str | None = None
+    waited_seconds: float | None = None
 
 
 class SandboxError(WfloError):
@@ -156,9 +213,16 @@ class SandboxError(WfloError):
 class ApprovalError(WfloError):
     """An approval request or decision is invalid."""
 
+    approval_id: str | None = None
+    status: str | None = None
+
 
 class AwaitingApproval(WfloError):
     """The step stopped to wait for approval ``approval_id``; an approved continuation run resumes it."""
+
+    approval_id: str | None = None
+    scope: str | None = None
+    scope_key: str | None = None
 
 
 class CompensationError(WfloError):
@@ -167,3 +231,7 @@ class CompensationError(WfloError):
 
 class EventError(WfloError):
     """An event could not be encoded, decoded or delivered."""
+
+    event_type: str | None = None
+    topic: str | None = None
+    position: str | None = None

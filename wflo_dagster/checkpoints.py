@@ -11,27 +11,20 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from wflo_core.checkpoints import CheckpointStore
-from wflo_dagster.hooks import LLM_RESOURCE_KEY
-from wflo_dagster.resources.llm import LLMResource, StepContext, step_identity
-
-
-def _store(context: StepContext) -> CheckpointStore:
-    llm: LLMResource = getattr(context.resources, LLM_RESOURCE_KEY)
-    return CheckpointStore(llm.services.ledger)
+from wflo_dagster.resources.llm import StepContext, services_of, step_identity
 
 
 def checkpoint(context: StepContext, name: str, state: Mapping[str, Any]) -> int:
     """Save ``state`` (a JSON object) as the newest version of ``name`` in this run; returns the version."""
     run_id, step_key, _ = step_identity(context)
-    return _store(context).save(
+    return services_of(context).checkpoints.save(
         run_id=run_id, workflow=context.job_name, step_key=step_key, name=name, state=state
     )
 
 
 def resume(context: StepContext, name: str) -> dict[str, Any] | None:
     """The last ``name`` saved by this run or the runs it continues, or None on a fresh start."""
-    saved = _store(context).load(context.run_id, name)
+    saved = services_of(context).checkpoints.load(context.run_id, name)
     if saved is not None and saved.run_id != context.run_id:
         context.log.info(f"resuming {name} from run {saved.run_id} (version {saved.version})")
     return saved.state if saved is not None else None

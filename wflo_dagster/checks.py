@@ -5,36 +5,22 @@ materialization, so it counts every call the asset made, fan-out steps of a grap
 """
 
 from collections.abc import Sequence
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 
 import dagster as dg
 
 from wflo_core.config import load_settings
-from wflo_core.errors import ConfigError
 from wflo_core.ledger.rollups import cost_rollup
-from wflo_core.ledger.store import Ledger
+from wflo_core.money import parse_usd
+from wflo_core.services import shared_services
 
 CHECK_NAME = "cost_per_materialization"
 
 
-def _usd(value: Decimal | str) -> Decimal:
-    try:
-        amount = Decimal(str(value))
-    except InvalidOperation:
-        raise ConfigError(f"max_usd must be a decimal amount like '0.01', got {value!r}") from None
-    if not amount.is_finite() or amount < 0:
-        raise ConfigError(f"max_usd must be a finite amount >= 0, got {value!r}")
-    return amount
-
-
 def asset_cost_in_run(asset_key: dg.AssetKey, run_id: str) -> Decimal:
     """What the asset's calls in one run cost, from the ledger."""
-    ledger = Ledger(load_settings().ledger_url)
-    try:
-        with ledger.transaction() as session:
-            rows = cost_rollup(session, "asset", run_id=run_id)
-    finally:
-        ledger.close()
+    with shared_services(load_settings()) as services, services.ledger.transaction() as session:
+        rows = cost_rollup(session, "asset", run_id=run_id)
     return sum((r.cost_usd for r in rows if r.key == asset_key.to_user_string()), Decimal(0))
 
 
@@ -44,7 +30,7 @@ AssetRef = dg.AssetsDefinition | dg.AssetKey | str
 def cost_check(asset: AssetRef, max_usd: Decimal | str) -> dg.AssetChecksDefinition:
     """A check on ``asset`` that fails (severity ERROR) when its latest materialization cost more than
     ``max_usd``."""
-    limit = _usd(max_usd)
+    limit = parse_usd(max_usd, "max_usd")
     key = asset.key if isinstance(asset, dg.AssetsDefinition) else dg.AssetKey.from_coercible(asset)
 
     @dg.asset_check(asset=key, name=CHECK_NAME,

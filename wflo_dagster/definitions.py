@@ -5,8 +5,6 @@ from __future__ import annotations
 import dagster as dg
 
 from wflo_dagster.checks import cost_checks
-from wflo_dagster.compensation import rollback_failed_runs
-from wflo_dagster.gates import approvals_sensor
 from wflo_dagster.pipelines import research_agent, triage_agent
 from wflo_dagster.pipelines.cost_report import cost_report_job, daily_cost_report, daily_cost_report_schedule
 from wflo_dagster.pipelines.research_agent import research_agent_job, research_assets
@@ -15,7 +13,9 @@ from wflo_dagster.pipelines.triage_agent import triage_agent_job, triage_agent_s
 from wflo_dagster.resources.events import EventSinkResource
 from wflo_dagster.resources.llm import LLMResource
 from wflo_dagster.resources.sandbox import SandboxResource
+from wflo_dagster.sensors.approvals import approvals_sensor
 from wflo_dagster.sensors.outbox_relay import outbox_relay_sensor
+from wflo_dagster.sensors.rollback import rollback_failed_runs
 from wflo_dagster.sensors.run_status import run_close_out_sensors
 
 defs = dg.Definitions(

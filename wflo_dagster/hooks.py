@@ -9,32 +9,20 @@ from __future__ import annotations
 
 import dagster as dg
 
-from wflo_core.events.schemas import StepFailed, StepSucceeded
-from wflo_dagster.resources.llm import LLMResource
-
-LLM_RESOURCE_KEY = "llm"
+from wflo_core.steps.recorder import close_step
+from wflo_core.steps.totals import StepTotals
+from wflo_dagster.resources.llm import LLM_RESOURCE_KEY, LLMResource
 
 
 def _close_step(context: dg.HookContext, status: str, error: str | None) -> None:
     llm: LLMResource = getattr(context.resources, LLM_RESOURCE_KEY)
-    services = llm.services
-    totals = llm.step_totals(context.run_id, context.step_key)
-    with services.ledger.transaction() as session:
-        closed = services.ledger.finish_latest_attempt(session, context.run_id, context.step_key, status, error)
-        if closed is None:  # a step that never opened its row (not built with llm_asset)
-            services.ledger.ensure_run(session, context.run_id, context.job_name)
-            services.ledger.open_step(session, context.run_id, context.step_key)
-            closed = services.ledger.finish_latest_attempt(session, context.run_id, context.step_key, status,
-                                                           error)
-        attempt, asset_key = closed  # type: ignore[misc]
-        common = {"run_id": context.run_id, "step_key": context.step_key, "attempt": attempt,
-                  "asset_key": asset_key, "cost_usd": totals.cost_usd}
-        if status == "succeeded":
-            event = StepSucceeded(**common, llm_calls=totals.calls, cache_hits=totals.cache_hits,
-                                  saved_usd=totals.saved_usd)
-        else:
-            event = StepFailed(**common, error=error or "step failed")
-        services.emit(session, event)
+    recorder = llm._finished_step(context.run_id, context.step_key)
+    if recorder is not None:
+        recorder.close(status, error)
+    else:  # a step that made no call and opened no row (not built with llm_asset)
+        services = llm._wflo_services
+        close_step(services.ledger, services.record_event, context.run_id, context.step_key, context.job_name,
+                   status, error, StepTotals())
 
 
 def _on_step_end(context: dg.HookContext, event_list: list[dg.DagsterEvent]) -> dg.HookExecutionResult:

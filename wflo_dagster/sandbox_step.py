@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from wflo_core.config import load_settings
-from wflo_core.events.topics import TopicLayout
 from wflo_core.sandbox.files import FilesIn
 from wflo_core.sandbox.llm_code import result_metadata, run_sandboxed
 from wflo_core.sandbox.policy import SandboxLimits
@@ -30,7 +28,8 @@ def run_code_step(
     """
     result = run_sandboxed(sandbox.get_sandbox(), code, files_in=files_in, timeout=timeout, limits=limits)
     run_id, step_key, _ = step_identity(context)
-    record_sandbox_run(sandbox.ledger, result, run_id=run_id, workflow=context.job_name, step_key=step_key,
-                       topic=TopicLayout.from_settings(load_settings()).events)
+    services = sandbox.services
+    record_sandbox_run(services.ledger, result, run_id=run_id, workflow=context.job_name, step_key=step_key,
+                       record_event=services.record_event)
     context.add_output_metadata({k: v for k, v in result_metadata(result).items() if v is not None})
     return result

@@ -15,8 +15,8 @@ from wflo_core.cache.memory import MemoryCache
 from wflo_core.cache.redis import RedisCache
 from wflo_core.cache.redis_locks import RedisLocks
 from wflo_core.cache.singleflight import SingleFlight
+from wflo_core.calls import LLMResponse, ToolCall
 from wflo_core.errors import LockTimeout
-from wflo_core.llm.types import LLMResponse, ToolCall
 from wflo_core.pricing.usage import Usage
 
 pytestmark = pytest.mark.integration

@@ -14,7 +14,7 @@ import redis
 from wflo_core.cache.redis import RedisCache
 from wflo_core.cache.redis_locks import RedisLocks
 from wflo_core.cache.singleflight import SingleFlight
-from wflo_core.llm.types import LLMResponse
+from wflo_core.calls import LLMResponse
 from wflo_core.pricing.usage import Usage
 
 pytestmark = pytest.mark.integration

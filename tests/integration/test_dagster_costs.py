@@ -16,7 +16,7 @@ from wflo_core.ledger.migrations import upgrade
 from wflo_core.ledger.models import BudgetHold, LLMCall, Step
 from wflo_core.ledger.rollups import run_total
 from wflo_core.ledger.store import Ledger
-from wflo_core.runs import close_run
+from wflo_core.runs.close import close_run
 
 pytestmark = pytest.mark.integration
 

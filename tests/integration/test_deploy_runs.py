@@ -25,7 +25,7 @@ from tests.integration.conftest_deploy import PROBE_LOCATION, ROOT, WFLO_LOCATIO
 from wflo_core.events.envelope import decode_event
 from wflo_core.ledger.models import LLMCall, OutboxEvent, Run, SandboxRun, Step
 from wflo_core.ledger.store import Ledger
-from wflo_core.llm.accounting import COST_KEY
+from wflo_core.steps.totals import COST_KEY
 
 pytestmark = pytest.mark.integration
 

@@ -21,11 +21,13 @@ from tests.integration.durable_support import (
     paid_calls,
     steps_of,
 )
+from wflo_core.keys import APPROVAL_STATUS_TAG
 from wflo_core.ledger.models import OutboxEvent
 from wflo_dagster.definitions import defs
-from wflo_dagster.gates import APPROVAL_STATUS_TAG, approval_gate, approvals_sensor
+from wflo_dagster.gates import approval_gate
 from wflo_dagster.pipelines.reviewed_release import reviewed_release_job
 from wflo_dagster.resources.llm import LLMResource
+from wflo_dagster.sensors.approvals import approvals_sensor
 
 pytestmark = pytest.mark.integration
 

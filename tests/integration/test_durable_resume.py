@@ -12,9 +12,9 @@ import pytest
 
 from tests.integration.durable_support import cli, durable_env, paid_calls, steps_of
 from wflo_dagster.checkpoints import checkpoint, resume
+from wflo_dagster.decorators import llm_asset
 from wflo_dagster.pipelines import research_agent as ra
 from wflo_dagster.resources.llm import LLMResource
-from wflo_dagster.steps import llm_asset
 
 pytestmark = pytest.mark.integration
 

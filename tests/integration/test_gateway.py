@@ -11,12 +11,12 @@ import pytest
 from sqlalchemy import select
 
 from wflo_core.budgets import CallScope
+from wflo_core.calls import LLMRequest, Message
 from wflo_core.config import WfloSettings, load_settings
 from wflo_core.errors import BudgetExceeded, CircuitOpen, ProviderRequestRejected, RetriesExhausted
 from wflo_core.ledger.migrations import upgrade
 from wflo_core.ledger.models import BudgetHold, LLMCall, OutboxEvent
-from wflo_core.llm.factory import WfloServices, build_services
-from wflo_core.llm.types import LLMRequest, Message
+from wflo_core.services import WfloServices, build_services
 
 pytestmark = pytest.mark.integration
 

@@ -6,6 +6,7 @@ import json
 
 import pytest
 
+from wflo_core.calls import LLMRequest, Message, ToolCall
 from wflo_core.config import load_settings
 from wflo_core.llm.providers import (
     AnthropicProvider,
@@ -13,7 +14,6 @@ from wflo_core.llm.providers import (
     OpenAIProvider,
     build_provider,
 )
-from wflo_core.llm.types import LLMRequest, Message, ToolCall
 
 pytestmark = pytest.mark.integration
 

@@ -11,6 +11,7 @@ import anthropic
 import openai
 import pytest
 
+from wflo_core.calls import LLMRequest, Message
 from wflo_core.errors import (
     ProviderAuthFailed,
     ProviderError,
@@ -19,7 +20,6 @@ from wflo_core.errors import (
     ProviderUnavailable,
 )
 from wflo_core.llm.providers import AnthropicProvider, OpenAIProvider
-from wflo_core.llm.types import LLMRequest, Message
 
 pytestmark = pytest.mark.integration
 

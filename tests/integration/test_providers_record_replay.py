@@ -6,6 +6,7 @@ import json
 
 import pytest
 
+from wflo_core.calls import LLMRequest, Message
 from wflo_core.config import load_settings
 from wflo_core.errors import CassetteMiss, ProviderRateLimited
 from wflo_core.llm.providers import (
@@ -15,7 +16,6 @@ from wflo_core.llm.providers import (
     ReplayProvider,
     build_provider,
 )
-from wflo_core.llm.types import LLMRequest, Message
 
 pytestmark = pytest.mark.integration
 

@@ -10,8 +10,8 @@ from wflo_core.config import load_settings
 from wflo_core.ledger.models import LLMCall
 from wflo_core.ledger.rollups import cost_rollup, run_total
 from wflo_core.ledger.store import Ledger
+from wflo_dagster.decorators import llm_asset
 from wflo_dagster.resources.llm import LLMResource
-from wflo_dagster.steps import llm_asset
 
 pytestmark = pytest.mark.integration
 

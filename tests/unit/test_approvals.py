@@ -17,7 +17,7 @@ from wflo_core.errors import ApprovalError, BudgetExceeded, ConfigError
 from wflo_core.ledger.migrations import upgrade
 from wflo_core.ledger.models import OutboxEvent, Run, utcnow
 from wflo_core.ledger.store import Ledger
-from wflo_core.runs import close_run
+from wflo_core.runs.close import close_run
 
 
 class Clock:

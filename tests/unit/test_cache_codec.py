@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from wflo_core.cache.codec import decode_response, encode_response
-from wflo_core.llm.types import LLMResponse, ToolCall
+from wflo_core.calls import LLMResponse, ToolCall
 from wflo_core.pricing.usage import Usage
 
 

@@ -9,8 +9,8 @@ from decimal import Decimal
 import pytest
 
 from wflo_core.cache.keys import cache_key, canonical_request_json, is_cacheable
+from wflo_core.calls import LLMRequest, Message, ToolCall
 from wflo_core.errors import ConfigError
-from wflo_core.llm.types import LLMRequest, Message, ToolCall
 
 BASE = LLMRequest(
     provider="openai",

@@ -7,7 +7,8 @@ import pytest
 
 from wflo_core.cache.locks import MemoryLocks
 from wflo_core.cache.memory import MemoryCache
-from wflo_core.llm.types import LLMResponse
+from wflo_core.calls import LLMResponse
+from wflo_core.errors import ConfigError
 from wflo_core.pricing.usage import Usage
 
 
@@ -67,7 +68,7 @@ def test_returned_response_cannot_change_the_stored_one() -> None:
 
 @pytest.mark.parametrize("bad", [0, -1])
 def test_nonpositive_ttl_is_refused(bad: float) -> None:
-    with pytest.raises(ValueError, match="ttl_seconds must be > 0"):
+    with pytest.raises(ConfigError, match="ttl_seconds must be > 0"):
         MemoryCache().put("k", response("k"), ttl_seconds=bad)
 
 

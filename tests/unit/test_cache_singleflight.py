@@ -10,8 +10,8 @@ import pytest
 from wflo_core.cache.locks import MemoryLocks
 from wflo_core.cache.memory import MemoryCache
 from wflo_core.cache.singleflight import SingleFlight
+from wflo_core.calls import LLMResponse
 from wflo_core.errors import LockTimeout, ProviderUnavailable
-from wflo_core.llm.types import LLMResponse
 from wflo_core.pricing.usage import Usage
 
 ANSWER = LLMResponse(provider="openai", model="gpt-4o", text="4", usage=Usage(12, 1))

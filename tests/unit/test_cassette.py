@@ -10,6 +10,7 @@ import pytest
 from genai_prices import Usage as PriceUsage
 from genai_prices import calc_price
 
+from wflo_core.calls import LLMRequest, LLMResponse, Message, ToolCall
 from wflo_core.config import load_settings
 from wflo_core.errors import CassetteMiss, ConfigError
 from wflo_core.llm.providers import (
@@ -20,7 +21,6 @@ from wflo_core.llm.providers import (
     request_fingerprint,
 )
 from wflo_core.llm.providers.cassette import request_from_json
-from wflo_core.llm.types import LLMRequest, LLMResponse, Message, ToolCall
 from wflo_core.pricing.usage import Usage
 
 REQUEST = LLMRequest(

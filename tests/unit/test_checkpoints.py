@@ -6,11 +6,11 @@ from pathlib import Path
 
 import pytest
 
+from wflo_core.calls import LLMRequest, LLMResponse, Message
 from wflo_core.checkpoints import CheckpointStore, SettledResults
 from wflo_core.errors import ConfigError
 from wflo_core.ledger.migrations import upgrade
 from wflo_core.ledger.store import Ledger
-from wflo_core.llm.types import LLMRequest, LLMResponse, Message
 from wflo_core.pricing.usage import Usage
 
 

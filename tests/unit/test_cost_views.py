@@ -11,14 +11,16 @@ import pytest
 
 from wflo_core.config import load_settings
 from wflo_core.errors import ConfigError
+from wflo_core.keys import RUN_CALLS_TAG, RUN_COST_TAG
 from wflo_core.ledger.rollups import cost_rollup, run_total
 from wflo_core.ledger.store import Ledger
+from wflo_core.services import shared_services
 from wflo_dagster.checks import cost_check
 from wflo_dagster.pipelines import research_agent
 from wflo_dagster.pipelines.cost_report import TOTAL_KEY, daily_cost_report
 from wflo_dagster.resources.llm import LLMResource
 from wflo_dagster.resources.sandbox import SandboxResource
-from wflo_dagster.run_summary import RUN_CALLS_TAG, RUN_COST_TAG, tag_run_with_cost
+from wflo_dagster.sensors.run_status import close_out_run
 
 pytestmark = pytest.mark.usefixtures("bubblewrap")  # the research agent runs its code in the sandbox
 
@@ -69,18 +71,17 @@ def test_cost_checks_pass_under_and_fail_over_their_threshold() -> None:
 
 
 def test_cost_check_rejects_a_threshold_that_is_not_money() -> None:
-    with pytest.raises(ConfigError, match="max_usd must be a decimal amount like '0.01', got 'cheap'"):
+    with pytest.raises(ConfigError, match="max_usd must be a decimal USD amount like '0.50', got 'cheap'"):
         cost_check(research_agent.analysis_code, "cheap")
 
 
 def test_run_cost_tags_equal_the_ledger_total() -> None:
     with dg.instance_for_test() as instance:
         result = run_research(instance, [])
-        ledger = Ledger(load_settings().ledger_url)
-        with ledger.transaction() as session:
-            tags = tag_run_with_cost(instance, session, result.run_id)
-            total = run_total(session, result.run_id)
-        ledger.close()
+        with shared_services(load_settings()) as services:
+            tags = close_out_run(instance, services, result.run_id, "research_agent_job", "succeeded", None)
+            with services.ledger.transaction() as session:
+                total = run_total(session, result.run_id)
         stored = instance.get_run_by_id(result.run_id).tags
     assert Decimal(stored[RUN_COST_TAG]) == total > 0
     assert stored[RUN_CALLS_TAG] == "5" == tags[RUN_CALLS_TAG]

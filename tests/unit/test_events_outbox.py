@@ -16,13 +16,14 @@ from wflo_core.events import (
     MemoryEventSink,
     OutboxRelay,
     StepStarted,
-    emit,
     pending_count,
 )
 from wflo_core.events.lease import relay_lease
+from wflo_core.events.outbox import DEFAULT_RECORDER as record_event
 from wflo_core.ledger.migrations import upgrade
 from wflo_core.ledger.models import LLMCall, OutboxEvent
 from wflo_core.ledger.store import Ledger
+from wflo_core.services import shared_services
 
 
 @pytest.fixture
@@ -59,9 +60,9 @@ def test_event_commits_with_the_ledger_change_and_rolls_back_with_it(ledger: Led
             cost_usd=Decimal("0.001"),
             price_version="v",
         )
-        event = emit(s, settled("r1", 1))
+        event = record_event(s, settled("r1", 1))
     with pytest.raises(LedgerError), ledger.transaction() as s:
-        emit(s, settled("r1", 2))
+        record_event(s, settled("r1", 2))
         ledger.record_call(
             s,
             idempotency_key="r1/2",
@@ -82,23 +83,23 @@ def test_event_commits_with_the_ledger_change_and_rolls_back_with_it(ledger: Led
 
 def test_emitting_the_same_fact_twice_queues_it_once(ledger: Ledger) -> None:
     with ledger.transaction() as s:
-        emit(s, settled("r1", 1))
-        emit(s, settled("r1", 1))
+        record_event(s, settled("r1", 1))
+        record_event(s, settled("r1", 1))
     with ledger.transaction() as s:
         assert pending_count(s) == 1
 
 
 def test_topic_follows_the_configured_prefix(ledger: Ledger, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("WFLO_KAFKA_TOPIC_PREFIX", "acme")
-    with ledger.transaction() as s:
-        emit(s, settled("r1", 1))
+    with shared_services(load_settings()) as services, services.ledger.transaction() as s:
+        services.record_event(s, settled("r1", 1))
         assert s.scalar(select(OutboxEvent.topic)) == "acme.events"
 
 
 def test_relay_publishes_in_id_order_and_marks_rows(ledger: Ledger) -> None:
     sink = MemoryEventSink()
     with ledger.transaction() as s:
-        ids = [emit(s, settled(f"r{i % 3}", i)).id for i in range(30)]
+        ids = [record_event(s, settled(f"r{i % 3}", i)).id for i in range(30)]
     stats = OutboxRelay(ledger, sink).relay_pending(limit=100)
     assert (stats.published, stats.failed, stats.deferred) == (30, 0, 0)
     assert [m.event_id for m in sink.messages] == ids
@@ -113,12 +114,12 @@ def test_outage_loses_nothing_and_keeps_each_runs_order(ledger: Ledger) -> None:
     sink = MemoryEventSink()
     relay = OutboxRelay(ledger, sink)
     with ledger.transaction() as s:
-        first = [emit(s, settled("a", i)).id for i in range(5)]
+        first = [record_event(s, settled("a", i)).id for i in range(5)]
     sink.available = False
     down = relay.relay_pending()
     assert (down.published, down.failed, down.deferred) == (0, 1, 4)  # the rest of run a waits behind it
     with ledger.transaction() as s:
-        second = [emit(s, settled("a", i)).id for i in range(5, 8)]
+        second = [record_event(s, settled("a", i)).id for i in range(5, 8)]
         assert pending_count(s) == 8
         assert (
             s.scalar(select(OutboxEvent.last_error).where(OutboxEvent.event_id == first[0]))
@@ -135,9 +136,9 @@ def test_undeliverable_event_is_dead_lettered_with_the_reason_and_does_not_block
 ) -> None:
     sink = MemoryEventSink(max_message_bytes=3_000)
     with ledger.transaction() as s:
-        before = emit(s, settled("r", 1)).id
-        huge = emit(s, StepStarted(run_id="r", step_key="x" * 255, asset_key="y" * 3000)).id
-        after = emit(s, settled("r", 2)).id
+        before = record_event(s, settled("r", 1)).id
+        huge = record_event(s, StepStarted(run_id="r", step_key="x" * 255, asset_key="y" * 3000)).id
+        after = record_event(s, settled("r", 2)).id
     stats = OutboxRelay(ledger, sink).relay_pending()
     assert (stats.published, stats.dead_lettered, stats.failed) == (2, 1, 0)
     assert [m.event_id for m in sink.messages if m.topic == "wflo.events"] == [before, after]

@@ -10,6 +10,7 @@ import pytest
 from wflo_core.config import load_settings
 from wflo_core.errors import (
     CircuitOpen,
+    ConfigError,
     ProviderAuthFailed,
     ProviderRateLimited,
     ProviderRequestRejected,
@@ -129,5 +130,5 @@ def test_policy_from_settings_and_validation() -> None:
     settings = load_settings(retry_max_attempts=6, retry_base_delay_seconds=0.25, retry_max_delay_seconds=9)
     assert RetryPolicy.from_settings(settings) == RetryPolicy(max_attempts=6, base_delay_seconds=0.25,
                                                               max_delay_seconds=9)
-    with pytest.raises(ValueError, match="max_attempts"):
+    with pytest.raises(ConfigError, match="max_attempts"):
         RetryPolicy(max_attempts=0)

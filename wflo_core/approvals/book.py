@@ -28,15 +28,13 @@ from wflo_core.approvals.policy import (
     AutoApproveRule,
     Decision,
 )
-from wflo_core.approvals.run_status import WAITING_APPROVAL, close_waiting_run
 from wflo_core.errors import ApprovalError
-from wflo_core.events.outbox import emit
-from wflo_core.events.schemas import ApprovalDecided, ApprovalRequested, EventData
+from wflo_core.events.outbox import DEFAULT_RECORDER, EventRecorder
+from wflo_core.events.schemas import ApprovalDecided, ApprovalRequested
 from wflo_core.ledger.models import Approval, Run, utcnow
 from wflo_core.ledger.store import Ledger
-from wflo_core.run_chain import run_chain
-
-EventRecorder = Callable[[Session, EventData], Any]
+from wflo_core.runs.chain import run_chain
+from wflo_core.runs.waiting import WAITING_APPROVAL, close_waiting_run
 
 
 @dataclass(frozen=True)
@@ -95,7 +93,7 @@ class ApprovalBook:
     """Opens requests, records decisions, applies timeout policies."""
 
     def __init__(
-        self, ledger: Ledger, *, record_event: EventRecorder = emit, clock: Callable[[], datetime] = utcnow
+        self, ledger: Ledger, *, record_event: EventRecorder = DEFAULT_RECORDER, clock: Callable[[], datetime] = utcnow
     ) -> None:
         self.ledger = ledger
         self.record_event = record_event
@@ -283,6 +281,7 @@ class ApprovalBook:
             self.ledger,
             session,
             row.run_id,
+            record_event=self.record_event,
             approved=status == APPROVED,
             reason=f"approval {row.id} at {row.step_key} {verdict} by {by}: {reason}",
         )

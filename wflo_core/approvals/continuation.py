@@ -14,10 +14,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from wflo_core.approvals.book import ApprovalView
-from wflo_core.approvals.policy import APPROVAL_TAG, WAITING_TAG
-from wflo_core.budgets.scopes import BUDGET_TAG
+from wflo_core.keys import APPROVAL_TAG, BUDGET_TAG, PARENT_RUN_TAG, WAITING_TAG
 from wflo_core.ledger.models import Budget
-from wflo_core.run_chain import PARENT_RUN_TAG
 
 NOT_INHERITED = ("dagster/", APPROVAL_TAG, PARENT_RUN_TAG, WAITING_TAG, ".dagster/")
 

@@ -12,11 +12,6 @@ from typing import Any, Literal, Protocol
 
 from wflo_core.errors import ConfigError
 
-APPROVAL_TAG = "wflo/approval_id"
-"""Run tag of a continuation: the approval whose decision launched it."""
-WAITING_TAG = "wflo/waiting_approval"
-"""Dagster run tag set when a run stopped at a gate, so the UI shows what it waits for."""
-
 TimeoutPolicy = Literal["reject", "approve", "escalate"]
 Decision = Literal["approved", "rejected"]
 RequestKind = Literal["gate", "budget"]

@@ -7,18 +7,14 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Literal
 
+from wflo_core.keys import TAG_PREFIX
+
 Scope = Literal["run", "workflow", "asset", "tag", "day", "month"]
 SCOPES: tuple[Scope, ...] = ("run", "workflow", "asset", "tag", "day", "month")
 
 PERIOD_TEMPLATE_KEY = "*"
 """``scope_key`` of a day/month budget that applies to every period (the counters are per period)."""
 
-BUDGET_TAG = "wflo/budget_usd"
-"""Run or asset tag that sets a run (on a job/run) or asset (on an asset) budget in USD."""
-ON_BREACH_TAG = "wflo/on_breach"
-"""Run tag choosing ``fail`` or ``ask`` when a budget of the run would be exceeded."""
-TAG_PREFIX = "wflo/tag/"
-"""Tags like ``wflo/tag/team=ml`` attribute cost to (and enforce budgets of) team=ml."""
 
 
 @dataclass(frozen=True, slots=True)

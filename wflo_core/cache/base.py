@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Protocol, runtime_checkable
 
-from wflo_core.llm.types import LLMResponse
+from wflo_core.calls import LLMResponse
+from wflo_core.errors import ConfigError
 
 
 @runtime_checkable
@@ -34,4 +35,4 @@ class ResponseCache(Protocol):
 def check_ttl(ttl_seconds: float | None) -> None:
     """TTLs are positive seconds or ``None`` (never expires)."""
     if ttl_seconds is not None and ttl_seconds <= 0:
-        raise ValueError(f"ttl_seconds must be > 0 or None (no expiry), got {ttl_seconds}")
+        raise ConfigError(f"ttl_seconds must be > 0 or None (no expiry), got {ttl_seconds}")

@@ -9,8 +9,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from wflo_core.llm.types import LLMResponse, ToolCall
-from wflo_core.pricing.usage import Usage
+from wflo_core.calls import LLMResponse, ToolCall, Usage
 
 FORMAT_VERSION = 1
 

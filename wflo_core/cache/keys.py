@@ -21,8 +21,8 @@ import hashlib
 import json
 from typing import Any, Literal
 
+from wflo_core.calls import LLMRequest
 from wflo_core.errors import ConfigError
-from wflo_core.llm.types import LLMRequest
 
 CacheMode = Literal["auto", "always", "never"]
 

@@ -24,7 +24,7 @@ from collections.abc import Callable
 from types import TracebackType
 from typing import Protocol
 
-from wflo_core.errors import LockTimeout
+from wflo_core.errors import ConfigError, LockTimeout
 
 _FIRST_POLL_SECONDS = 0.002
 _MAX_POLL_SECONDS = 0.05
@@ -36,9 +36,9 @@ class DistributedLock(ABC):
     def __init__(self, key: str, *, ttl_seconds: float, wait_seconds: float = 0.0,
                  auto_renew: bool = False) -> None:
         if ttl_seconds <= 0:
-            raise ValueError(f"ttl_seconds must be > 0, got {ttl_seconds}")
+            raise ConfigError(f"ttl_seconds must be > 0, got {ttl_seconds}")
         if wait_seconds < 0:
-            raise ValueError(f"wait_seconds must be >= 0, got {wait_seconds}")
+            raise ConfigError(f"wait_seconds must be >= 0, got {wait_seconds}")
         self.key = key
         self.token = secrets.token_hex(16)
         self.ttl_seconds = ttl_seconds

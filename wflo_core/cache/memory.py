@@ -9,7 +9,8 @@ from collections.abc import Callable
 
 from wflo_core.cache.base import check_ttl
 from wflo_core.cache.codec import decode_response, encode_response
-from wflo_core.llm.types import LLMResponse
+from wflo_core.calls import LLMResponse
+from wflo_core.errors import ConfigError
 
 
 class MemoryCache:
@@ -27,7 +28,7 @@ class MemoryCache:
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         if max_entries < 1:
-            raise ValueError(f"max_entries must be >= 1, got {max_entries}")
+            raise ConfigError(f"max_entries must be >= 1, got {max_entries}")
         check_ttl(default_ttl_seconds)
         self.max_entries = max_entries
         self.default_ttl_seconds = default_ttl_seconds

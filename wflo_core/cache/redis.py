@@ -14,7 +14,8 @@ import redis as redis_lib
 
 from wflo_core.cache.base import check_ttl
 from wflo_core.cache.codec import decode_response, encode_response
-from wflo_core.llm.types import LLMResponse
+from wflo_core.calls import LLMResponse
+from wflo_core.errors import ConfigError
 
 DEFAULT_NAMESPACE = "wflo:cache:"
 #: Index member scores for entries without TTL: far past any real expiry, still a valid double.
@@ -61,7 +62,7 @@ class RedisCache:
         default_ttl_seconds: float | None = 86_400.0,
     ) -> None:
         if max_entries < 1:
-            raise ValueError(f"max_entries must be >= 1, got {max_entries}")
+            raise ConfigError(f"max_entries must be >= 1, got {max_entries}")
         check_ttl(default_ttl_seconds)
         self.client = client
         self.namespace = namespace

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from wflo_core.cache.codec import decode_response, encode_response
 from wflo_core.cache.keys import cache_key
+from wflo_core.calls import LLMRequest, LLMResponse
 from wflo_core.checkpoints.store import CheckpointStore
-from wflo_core.llm.types import LLMRequest, LLMResponse
 
 PREFIX = "llm:"
 

@@ -18,7 +18,7 @@ from sqlalchemy import func, select
 from wflo_core.errors import ConfigError
 from wflo_core.ledger.models import Checkpoint, utcnow
 from wflo_core.ledger.store import Ledger
-from wflo_core.run_chain import run_chain
+from wflo_core.runs.chain import run_chain
 
 
 @dataclass(frozen=True)

@@ -7,12 +7,14 @@ broker outage cannot lose it. :class:`~wflo_core.events.relay.OutboxRelay` publi
 
 from __future__ import annotations
 
+import functools
+from typing import Any, Protocol
+
 from sqlalchemy import func, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
-from wflo_core.config import load_settings
 from wflo_core.events.envelope import DEFAULT_SOURCE, CloudEvent, encode_event, new_event
 from wflo_core.events.schemas import EventData
 from wflo_core.events.topics import TopicLayout
@@ -26,17 +28,15 @@ def emit(
     session: Session,
     event: EventData | CloudEvent,
     *,
-    topic: str | None = None,
+    topic: str,
     source: str = DEFAULT_SOURCE,
 ) -> CloudEvent:
     """Queue ``event`` in the caller's transaction; never talks to Kafka, so it never fails for it.
 
     Emitting the same event id twice is a no-op (events with a natural identity, e.g. a call's
-    idempotency key, get a deterministic id). ``topic`` defaults to ``<prefix>.events``.
+    idempotency key, get a deterministic id).
     """
     cloud_event = event if isinstance(event, CloudEvent) else new_event(event, source=source)
-    if topic is None:
-        topic = TopicLayout.from_settings(load_settings()).events
     insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
     session.execute(
         insert(OutboxEvent)
@@ -56,3 +56,18 @@ def emit(
 
 def pending_count(session: Session) -> int:
     return session.scalar(select(func.count()).select_from(OutboxEvent).where(*PENDING)) or 0
+
+
+class EventRecorder(Protocol):
+    """Writes an event into the outbox inside the caller's transaction (``emit`` bound to a topic)."""
+
+    def __call__(self, session: Session, event: EventData | CloudEvent) -> Any: ...
+
+
+def outbox_recorder(topic: str) -> EventRecorder:
+    """``emit`` bound to ``topic``; the composition root builds it from the configured topic prefix."""
+    return functools.partial(emit, topic=topic)
+
+
+DEFAULT_RECORDER: EventRecorder = outbox_recorder(TopicLayout().events)
+"""For code used outside the composition root (tests, scripts): the default prefix's events topic."""

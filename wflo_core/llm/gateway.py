@@ -25,19 +25,18 @@ from sqlalchemy.orm import Session
 
 from wflo_core.approvals.budget_ask import awaiting as awaiting_approval
 from wflo_core.budgets import BudgetBook, CallScope, ThresholdCrossed
+from wflo_core.cache.base import ResponseCache
+from wflo_core.calls import CallOutcome, LLMRequest, LLMResponse, Usage
 from wflo_core.errors import BudgetExceeded, ProviderError, UsageInvalid
+from wflo_core.events.outbox import EventRecorder
 from wflo_core.events.schemas import (
     BudgetExceededEvent,
     BudgetThresholdCrossed,
-    EventData,
     LLMCallCacheHit,
     LLMCallSettled,
 )
 from wflo_core.ledger.store import Ledger
-from wflo_core.llm.accounting import CallOutcome
 from wflo_core.llm.providers.base import Provider, StreamChunk
-from wflo_core.llm.types import LLMRequest, LLMResponse
-from wflo_core.pricing.usage import Usage
 
 MESSAGE_OVERHEAD_TOKENS = 8
 log = logging.getLogger("wflo.gateway")
@@ -61,17 +60,6 @@ def prompt_token_upper_bound(request: LLMRequest) -> int:
 class Catalog(Protocol):
     def cost(self, provider: str, model: str, usage: Usage) -> Any: ...
     def upper_bound(self, provider: str, model: str, prompt_tokens: int, max_output_tokens: int) -> Decimal: ...
-
-
-class EventRecorder(Protocol):
-    """Writes an event into the outbox inside the caller's transaction (``wflo_core.events.outbox.emit``)."""
-
-    def __call__(self, session: Session, event: EventData) -> Any: ...
-
-
-class ResponseCache(Protocol):
-    def get(self, key: str) -> LLMResponse | None: ...
-    def put(self, key: str, response: LLMResponse, *, ttl_seconds: float | None = None) -> None: ...
 
 
 @dataclass

@@ -1,5 +1,6 @@
 """Exact call prices: a catalog on genai-prices plus user overrides, and usage read from responses."""
 
+from wflo_core.calls import Usage as Usage
 from wflo_core.pricing.catalog import CATALOG_VERSION as CATALOG_VERSION
 from wflo_core.pricing.catalog import UNPRICED_VERSION as UNPRICED_VERSION
 from wflo_core.pricing.catalog import ModelPrice as ModelPrice
@@ -9,7 +10,6 @@ from wflo_core.pricing.catalog import UnpricedModelWarning as UnpricedModelWarni
 from wflo_core.pricing.cost import Cost as Cost
 from wflo_core.pricing.overrides import OverridePrice as OverridePrice
 from wflo_core.pricing.overrides import load_overrides as load_overrides
-from wflo_core.pricing.usage import Usage as Usage
 from wflo_core.pricing.usage import usage_from_anthropic as usage_from_anthropic
 from wflo_core.pricing.usage import usage_from_google as usage_from_google
 from wflo_core.pricing.usage import usage_from_openai_chat as usage_from_openai_chat

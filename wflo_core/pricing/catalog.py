@@ -24,11 +24,11 @@ from genai_prices import types as genai
 from genai_prices.data_units import unit_data
 from genai_prices.units import UnitRegistry
 
+from wflo_core.calls import Usage
 from wflo_core.config import WfloSettings
 from wflo_core.errors import ConfigError, ModelNotPriced
 from wflo_core.pricing.cost import Cost, PricePoint
 from wflo_core.pricing.overrides import EXAMPLE_PATH, PriceOverrides, load_overrides
-from wflo_core.pricing.usage import Usage
 
 UnknownModelPolicy = Literal["error", "warn", "fallback"]
 UNPRICED_VERSION = "unpriced"

@@ -18,8 +18,8 @@ from genai_prices import types as genai
 from genai_prices.units import UnitDef, UnitRegistry
 from genai_prices.validation import validate_priced_units
 
+from wflo_core.calls import Usage
 from wflo_core.errors import PricingError, UsageInvalid
-from wflo_core.pricing.usage import Usage
 
 #: genai-prices usage keys that wflo's ``Usage`` reports, in the order of ``_counts`` below.
 USAGE_KEYS = ("input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens",

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import TYPE_CHECKING, Protocol, TypeVar
 
-from wflo_core.errors import CircuitOpen, WfloError
+from wflo_core.errors import CircuitOpen, ConfigError, WfloError
 from wflo_core.resilience.retry import is_retryable
 
 if TYPE_CHECKING:
@@ -50,9 +50,9 @@ class BreakerConfig:
 
     def __post_init__(self) -> None:
         if self.failure_threshold < 1 or self.half_open_probes < 1:
-            raise ValueError("failure_threshold and half_open_probes must be >= 1")
+            raise ConfigError("failure_threshold and half_open_probes must be >= 1")
         if self.reset_timeout_seconds <= 0 or self.probe_timeout_seconds <= 0:
-            raise ValueError("reset_timeout_seconds and probe_timeout_seconds must be > 0")
+            raise ConfigError("reset_timeout_seconds and probe_timeout_seconds must be > 0")
 
     @classmethod
     def from_settings(cls, settings: WfloSettings) -> BreakerConfig:

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, TypeVar
 
-from wflo_core.errors import RetriesExhausted, WfloError
+from wflo_core.errors import ConfigError, RetriesExhausted, WfloError
 
 if TYPE_CHECKING:
     from wflo_core.config import WfloSettings
@@ -35,9 +35,9 @@ class RetryPolicy:
 
     def __post_init__(self) -> None:
         if self.max_attempts < 1:
-            raise ValueError(f"max_attempts must be >= 1, got {self.max_attempts}")
+            raise ConfigError(f"max_attempts must be >= 1, got {self.max_attempts}")
         if self.base_delay_seconds < 0 or self.max_delay_seconds < 0:
-            raise ValueError("retry delays must be >= 0")
+            raise ConfigError("retry delays must be >= 0")
 
     @classmethod
     def from_settings(cls, settings: WfloSettings) -> RetryPolicy:

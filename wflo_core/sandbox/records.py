@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from wflo_core.events.outbox import emit
+from wflo_core.events.outbox import EventRecorder
 from wflo_core.events.schemas import SandboxFinished, SandboxKilled
 from wflo_core.ledger.models import SandboxRun
 from wflo_core.ledger.store import Ledger
@@ -16,7 +16,7 @@ def record_sandbox_run(
     run_id: str,
     workflow: str,
     step_key: str,
-    topic: str | None = None,
+    record_event: EventRecorder,
 ) -> int:
     """Write the run's ledger row and its ``sandbox.finished``/``sandbox.killed`` event; the row id."""
     common = {
@@ -40,5 +40,5 @@ def record_sandbox_run(
         row = SandboxRun(run_id=run_id, step_key=step_key, **result.to_record())
         session.add(row)
         session.flush()
-        emit(session, event, topic=topic)
+        record_event(session, event)
         return row.id

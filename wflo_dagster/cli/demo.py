@@ -9,11 +9,9 @@ from rich.console import Console
 
 from wflo_core.config import load_settings, redact_url
 from wflo_core.errors import ConfigError
-from wflo_core.events.relay import relay_best_effort
-from wflo_core.events.sinks import build_event_sink
 from wflo_core.ledger.migrations import upgrade
 from wflo_core.ledger.rollups import cost_rollup, run_total
-from wflo_core.ledger.store import Ledger
+from wflo_core.services import shared_services
 from wflo_dagster.cli import app
 from wflo_dagster.cli.costs import rollup_table
 from wflo_dagster.sensors.run_status import close_out_run
@@ -56,18 +54,13 @@ def demo(
     if not result.success:
         failure = next((e for e in result.all_events if e.is_step_failure), None)
         reason = failure.event_specific_data.error.message.strip() if failure else "run failed"
-    ledger = Ledger(settings.ledger_url)
-    try:
-        close_out_run(instance, ledger, result.run_id, job, status, reason)
-        sink = build_event_sink(settings)
-        relay_best_effort(ledger, sink)  # the run's last events, to Kafka or the JSONL file
-        sink.close()
-        with ledger.transaction() as session:
+    with shared_services(settings) as services:
+        close_out_run(instance, services, result.run_id, job, status, reason)
+        services.relay_events()  # the run's last events, to Kafka or the JSONL file
+        with services.ledger.transaction() as session:
             by_step = cost_rollup(session, "step", run_id=result.run_id)
             by_model = cost_rollup(session, "model", run_id=result.run_id)
             total = run_total(session, result.run_id)
-    finally:
-        ledger.close()
     console.print(f"run [bold]{result.run_id}[/] of [bold]{job}[/] {status}"
                   + (f": {reason}" if reason else ""))
     console.print(rollup_table(by_step, "step", "LLM cost by step"))

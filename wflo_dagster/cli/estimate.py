@@ -12,9 +12,9 @@ from rich.table import Table
 from wflo_core.budgets.estimate import decode_plan, estimate
 from wflo_core.config import load_settings
 from wflo_core.errors import ConfigError
+from wflo_core.keys import PLANNED_CALLS_KEY
 from wflo_core.pricing import PriceCatalog
 from wflo_dagster.cli import app
-from wflo_dagster.steps import PLANNED_CALLS_KEY
 
 
 @app.command("estimate")

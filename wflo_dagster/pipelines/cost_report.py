@@ -8,7 +8,7 @@ from decimal import Decimal
 import dagster as dg
 
 from wflo_core.config import load_settings
-from wflo_core.ledger.store import Ledger
+from wflo_core.services import shared_services
 from wflo_dagster.reports import cost_by_model_chart, cost_markdown, daily_cost_rows
 
 GROUP = "wflo_reports"
@@ -23,12 +23,8 @@ CALLS_KEY = "wflo/report/llm_calls"
 def daily_cost_report(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
     day = date.fromisoformat(context.partition_key)
     settings = load_settings()
-    ledger = Ledger(settings.ledger_url)
-    try:
-        with ledger.transaction() as session:
-            rows = daily_cost_rows(session, day)
-    finally:
-        ledger.close()
+    with shared_services(settings) as services, services.ledger.transaction() as session:
+        rows = daily_cost_rows(session, day)
     table = cost_markdown(day, rows)
     chart = cost_by_model_chart(day, rows, settings.home.resolve() / "reports" / f"cost-by-model-{day}.png")
     chart.with_name(f"cost-{day}.md").write_text(table + "\n", encoding="utf-8")

@@ -13,11 +13,11 @@ import json
 import dagster as dg
 
 from wflo_core.budgets.estimate import PlannedCall
-from wflo_core.llm.types import Message, ToolCall
+from wflo_core.calls import Message, ToolCall
+from wflo_dagster.decorators import llm_asset
 from wflo_dagster.resources.llm import LLMResource
 from wflo_dagster.resources.sandbox import SandboxResource
 from wflo_dagster.sandbox_step import run_code_step
-from wflo_dagster.steps import llm_asset
 
 GROUP = "research_agent"
 PLANNER_MODEL = ("openai", "gpt-4o-mini")

@@ -18,6 +18,7 @@ import dagster as dg
 from wflo_core.config import load_settings
 from wflo_dagster.checkpoints import checkpoint, resume
 from wflo_dagster.compensation import register_compensation
+from wflo_dagster.decorators import llm_asset
 from wflo_dagster.gates import approval_gate
 from wflo_dagster.pipelines.research_agent import (
     CODER_MODEL,
@@ -27,7 +28,6 @@ from wflo_dagster.pipelines.research_agent import (
     plan_messages,
 )
 from wflo_dagster.resources.llm import LLMResource
-from wflo_dagster.steps import llm_asset
 
 GROUP = "reviewed_release"
 

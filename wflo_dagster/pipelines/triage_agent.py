@@ -12,8 +12,8 @@ from typing import Any
 
 import dagster as dg
 
-from wflo_core.ledger.rollups import cost_rollup
-from wflo_core.llm.accounting import (
+from wflo_core.calls import Message
+from wflo_core.steps.totals import (
     CACHE_HITS_KEY,
     CALLS_KEY,
     COST_KEY,
@@ -21,10 +21,9 @@ from wflo_core.llm.accounting import (
     OUTPUT_TOKENS_KEY,
     SAVED_KEY,
 )
-from wflo_core.llm.types import Message
+from wflo_dagster.decorators import llm_asset, track_llm_step
 from wflo_dagster.hooks import WFLO_HOOKS
 from wflo_dagster.resources.llm import LLMResource
-from wflo_dagster.steps import llm_asset, track_llm_step
 
 GROUP = "triage_agent"
 TRIAGE_MODEL = ("openai", "gpt-4o-mini")
@@ -104,8 +103,7 @@ def triage_ticket(context: dg.OpExecutionContext, ticket: dict, llm: LLMResource
 
 @dg.op(description="Fan-in: every verdict, with the fan-out's cost totals from the ledger.")
 def collect_triage(context: dg.OpExecutionContext, verdicts: list[dict], llm: LLMResource) -> list[dict]:
-    with llm.services.ledger.transaction() as session:
-        steps = [r for r in cost_rollup(session, "step", run_id=context.run_id) if "triage_ticket[" in r.key]
+    steps = [r for r in llm.run_costs(context, by="step") if "triage_ticket[" in r.key]
     priorities = Counter(v["priority"] for v in verdicts)
     context.add_output_metadata({
         COST_KEY: float(sum(r.cost_usd for r in steps)),

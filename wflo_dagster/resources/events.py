@@ -14,11 +14,13 @@ from dagster import ConfigurableResource, InitResourceContext
 from pydantic import Field, PrivateAttr
 from sqlalchemy.orm import Session
 
-from wflo_core.config import WfloSettings, load_settings
+from wflo_core.config import WfloSettings
 from wflo_core.events import CloudEvent, EventData, EventSink, RelayStats, TopicLayout, emit
 from wflo_core.events.relay import relay_best_effort
 from wflo_core.events.sinks import build_event_sink
 from wflo_core.ledger.store import Ledger
+from wflo_core.services import WfloServices, release_services
+from wflo_dagster.resources.wflo import WfloResource, acquire
 
 logger = logging.getLogger("wflo.events")
 
@@ -33,9 +35,9 @@ class EventSinkResource(ConfigurableResource):
     delivery_timeout_seconds: float = Field(
         default=5.0, gt=0, description="How long a best-effort publish may wait for the broker."
     )
+    wflo: WfloResource | None = Field(default=None, description="Ledger and Kafka settings.")
 
-    _settings: WfloSettings | None = PrivateAttr(default=None)
-    _ledger: Ledger | None = PrivateAttr(default=None)
+    _services: WfloServices | None = PrivateAttr(default=None)
     _sink: EventSink | None = PrivateAttr(default=None)
 
     def setup_for_execution(self, context: InitResourceContext) -> None:
@@ -45,36 +47,28 @@ class EventSinkResource(ConfigurableResource):
         self.relay()
         if self._sink is not None:
             self._sink.close()
-        if self._ledger is not None:
-            self._ledger.close()
-        self._sink = self._ledger = None
+        if self._services is not None:
+            release_services(self._services)
+        self._sink = self._services = None
 
-    def _start(self) -> None:
-        if self._ledger is not None:
-            return
-        overrides = {
-            k: v
-            for k, v in {
-                "kafka_bootstrap_servers": self.kafka_bootstrap_servers,
-                "kafka_topic_prefix": self.topic_prefix,
-            }.items()
-            if v is not None
-        }
-        self._settings = load_settings(**overrides)
-        self._ledger = Ledger(self._settings.ledger_url)
-        self._sink = build_event_sink(self._settings, delivery_timeout_s=self.delivery_timeout_seconds)
+    def _start(self) -> WfloServices:
+        if self._services is None:
+            self._services = acquire(self.wflo, kafka_bootstrap_servers=self.kafka_bootstrap_servers,
+                                     kafka_topic_prefix=self.topic_prefix)
+            self._sink = build_event_sink(self._services.settings, delivery_timeout_s=self.delivery_timeout_seconds)
+        return self._services
+
+    @property
+    def settings(self) -> WfloSettings:
+        return self._start().settings
 
     @property
     def topics(self) -> TopicLayout:
-        self._start()
-        assert self._settings is not None
-        return TopicLayout.from_settings(self._settings)
+        return TopicLayout.from_settings(self.settings)
 
     @property
     def ledger(self) -> Ledger:
-        self._start()
-        assert self._ledger is not None
-        return self._ledger
+        return self._start().ledger
 
     def emit(
         self, event: EventData, *, session: Session | None = None, source: str = "/wflo/dagster"

@@ -1,32 +1,28 @@
-"""``LLMResource``: the gateway for Dagster steps, with per-step cost totals for metadata and hooks."""
+"""``LLMResource``: the gateway for Dagster steps. Config and lifecycle here; the rules in ``wflo_core.steps``."""
 
 from __future__ import annotations
 
 import threading
-from collections import defaultdict
 from collections.abc import Iterator
 from contextlib import contextmanager
-from contextvars import ContextVar
-from dataclasses import replace
 from typing import Any
 
 import dagster as dg
 from pydantic import Field, PrivateAttr
-from sqlalchemy.orm import Session
 
-from wflo_core.budgets import CallScope
-from wflo_core.budgets.scopes import BUDGET_TAG, ON_BREACH_TAG, tags_from
-from wflo_core.checkpoints import CheckpointStore, SettledResults
-from wflo_core.config import WfloSettings, load_settings
-from wflo_core.events.schemas import RunStarted, StepRetried, StepStarted
-from wflo_core.llm.accounting import CallOutcome, StepTotals
-from wflo_core.llm.factory import WfloServices, build_services
+from wflo_core.calls import LLMRequest, LLMResponse, Message
+from wflo_core.errors import ConfigError
+from wflo_core.keys import BUDGET_TAG, PARENT_RUN_TAG
+from wflo_core.ledger.rollups import Dimension, RollupRow, cost_rollup
 from wflo_core.llm.providers.base import StreamChunk
-from wflo_core.llm.types import LLMRequest, LLMResponse, Message
-from wflo_core.run_chain import PARENT_RUN_TAG
+from wflo_core.money import parse_usd
+from wflo_core.services import WfloServices, release_services
+from wflo_core.steps.recorder import BudgetDefaults, StepInfo, StepRecorder
+from wflo_dagster.resources.wflo import WfloResource, acquire
 
 StepContext = dg.AssetExecutionContext | dg.OpExecutionContext
-_SUB_AGENT: ContextVar[tuple[str, int | None] | None] = ContextVar("wflo_sub_agent", default=None)
+LLM_RESOURCE_KEY = "llm"
+"""The resource key wflo's steps, hooks and helpers expect the ``LLMResource`` under."""
 
 
 def step_identity(context: StepContext) -> tuple[str, str, int]:
@@ -35,9 +31,22 @@ def step_identity(context: StepContext) -> tuple[str, str, int]:
     return context.run_id, step_key, context.retry_number
 
 
-def parent_run_id(context: StepContext) -> str | None:
-    """The run this one continues: an approved continuation's tag, or Dagster's re-execution parent."""
-    return context.run_tags.get(PARENT_RUN_TAG) or context.dagster_run.parent_run_id
+def step_info(context: StepContext) -> StepInfo:
+    """The step as plain values for the core's step recorder."""
+    run_id, step_key, attempt = step_identity(context)
+    return StepInfo(
+        run_id=run_id, step_key=step_key, workflow=context.job_name, attempt=attempt,
+        asset_key=context.asset_key.to_user_string() if context.has_assets_def else None,
+        run_tags=dict(context.run_tags), op_tags=dict(context.op_def.tags or {}),
+        # an approved continuation's tag, or Dagster's re-execution parent
+        parent_run_id=context.run_tags.get(PARENT_RUN_TAG) or context.dagster_run.parent_run_id,
+    )
+
+
+def services_of(context: StepContext) -> WfloServices:
+    """The services of the step's ``llm`` resource (for wflo's own step helpers: gates, checkpoints...)."""
+    llm: LLMResource = getattr(context.resources, LLM_RESOURCE_KEY)
+    return llm._wflo_services
 
 
 class LLMResource(dg.ConfigurableResource):
@@ -60,95 +69,22 @@ class LLMResource(dg.ConfigurableResource):
     run_budget_usd: str | None = Field(
         default=None, description="Limit for each run using this resource, e.g. '2.50'. A run's "
         "'wflo/budget_usd' tag wins; unset = WFLO_BUDGET_RUN_USD (or no run budget).")
+    wflo: WfloResource | None = Field(default=None, description="Ledger, cache and provider settings.")
 
     _services: WfloServices | None = PrivateAttr(default=None)
-    _totals: dict[tuple[str, str], StepTotals] = PrivateAttr(default_factory=lambda: defaultdict(StepTotals))
-    _seq: dict[tuple[str, str, int], int] = PrivateAttr(default_factory=lambda: defaultdict(int))
-    _scopes: dict[tuple[str, str], CallScope] = PrivateAttr(default_factory=dict)
-    _last_call: dict[tuple[str, str], int] = PrivateAttr(default_factory=dict)
+    _recorders: dict[tuple[str, str], StepRecorder] = PrivateAttr(default_factory=dict)
     _lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)
 
-    def _settings(self) -> WfloSettings:
-        overrides: dict[str, Any] = {}
-        if self.llm_mode:
-            overrides["llm_mode"] = self.llm_mode
-        if self.cassette_path:
-            overrides["cassette_path"] = self.cassette_path
-        return load_settings(**overrides)
-
     def setup_for_execution(self, context: dg.InitResourceContext) -> None:
-        self._services = build_services(self._settings())
+        self._services = acquire(self.wflo, llm_mode=self.llm_mode, cassette_path=self.cassette_path)
 
     def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
         if self._services is not None:
             self._services.relay_events()  # in-step best effort; the relay sensor does the rest
-            self._services.close()
+            release_services(self._services)
             self._services = None
 
-    @property
-    def services(self) -> WfloServices:
-        if self._services is None:  # used outside a run (direct invocation in tests)
-            self._services = build_services(self._settings())
-        return self._services
-
-    # ------------------------------------------------------------------ calls
-
-    def scope_for(self, context: StepContext, session: Session | None = None) -> CallScope:
-        """Who this step's calls are charged to; its tag budgets are set up on first use."""
-        run_id, step_key, _ = step_identity(context)
-        if (run_id, step_key) in self._scopes:
-            return self._scopes[(run_id, step_key)]
-        asset_key = context.asset_key.to_user_string() if context.has_assets_def else None
-        op_tags = dict(context.op_def.tags or {})
-        tags = {**tags_from(context.run_tags), **tags_from(op_tags)}
-        scope = CallScope(run_id=run_id, workflow=context.job_name, step_key=step_key, asset_key=asset_key,
-                          tags=tags)
-        if session is None:
-            with self.services.ledger.transaction() as own_session:
-                self._ensure_tag_budgets(own_session, context, scope, op_tags)
-        else:
-            self._ensure_tag_budgets(session, context, scope, op_tags)
-        self._scopes[(run_id, step_key)] = scope
-        return scope
-
-    def _ensure_tag_budgets(self, session: Session, context: StepContext, scope: CallScope,
-                            op_tags: dict[str, str]) -> None:
-        """Run budgets from the run tag or WFLO_BUDGET_RUN_USD; asset budgets from the asset's op tag."""
-        services = self.services
-        run_limit = context.run_tags.get(BUDGET_TAG) or self.run_budget_usd
-        on_breach = context.run_tags.get(ON_BREACH_TAG, services.settings.budget_on_breach)
-        if run_limit is not None or services.settings.budget_run_usd is not None:
-            limit = services.parse_usd(run_limit, BUDGET_TAG) if run_limit else services.settings.budget_run_usd
-            services.budgets.ensure_limit(session, "run", scope.run_id, limit, on_breach)
-        if scope.asset_key and BUDGET_TAG in op_tags:
-            services.budgets.ensure_limit(session, "asset", scope.asset_key,
-                                          services.parse_usd(op_tags[BUDGET_TAG], BUDGET_TAG), on_breach)
-
-    def start_step(self, context: StepContext) -> None:
-        """Open this attempt's ``steps`` row (and the run's, first time) with their events."""
-        run_id, step_key, attempt = step_identity(context)
-        services = self.services
-        with services.ledger.transaction() as session:
-            scope = self.scope_for(context, session)
-            parent = parent_run_id(context)
-            if services.ledger.ensure_run(session, run_id, scope.workflow, tags=dict(context.run_tags),
-                                          parent_run_id=parent):
-                services.emit(session, RunStarted(run_id=run_id, workflow=scope.workflow,
-                                                  tags=dict(context.run_tags), parent_run_id=parent))
-            earlier = services.ledger.close_earlier_attempts(session, run_id, step_key, attempt) if attempt else []
-            for step in earlier:
-                services.emit(session, StepRetried(run_id=run_id, step_key=step_key, attempt=step.attempt,
-                                                   asset_key=scope.asset_key,
-                                                   error=f"attempt {step.attempt} failed; Dagster retried it"))
-            services.ledger.open_step(session, run_id, step_key, attempt, asset_key=scope.asset_key,
-                                      tags=dict(scope.tags))
-            services.emit(session, StepStarted(run_id=run_id, step_key=step_key, attempt=attempt,
-                                               asset_key=scope.asset_key))
-
-    def add_step_metadata(self, context: StepContext) -> None:
-        """Attach this step's cost, tokens, calls and cache savings as numeric output metadata."""
-        run_id, step_key, _ = step_identity(context)
-        context.add_output_metadata(self.step_totals(run_id, step_key).as_metadata())
+    # ------------------------------------------------------------------ the user's verbs
 
     def complete(
         self,
@@ -163,7 +99,7 @@ class LLMResource(dg.ConfigurableResource):
     ) -> LLMResponse:
         """Send one completion through the gateway and count it toward this step's totals."""
         if (prompt is None) == (messages is None):
-            raise ValueError("pass exactly one of prompt= or messages=")
+            raise ConfigError("pass exactly one of prompt= or messages= to llm.complete")
         msgs = list(messages or [Message("user", prompt or "")])
         if system:
             msgs.insert(0, Message("system", system))
@@ -171,62 +107,55 @@ class LLMResource(dg.ConfigurableResource):
                              messages=tuple(msgs), **params)
         return self.send(context, request)
 
-    def _next_call(self, context: StepContext) -> tuple[int, str]:
-        """The call's sequence number within this step attempt, and its ledger idempotency key."""
-        run_id, step_key, attempt = step_identity(context)
-        with self._lock:
-            self._seq[(run_id, step_key, attempt)] += 1
-            seq = self._seq[(run_id, step_key, attempt)]
-        return seq, f"{run_id}:{step_key}:{attempt}:{seq}"
+    def send(self, context: StepContext, request: LLMRequest) -> LLMResponse:
+        """Send a prepared :class:`LLMRequest`; an answer this run's chain already paid for is reused."""
+        return self._recorder(context).complete(request, on_reuse=context.log.info)
 
     def stream(self, context: StepContext, request: LLMRequest) -> Iterator[StreamChunk]:
         """Stream one completion through the gateway; the last chunk carries the full response."""
-        run_id, step_key, _ = step_identity(context)
-        _, call_key = self._next_call(context)
-        yield from self.services.gateway.stream(request, self._call_scope(context), call_key,
-                                                on_outcome=lambda outcome: self._count(run_id, step_key, outcome))
-
-    def send(self, context: StepContext, request: LLMRequest) -> LLMResponse:
-        run_id, step_key, _ = step_identity(context)
-        seq, call_key = self._next_call(context)
-        scope = self._call_scope(context)
-        settled = SettledResults(CheckpointStore(self.services.ledger))
-        reused = settled.recall(run_id=run_id, step_key=step_key, seq=seq, request=request)
-        if reused is not None:
-            context.log.info(f"call {seq} of {step_key} was answered and paid for earlier in this run's "
-                             "chain; reusing that answer (not sent, not charged)")
-            return reused
-        response, outcome = self.services.gateway.complete(request, scope, call_key)
-        self._count(run_id, step_key, outcome)
-        settled.remember(run_id=run_id, workflow=scope.workflow, step_key=step_key, seq=seq, request=request,
-                         response=response)
-        return response
-
-    def _count(self, run_id: str, step_key: str, outcome: CallOutcome) -> None:
-        with self._lock:
-            self._totals[(run_id, step_key)].add(outcome)
-            if outcome.call_id is not None:
-                self._last_call[(run_id, step_key)] = outcome.call_id
+        yield from self._recorder(context).stream(request)
 
     @contextmanager
     def sub_agent(self, context: StepContext, name: str) -> Iterator[None]:
         """Attribute the calls made inside to sub-agent ``name`` (tag ``agent=name``), linked to the
         parent's last call; they still roll up to this step and run."""
-        run_id, step_key, _ = step_identity(context)
-        token = _SUB_AGENT.set((name, self._last_call.get((run_id, step_key))))
-        try:
+        with self._recorder(context).sub_agent(name):
             yield
-        finally:
-            _SUB_AGENT.reset(token)
 
-    def _call_scope(self, context: StepContext) -> CallScope:
-        scope = self.scope_for(context)
-        agent = _SUB_AGENT.get()
-        if agent is None:
-            return scope
-        name, parent_call_id = agent
-        return replace(scope, tags={**scope.tags, "agent": name}, parent_call_id=parent_call_id)
+    def run_costs(self, context: StepContext, by: Dimension = "step") -> list[RollupRow]:
+        """This run's cost so far from the ledger, rolled up ``by`` step, model, asset..."""
+        with self._wflo_services.ledger.transaction() as session:
+            return cost_rollup(session, by, run_id=context.run_id)
 
-    def step_totals(self, run_id: str, step_key: str) -> StepTotals:
+    # ------------------------------------------------------------------ plumbing for wflo_dagster
+
+    @property
+    def _wflo_services(self) -> WfloServices:
+        if self._services is None:  # used outside a run (direct invocation in tests)
+            self._services = acquire(self.wflo, llm_mode=self.llm_mode, cassette_path=self.cassette_path)
+        return self._services
+
+    def _recorder(self, context: StepContext) -> StepRecorder:
+        run_id, step_key, _ = step_identity(context)
         with self._lock:
-            return self._totals.get((run_id, step_key)) or StepTotals()
+            recorder = self._recorders.get((run_id, step_key))
+            if recorder is None:
+                services = self._wflo_services
+                settings = services.settings
+                run_limit = (parse_usd(self.run_budget_usd, f"LLMResource.run_budget_usd ({BUDGET_TAG})")
+                             if self.run_budget_usd else settings.budget_run_usd)
+                recorder = StepRecorder(
+                    step_info(context), ledger=services.ledger, budgets=services.budgets,
+                    gateway=services.gateway, record_event=services.record_event,
+                    settled=services.settled, defaults=BudgetDefaults(run_limit, settings.budget_on_breach))
+                self._recorders[(run_id, step_key)] = recorder
+            return recorder
+
+    def _open_step(self, context: StepContext) -> StepRecorder:
+        recorder = self._recorder(context)
+        recorder.open(step_info(context))
+        return recorder
+
+    def _finished_step(self, run_id: str, step_key: str) -> StepRecorder | None:
+        with self._lock:
+            return self._recorders.get((run_id, step_key))

@@ -11,10 +11,10 @@ from __future__ import annotations
 from dagster import ConfigurableResource, InitResourceContext
 from pydantic import Field, PrivateAttr
 
-from wflo_core.config import load_settings
-from wflo_core.ledger.store import Ledger
 from wflo_core.sandbox import Sandbox, SandboxLimits, SandboxResult, open_sandbox
 from wflo_core.sandbox.files import FilesIn
+from wflo_core.services import WfloServices, release_services
+from wflo_dagster.resources.wflo import WfloResource, acquire
 
 
 class SandboxResource(ConfigurableResource):
@@ -32,9 +32,10 @@ class SandboxResource(ConfigurableResource):
     )
     timeout_seconds: float = Field(default=30.0, gt=0, description="Default wall-clock limit per run.")
     memory_mb: int = Field(default=256, ge=16, description="Default memory limit per run, MiB.")
+    wflo: WfloResource | None = Field(default=None, description="Ledger and Docker settings.")
 
     _sandbox: Sandbox | None = PrivateAttr(default=None)
-    _ledger: Ledger | None = PrivateAttr(default=None)
+    _services: WfloServices | None = PrivateAttr(default=None)
 
     def setup_for_execution(self, context: InitResourceContext) -> None:
         self._open()
@@ -43,16 +44,16 @@ class SandboxResource(ConfigurableResource):
         if self._sandbox is not None:
             self._sandbox.close()
             self._sandbox = None
-        if self._ledger is not None:
-            self._ledger.close()
-            self._ledger = None
+        if self._services is not None:
+            release_services(self._services)
+            self._services = None
 
     @property
-    def ledger(self) -> Ledger:
-        """Where sandbox runs are recorded (the ledger of the current settings)."""
-        if self._ledger is None:
-            self._ledger = Ledger(load_settings().ledger_url)
-        return self._ledger
+    def services(self) -> WfloServices:
+        """Where sandbox runs are recorded (the process's shared services for these settings)."""
+        if self._services is None:
+            self._services = acquire(self.wflo)
+        return self._services
 
     @property
     def default_limits(self) -> SandboxLimits:
@@ -76,7 +77,7 @@ class SandboxResource(ConfigurableResource):
     def _open(self) -> Sandbox:
         if self._sandbox is None:
             self._sandbox = open_sandbox(
-                load_settings(),
+                self.services.settings,
                 backend=self.backend,  # type: ignore[arg-type]  (checked by open_sandbox)
                 limits=self.default_limits,
                 warm_pool_size=self.warm_pool_size,

@@ -8,11 +8,9 @@ from __future__ import annotations
 
 import dagster as dg
 
-from wflo_core.budgets import BudgetBook
 from wflo_core.config import load_settings
-from wflo_core.ledger.store import Ledger
-from wflo_core.runs import close_run
-from wflo_dagster.run_summary import tag_run_with_cost
+from wflo_core.runs.summary import run_cost_tags
+from wflo_core.services import WfloServices, shared_services
 
 _STATUS = {
     dg.DagsterRunStatus.SUCCESS: "succeeded",
@@ -31,22 +29,21 @@ def _failure_reason(context: dg.RunStatusSensorContext) -> str | None:
     return "run failed"
 
 
-def close_out_run(instance: dg.DagsterInstance, ledger: Ledger, run_id: str, workflow: str, status: str,
-                  reason: str | None) -> None:
+def close_out_run(instance: dg.DagsterInstance, services: WfloServices, run_id: str, workflow: str, status: str,
+                  reason: str | None) -> dict[str, str]:
     """Close the wflo run record and put the run's exact cost on the Dagster run as tags."""
-    close_run(ledger, BudgetBook(ledger), run_id, workflow, status, reason)
-    with ledger.transaction() as session:
-        tag_run_with_cost(instance, session, run_id)
+    services.close_run(run_id, workflow, status, reason)
+    with services.ledger.transaction() as session:
+        tags = run_cost_tags(session, run_id)
+    instance.add_run_tags(run_id, tags)
+    return tags
 
 
 def close_out(context: dg.RunStatusSensorContext) -> None:
     run = context.dagster_run
-    ledger = Ledger(load_settings().ledger_url)
-    try:
-        close_out_run(context.instance, ledger, run.run_id, run.job_name, _STATUS[run.status],
+    with shared_services(load_settings()) as services:
+        close_out_run(context.instance, services, run.run_id, run.job_name, _STATUS[run.status],
                       _failure_reason(context))
-    finally:
-        ledger.close()
 
 
 def _make(status: dg.DagsterRunStatus) -> dg.SensorDefinition:

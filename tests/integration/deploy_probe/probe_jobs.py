@@ -28,7 +28,7 @@ def nap_job() -> None:
 @dg.op
 def open_wflo_run_then_nap(context: dg.OpExecutionContext, config: NapConfig, llm: LLMResource) -> None:
     """Opens the wflo run and step records as every LLM step does, then sleeps until killed."""
-    llm.start_step(context)
+    llm._open_step(context)
     context.log.info("wflo run opened; napping")
     time.sleep(config.seconds)
 

@@ -7,8 +7,8 @@ import signal
 
 import dagster as dg
 
+from wflo_dagster.decorators import llm_asset
 from wflo_dagster.resources.llm import LLMResource
-from wflo_dagster.steps import llm_asset
 
 KILL_FLAG = "WFLO_TEST_KILL_AFTER_FIRST_CALL"
 

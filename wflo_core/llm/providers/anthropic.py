@@ -8,10 +8,10 @@ from typing import Any
 
 import anthropic
 
+from wflo_core.calls import LLMRequest, LLMResponse, Message, ToolCall
 from wflo_core.errors import ProviderRequestRejected
 from wflo_core.llm.providers.base import DEFAULT_TIMEOUT_SECONDS, StreamChunk
 from wflo_core.llm.providers.sdk_errors import translate_sdk_error
-from wflo_core.llm.types import LLMRequest, LLMResponse, Message, ToolCall
 from wflo_core.pricing.usage import usage_from_anthropic
 
 

@@ -6,7 +6,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
-from wflo_core.llm.types import LLMRequest, LLMResponse
+from wflo_core.calls import LLMRequest, LLMResponse
 
 DEFAULT_TIMEOUT_SECONDS = 60.0
 

@@ -19,9 +19,8 @@ import threading
 from pathlib import Path
 from typing import Any
 
+from wflo_core.calls import LLMRequest, LLMResponse, Message, ToolCall, Usage
 from wflo_core.errors import ConfigError
-from wflo_core.llm.types import LLMRequest, LLMResponse, Message, ToolCall
-from wflo_core.pricing.usage import Usage
 
 CASSETTE_FORMAT = 1
 SHIPPED_CASSETTE = "research_agent.jsonl"

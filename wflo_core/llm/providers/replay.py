@@ -5,10 +5,10 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
+from wflo_core.calls import LLMRequest, LLMResponse
 from wflo_core.errors import CassetteMiss, ConfigError
 from wflo_core.llm.providers.base import Provider, StreamChunk
 from wflo_core.llm.providers.cassette import Cassette, prompt_excerpt, request_fingerprint
-from wflo_core.llm.types import LLMRequest, LLMResponse
 
 
 class ReplayProvider:

@@ -12,8 +12,6 @@ from sqlalchemy.orm import Session
 
 from wflo_core.ledger.models import Run
 
-PARENT_RUN_TAG = "wflo/parent_run_id"
-"""Run tag naming the run a continuation carries on (Dagster re-executions use ``dagster/parent_run_id``)."""
 MAX_CHAIN = 1000
 """Guards against a cycle written by hand into ``parent_run_id``."""
 

@@ -4,17 +4,17 @@ from __future__ import annotations
 
 from sqlalchemy import select
 
-from wflo_core.approvals.run_status import is_waiting_for_approval
 from wflo_core.budgets import BudgetBook
-from wflo_core.events.outbox import emit
+from wflo_core.events.outbox import DEFAULT_RECORDER, EventRecorder
 from wflo_core.events.schemas import RunCanceled, RunFailed, RunSucceeded
 from wflo_core.ledger.models import Step, utcnow
 from wflo_core.ledger.rollups import run_total
 from wflo_core.ledger.store import Ledger
+from wflo_core.runs.waiting import is_waiting_for_approval
 
 
 def close_run(ledger: Ledger, budgets: BudgetBook, run_id: str, workflow: str, status: str,
-              reason: str | None = None) -> bool:
+              reason: str | None = None, *, record_event: EventRecorder = DEFAULT_RECORDER) -> bool:
     """Record the run's end once (first writer wins); steps still open are marked crashed.
 
     Called by the run-status sensor (backstop for crashed/terminated runs, where hooks never fire)
@@ -33,10 +33,10 @@ def close_run(ledger: Ledger, budgets: BudgetBook, run_id: str, workflow: str, s
         budgets.release_run(session, run_id)
         cost = run_total(session, run_id)
         if status == "succeeded":
-            emit(session, RunSucceeded(run_id=run_id, workflow=workflow, cost_usd=cost))
+            record_event(session, RunSucceeded(run_id=run_id, workflow=workflow, cost_usd=cost))
         elif status == "canceled":
-            emit(session, RunCanceled(run_id=run_id, workflow=workflow, reason=reason))
+            record_event(session, RunCanceled(run_id=run_id, workflow=workflow, reason=reason))
         else:
-            emit(session, RunFailed(run_id=run_id, workflow=workflow, error=reason or "run failed",
+            record_event(session, RunFailed(run_id=run_id, workflow=workflow, error=reason or "run failed",
                                     cost_usd=cost))
         return True

@@ -10,7 +10,7 @@ from __future__ import annotations
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from wflo_core.events.outbox import emit
+from wflo_core.events.outbox import EventRecorder
 from wflo_core.events.schemas import RunCanceled, RunSucceeded
 from wflo_core.ledger.models import Run
 from wflo_core.ledger.rollups import run_total
@@ -23,7 +23,8 @@ def is_waiting_for_approval(session: Session, run_id: str) -> bool:
     return session.scalar(select(Run.status).where(Run.id == run_id)) == WAITING_APPROVAL
 
 
-def close_waiting_run(ledger: Ledger, session: Session, run_id: str, *, approved: bool, reason: str) -> bool:
+def close_waiting_run(ledger: Ledger, session: Session, run_id: str, *, record_event: EventRecorder,
+                      approved: bool, reason: str) -> bool:
     """Close ``run_id`` if it is waiting for approval; False if it is not (auto-approved, or closed)."""
     run = session.get(Run, run_id, populate_existing=True)
     if run is None or run.status != WAITING_APPROVAL:
@@ -31,8 +32,8 @@ def close_waiting_run(ledger: Ledger, session: Session, run_id: str, *, approved
     workflow = run.workflow.name
     if approved:
         ledger.finish_run(session, run_id, "succeeded", f"{reason}; continued in a new run")
-        emit(session, RunSucceeded(run_id=run_id, workflow=workflow, cost_usd=run_total(session, run_id)))
+        record_event(session, RunSucceeded(run_id=run_id, workflow=workflow, cost_usd=run_total(session, run_id)))
     else:
         ledger.finish_run(session, run_id, "canceled", reason)
-        emit(session, RunCanceled(run_id=run_id, workflow=workflow, reason=reason))
+        record_event(session, RunCanceled(run_id=run_id, workflow=workflow, reason=reason))
     return True

@@ -1,30 +1,35 @@
-"""Build every wflo service from settings: embedded defaults, or Postgres/Redis/Kafka when configured."""
+"""The composition root: settings in, one ``WfloServices`` (ledger, budgets, gateway, books, sinks) out.
+
+Everything that needs a ledger or the gateway gets it from here, so a process opens one ledger engine
+however many resources, sensors or commands use it: :func:`shared_services` hands out one
+``WfloServices`` per distinct settings and closes it when its last user lets go.
+"""
 
 from __future__ import annotations
 
-import functools
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import timedelta
-from decimal import Decimal, InvalidOperation
 from typing import Any, TypeVar
-
-from sqlalchemy.orm import Session
 
 from wflo_core.approvals import ApprovalBook, BudgetAsk
 from wflo_core.budgets import BudgetBook
 from wflo_core.cache.base import ResponseCache
+from wflo_core.cache.fail_open import FailOpenCache, fail_open_single_flight
 from wflo_core.cache.keys import cache_key, is_cacheable
 from wflo_core.cache.locks import LockFactory, MemoryLocks
 from wflo_core.cache.memory import MemoryCache
 from wflo_core.cache.redis import RedisCache
 from wflo_core.cache.redis_locks import RedisLocks
 from wflo_core.cache.singleflight import SingleFlight
+from wflo_core.calls import LLMRequest, LLMResponse
+from wflo_core.checkpoints import CheckpointStore, SettledResults
+from wflo_core.compensation import CompensationBook
 from wflo_core.config import WfloSettings
-from wflo_core.errors import ConfigError
-from wflo_core.events.outbox import emit
+from wflo_core.events.outbox import EventRecorder, outbox_recorder
 from wflo_core.events.relay import RelayStats, relay_best_effort
-from wflo_core.events.schemas import EventData
 from wflo_core.events.sinks import build_event_sink
 from wflo_core.events.sinks.base import EventSink
 from wflo_core.events.topics import TopicLayout
@@ -33,39 +38,38 @@ from wflo_core.ledger.store import Ledger
 from wflo_core.llm.gateway import Gateway, GatewayParts
 from wflo_core.llm.providers.base import Provider
 from wflo_core.llm.providers.factory import build_provider
-from wflo_core.llm.redis_outage import FailOpenBreakerStore, FailOpenCache, fail_open_single_flight
-from wflo_core.llm.types import LLMRequest, LLMResponse
 from wflo_core.pricing import PriceCatalog
 from wflo_core.resilience.breaker import BreakerConfig, BreakerStore, CircuitBreaker, MemoryBreakerStore
+from wflo_core.resilience.fail_open import FailOpenBreakerStore
 from wflo_core.resilience.redis_breaker import RedisBreakerStore
 from wflo_core.resilience.retry import RetryPolicy, call_with_retries
+from wflo_core.runs.close import close_run
 
 T = TypeVar("T")
 
 
 @dataclass
 class WfloServices:
-    """The ledger, budgets and gateway of one process, built once and closed together."""
+    """The ledger, budgets, gateway and books of one process, built once and closed together."""
 
     settings: WfloSettings
     ledger: Ledger
     budgets: BudgetBook
     gateway: Gateway
+    record_event: EventRecorder
+    """Writes an event into the outbox, in the caller's transaction, on the configured topic."""
+    approvals: ApprovalBook
+    checkpoints: CheckpointStore
+    settled: SettledResults
+    """LLM answers a run's chain already paid for (reused on re-execution)."""
+    compensations: CompensationBook
     _providers: dict[str, Provider] = field(default_factory=dict)
     _sink: EventSink | None = None
 
-    def emit(self, session: Session, event: EventData) -> None:
-        emit(session, event, topic=TopicLayout.from_settings(self.settings).events)
-
-    @staticmethod
-    def parse_usd(value: str, what: str) -> Decimal:
-        try:
-            amount = Decimal(value)
-        except InvalidOperation:
-            raise ConfigError(f"{what} must be a decimal USD amount like '0.50', got {value!r}") from None
-        if amount < 0 or not amount.is_finite():
-            raise ConfigError(f"{what} must be a finite amount >= 0, got {value!r}")
-        return amount
+    def close_run(self, run_id: str, workflow: str, status: str, reason: str | None = None) -> bool:
+        """Record the run's end once: crashed steps, released holds, the run event (see ``runs.close``)."""
+        return close_run(self.ledger, self.budgets, run_id, workflow, status, reason,
+                         record_event=self.record_event)
 
     def relay_events(self, *, max_seconds: float = 10.0) -> RelayStats:
         """Publish pending outbox events now (best effort; never raises)."""
@@ -121,14 +125,57 @@ def build_services(settings: WfloSettings, **part_overrides: Any) -> WfloService
     def key_for(request: LLMRequest) -> str | None:
         return cache_key(request) if is_cacheable(request, settings.cache_mode) else None
 
-    events_topic = TopicLayout.from_settings(settings).events
+    record_event = outbox_recorder(TopicLayout.from_settings(settings).events)
+    checkpoints = CheckpointStore(ledger)
+    approvals = ApprovalBook(ledger, record_event=record_event)
     parts = GatewayParts(
         ledger=ledger, budgets=budgets, catalog=PriceCatalog.from_settings(settings),
-        provider_for=provider_for, record_event=functools.partial(emit, topic=events_topic),
+        provider_for=provider_for, record_event=record_event,
         cache=cache, cache_key=key_for,
         single_flight=fail_open_single_flight(flights),
-        call_with_resilience=resilient, ask_approval=BudgetAsk(ApprovalBook(ledger)),
+        call_with_resilience=resilient, ask_approval=BudgetAsk(approvals),
     )
     for key, value in part_overrides.items():
         setattr(parts, key, value)
-    return WfloServices(settings, ledger, budgets, Gateway(parts), providers)
+    return WfloServices(settings, ledger, budgets, Gateway(parts), record_event, approvals,
+                        checkpoints, SettledResults(checkpoints), CompensationBook(ledger), providers)
+
+
+_shared: dict[str, tuple[WfloServices, int]] = {}
+_shared_lock = threading.Lock()
+
+
+def acquire_services(settings: WfloSettings) -> WfloServices:
+    """The process's ``WfloServices`` for ``settings`` (built on first use); pair with :func:`release_services`."""
+    key = settings.model_dump_json()
+    with _shared_lock:
+        services, users = _shared.get(key) or (None, 0)
+        if services is None:
+            services = build_services(settings)
+        _shared[key] = (services, users + 1)
+        return services
+
+
+def release_services(services: WfloServices) -> None:
+    """Let go of ``services``; the last user closes it."""
+    key = services.settings.model_dump_json()
+    with _shared_lock:
+        shared, users = _shared.get(key) or (None, 0)
+        if shared is not services:
+            services.close()  # not shared (built directly): close it
+            return
+        if users > 1:
+            _shared[key] = (services, users - 1)
+            return
+        del _shared[key]
+    services.close()
+
+
+@contextmanager
+def shared_services(settings: WfloSettings) -> Iterator[WfloServices]:
+    """``with shared_services(load_settings()) as services:``, sharing one ledger engine per process."""
+    services = acquire_services(settings)
+    try:
+        yield services
+    finally:
+        release_services(services)

@@ -7,32 +7,17 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-from wflo_core.pricing.usage import Usage
-
-COST_KEY = "wflo/cost_usd"
-CALLS_KEY = "wflo/llm_calls"
-CACHE_HITS_KEY = "wflo/cache_hits"
-SAVED_KEY = "wflo/saved_usd"
-INPUT_TOKENS_KEY = "wflo/input_tokens"
-OUTPUT_TOKENS_KEY = "wflo/output_tokens"
-MODEL_TOKENS_KEY = "wflo/tokens/{model}"
-MODEL_COST_KEY = "wflo/cost_usd/{model}"
-
-
-@dataclass(frozen=True, slots=True)
-class CallOutcome:
-    """What one gateway call cost, as the step sees it."""
-
-    provider: str
-    model: str
-    usage: Usage
-    cost_usd: Decimal
-    saved_usd: Decimal
-    cache_hit: bool
-    price_version: str
-    call_key: str
-    call_id: int | None = None
-    """The ``llm_calls`` row id (None if the row already existed)."""
+from wflo_core.calls import CallOutcome, Usage
+from wflo_core.keys import (
+    CACHE_HITS_KEY,
+    CALLS_KEY,
+    COST_KEY,
+    INPUT_TOKENS_KEY,
+    MODEL_COST_KEY,
+    MODEL_TOKENS_KEY,
+    OUTPUT_TOKENS_KEY,
+    SAVED_KEY,
+)
 
 
 @dataclass

@@ -1,0 +1,212 @@
+"""The step recorder: one step's ledger rows (open → close), its calls' scope and keys, and its totals.
+
+A scheduler adapter (``wflo_dagster``) describes the step once as a :class:`StepInfo` and then only
+forwards: ``open()`` when the step starts, ``complete()``/``stream()`` for each LLM call, ``close()``
+when it ends. Everything that writes the ledger or emits events happens here, so the rules are the
+same however the step runs.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass, field, replace
+from decimal import Decimal
+
+from sqlalchemy.orm import Session
+
+from wflo_core.budgets import BudgetBook, CallScope
+from wflo_core.budgets.scopes import tags_from
+from wflo_core.calls import CallOutcome, LLMRequest, LLMResponse
+from wflo_core.checkpoints import SettledResults
+from wflo_core.events.outbox import EventRecorder
+from wflo_core.events.schemas import RunStarted, StepFailed, StepRetried, StepStarted, StepSucceeded
+from wflo_core.keys import BUDGET_TAG, ON_BREACH_TAG
+from wflo_core.ledger.store import Ledger
+from wflo_core.llm.gateway import Gateway
+from wflo_core.llm.providers.base import StreamChunk
+from wflo_core.money import parse_usd
+from wflo_core.steps.totals import StepTotals
+
+_SUB_AGENT: ContextVar[tuple[str, int | None] | None] = ContextVar("wflo_sub_agent", default=None)
+"""The sub-agent the current task's calls belong to, and the parent call it was delegated after."""
+
+
+@dataclass(frozen=True, slots=True)
+class StepInfo:
+    """What the scheduler knows about a step, as plain values."""
+
+    run_id: str
+    step_key: str
+    workflow: str
+    attempt: int = 0
+    asset_key: str | None = None
+    run_tags: Mapping[str, str] = field(default_factory=dict)
+    op_tags: Mapping[str, str] = field(default_factory=dict)
+    parent_run_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class BudgetDefaults:
+    """Run limits that apply when a run carries no ``wflo/budget_usd`` tag."""
+
+    run_limit_usd: Decimal | None = None
+    on_breach: str = "fail"
+
+
+class StepRecorder:
+    """Records one step (all its attempts in this process) and sends its calls through the gateway."""
+
+    def __init__(self, info: StepInfo, *, ledger: Ledger, budgets: BudgetBook, gateway: Gateway,
+                 record_event: EventRecorder, settled: SettledResults, defaults: BudgetDefaults) -> None:
+        self.info = info
+        self._ledger, self._budgets, self._gateway = ledger, budgets, gateway
+        self._record_event, self._settled, self._defaults = record_event, settled, defaults
+        self._scope: CallScope | None = None
+        self._seq: dict[int, int] = {}
+        self._totals = StepTotals()
+        self._last_call_id: int | None = None
+        self._lock = threading.Lock()
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def open(self, info: StepInfo) -> None:
+        """Open this attempt's ``steps`` row (and the run's, first time) with their events."""
+        self.info = info
+        with self._ledger.transaction() as session:
+            scope = self._scope_in(session)
+            if self._ledger.ensure_run(session, info.run_id, info.workflow, tags=dict(info.run_tags),
+                                       parent_run_id=info.parent_run_id):
+                self._record_event(session, RunStarted(run_id=info.run_id, workflow=info.workflow,
+                                                       tags=dict(info.run_tags), parent_run_id=info.parent_run_id))
+            earlier = (self._ledger.close_earlier_attempts(session, info.run_id, info.step_key, info.attempt)
+                       if info.attempt else [])
+            for step in earlier:
+                self._record_event(session, StepRetried(
+                    run_id=info.run_id, step_key=info.step_key, attempt=step.attempt, asset_key=scope.asset_key,
+                    error=f"attempt {step.attempt} failed; Dagster retried it"))
+            self._ledger.open_step(session, info.run_id, info.step_key, info.attempt, asset_key=scope.asset_key,
+                                   tags=dict(scope.tags))
+            self._record_event(session, StepStarted(run_id=info.run_id, step_key=info.step_key,
+                                                    attempt=info.attempt, asset_key=scope.asset_key))
+
+    def close(self, status: str, error: str | None = None) -> None:
+        """Close the latest attempt with its totals: ``succeeded`` or ``failed``."""
+        close_step(self._ledger, self._record_event, self.info.run_id, self.info.step_key, self.info.workflow,
+                   status, error, self.totals)
+
+    # ------------------------------------------------------------------ calls
+
+    @property
+    def scope(self) -> CallScope:
+        """Who this step's calls are charged to (its tag budgets are set up on first use)."""
+        if self._scope is None:
+            with self._ledger.transaction() as session:
+                self._scope_in(session)
+        assert self._scope is not None
+        return self._scope
+
+    def complete(self, request: LLMRequest, *, on_reuse: Callable[[str], object] | None = None) -> LLMResponse:
+        """Answer ``request``: an answer this run's chain already paid for, else through the gateway.
+
+        ``on_reuse`` is told (one line for the step's log) when a paid answer is reused.
+        """
+        seq, call_key = self._next_call()
+        scope, info = self._call_scope(), self.info
+        reused = self._settled.recall(run_id=info.run_id, step_key=info.step_key, seq=seq, request=request)
+        if reused is not None:
+            if on_reuse is not None:
+                on_reuse(f"call {seq} of {info.step_key} was answered and paid for earlier in this run's chain; "
+                         "reusing that answer (not sent, not charged)")
+            return reused
+        response, outcome = self._gateway.complete(request, scope, call_key)
+        self._count(outcome)
+        self._settled.remember(run_id=info.run_id, workflow=scope.workflow, step_key=info.step_key, seq=seq,
+                               request=request, response=response)
+        return response
+
+    def stream(self, request: LLMRequest) -> Iterator[StreamChunk]:
+        """Stream ``request`` through the gateway; the last chunk carries the full response."""
+        _, call_key = self._next_call()
+        yield from self._gateway.stream(request, self._call_scope(), call_key, on_outcome=self._count)
+
+    @contextmanager
+    def sub_agent(self, name: str) -> Iterator[None]:
+        """Attribute the calls made inside to sub-agent ``name`` (tag ``agent=name``), linked to the
+        parent's last call; they still roll up to this step and run."""
+        token = _SUB_AGENT.set((name, self._last_call_id))
+        try:
+            yield
+        finally:
+            _SUB_AGENT.reset(token)
+
+    @property
+    def totals(self) -> StepTotals:
+        with self._lock:
+            return self._totals
+
+    # ------------------------------------------------------------------ internals
+
+    def _scope_in(self, session: Session) -> CallScope:
+        if self._scope is None:
+            info = self.info
+            scope = CallScope(run_id=info.run_id, workflow=info.workflow, step_key=info.step_key,
+                              asset_key=info.asset_key, tags={**tags_from(info.run_tags), **tags_from(info.op_tags)})
+            self._ensure_tag_budgets(session, scope)
+            self._scope = scope
+        return self._scope
+
+    def _ensure_tag_budgets(self, session: Session, scope: CallScope) -> None:
+        """Run budgets from the run tag or the defaults; asset budgets from the asset's op tag."""
+        info, defaults = self.info, self._defaults
+        run_tag = info.run_tags.get(BUDGET_TAG)
+        on_breach = info.run_tags.get(ON_BREACH_TAG, defaults.on_breach)
+        limit = parse_usd(run_tag, BUDGET_TAG) if run_tag else defaults.run_limit_usd
+        if limit is not None:
+            self._budgets.ensure_limit(session, "run", scope.run_id, limit, on_breach)
+        if scope.asset_key and BUDGET_TAG in info.op_tags:
+            self._budgets.ensure_limit(session, "asset", scope.asset_key,
+                                       parse_usd(info.op_tags[BUDGET_TAG], BUDGET_TAG), on_breach)
+
+    def _next_call(self) -> tuple[int, str]:
+        """The call's sequence number within this step attempt, and its ledger idempotency key."""
+        info = self.info
+        with self._lock:
+            seq = self._seq[info.attempt] = self._seq.get(info.attempt, 0) + 1
+        return seq, f"{info.run_id}:{info.step_key}:{info.attempt}:{seq}"
+
+    def _call_scope(self) -> CallScope:
+        scope = self.scope
+        agent = _SUB_AGENT.get()
+        if agent is None:
+            return scope
+        name, parent_call_id = agent
+        return replace(scope, tags={**scope.tags, "agent": name}, parent_call_id=parent_call_id)
+
+    def _count(self, outcome: CallOutcome) -> None:
+        with self._lock:
+            self._totals.add(outcome)
+            if outcome.call_id is not None:
+                self._last_call_id = outcome.call_id
+
+
+def close_step(ledger: Ledger, record_event: EventRecorder, run_id: str, step_key: str, workflow: str,
+               status: str, error: str | None, totals: StepTotals) -> None:
+    """Close a step's latest attempt and emit its event; a step that never opened a row gets one."""
+    with ledger.transaction() as session:
+        closed = ledger.finish_latest_attempt(session, run_id, step_key, status, error)
+        if closed is None:  # a step that never opened its row (not built with llm_asset)
+            ledger.ensure_run(session, run_id, workflow)
+            ledger.open_step(session, run_id, step_key)
+            closed = ledger.finish_latest_attempt(session, run_id, step_key, status, error)
+        assert closed is not None
+        attempt, asset_key = closed
+        common = {"run_id": run_id, "step_key": step_key, "attempt": attempt, "asset_key": asset_key,
+                  "cost_usd": totals.cost_usd}
+        if status == "succeeded":
+            record_event(session, StepSucceeded(**common, llm_calls=totals.calls, cache_hits=totals.cache_hits,
+                                                saved_usd=totals.saved_usd))
+        else:
+            record_event(session, StepFailed(**common, error=error or "step failed"))
