@@ -31,11 +31,11 @@ from dagster import DagsterEventType, DagsterInstance, DagsterRunStatus, RunsFil
 from sqlalchemy import select
 
 from tests import services
+from wflo_core.calls import LLMRequest
 from wflo_core.ledger.migrations import upgrade
 from wflo_core.ledger.models import Budget, BudgetHold, LLMCall, Run, Step
 from wflo_core.ledger.store import Ledger
 from wflo_core.llm.gateway import prompt_token_upper_bound
-from wflo_core.llm.types import LLMRequest
 from wflo_core.pricing.catalog import PriceCatalog
 from wflo_dagster.pipelines.triage_agent import SAMPLE_INBOX, TRIAGE_MODEL, triage_messages
 
