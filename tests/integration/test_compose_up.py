@@ -283,8 +283,11 @@ def _cold_start_and_first_run(stack: Stack, engine: EngineEvents, run_image: str
 
     # the engine's own record of that container: started from the run image on the stack's network,
     # exited 0 and (auto_remove) removed
-    events = [e for e in engine.of(**{"dagster/run_id": run_id}) if e["id"] == container_id]
-    assert {"create", "start", "die", "destroy"} <= {e["Action"] for e in events}, events
+    def run_container_events() -> list[dict] | None:  # the run is SUCCESS just before its process exits
+        events = [e for e in engine.of(**{"dagster/run_id": run_id}) if e["id"] == container_id]
+        return events if {"create", "start", "die", "destroy"} <= {e["Action"] for e in events} else None
+
+    events = eventually("the run container exited and was removed", run_container_events, 180, stack)
     [died] = [e for e in events if e["Action"] == "die"]
     assert died["Actor"]["Attributes"]["exitCode"] == "0"
     assert died["Actor"]["Attributes"]["image"] == run_image
