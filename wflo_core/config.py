@@ -69,10 +69,18 @@ class WfloSettings(BaseSettings):
     budget_run_usd: Decimal | None = Field(default=None, ge=0)
     """Default limit for every run; unset = no run budget unless a job/asset tag sets one."""
     budget_day_usd: Decimal | None = Field(default=None, ge=0)
-    budget_on_breach: Literal["fail", "ask"] = "fail"
+    """Limit for every UTC day across all runs (a ``day *`` budget); unset = none unless set with the CLI."""
+    budget_on_breach: Literal["fail", "ask", "fit"] = "fail"
+    """What a refused call does: fail the step, ask for approval, or ``fit`` (send with a lower max_tokens)."""
+    budget_fit_min_output_tokens: int = Field(default=16, ge=1)
+    """With ``fit``: below this output limit the call is refused instead of sent."""
     budget_alert_thresholds: list[int] = Field(default_factory=lambda: [50, 75, 90])
     hold_ttl_seconds: int = Field(default=900, gt=0)
-    """Holds of a step that crashed expire after this long and stop counting against budgets."""
+    """Holds of a step that crashed expire after this long (at least the LLM timeout plus a margin, so
+    a hold never expires while its call is in flight)."""
+    unknown_billing: Literal["charge", "release"] = "charge"
+    """An attempt whose billing is unknown (timeout, 5xx, dropped stream, crashed step): ``charge`` its
+    bound as ``estimated`` (never $0), or ``release`` the hold and count nothing."""
 
     cache_ttl_seconds: int = Field(default=86_400, ge=0)
     """0 = entries never expire (the size limit still applies)."""

@@ -116,6 +116,7 @@ class BudgetExceeded(WfloError):
     spent_usd: Decimal
     held_usd: Decimal
     requested_usd: Decimal
+    on_breach: str = "fail"
 
     def __init__(
         self,
@@ -126,6 +127,7 @@ class BudgetExceeded(WfloError):
         spent_usd: Decimal,
         held_usd: Decimal,
         requested_usd: Decimal,
+        on_breach: str = "fail",
     ) -> None:
         message = (
             f"BudgetExceeded: {scope} budget '{scope_key}' limit ${limit_usd}, spent ${spent_usd}, "
@@ -140,6 +142,7 @@ class BudgetExceeded(WfloError):
             spent_usd=spent_usd,
             held_usd=held_usd,
             requested_usd=requested_usd,
+            on_breach=on_breach,
         )
 
 
@@ -179,7 +182,7 @@ class RetriesExhausted(ProviderError):
     """Every allowed attempt failed with a retryable error."""
 
     attempts: int = 0
-    last_error: str | None = None
+    last_error: BaseException | None = None
 
 
 class CircuitOpen(ProviderError):

@@ -13,6 +13,9 @@ MODEL_COST_KEY = "wflo/cost_usd/{model}"
 # -- run tags (set on a Dagster job or run) -------------------------------------------------------
 BUDGET_TAG = "wflo/budget_usd"
 """Run or asset tag that sets a run (on a job/run) or asset (on an asset) budget in USD."""
+RUN_BUDGET_TAG = "wflo/run_budget_usd"
+"""Op tag (on an asset or op) that sets the budget of every run it is part of, however the run was
+launched (a job, "Materialize" in the UI, a schedule, a sensor, a backfill, a re-execution)."""
 ON_BREACH_TAG = "wflo/on_breach"
 """Run tag choosing ``fail`` or ``ask`` when a budget of the run would be exceeded."""
 TAG_PREFIX = "wflo/tag/"
@@ -37,6 +40,18 @@ PLANNED_CALLS_KEY = "wflo/planned_calls"
 """Asset metadata declaring the calls an asset expects to make (``wflo estimate``)."""
 APPROVAL_ID_KEY = "wflo/approval_id"
 DECIDED_BY_KEY = "wflo/decided_by"
+
+
+def policy_tags(*, run_budget_usd: str | None = None, **attribution: str) -> dict[str, str]:
+    """Tags for a pipeline's assets (``op_tags``) and jobs alike: its run budget and who it is charged to.
+
+    ``policy_tags(run_budget_usd="0.50", team="research")`` → ``{"wflo/run_budget_usd": "0.50",
+    "wflo/tag/team": "research"}``. On the assets they hold on every launch path, not only the job's.
+    """
+    tags = {tag(k): v for k, v in attribution.items()}
+    if run_budget_usd is not None:
+        tags[RUN_BUDGET_TAG] = run_budget_usd
+    return tags
 
 
 def tag(name: str) -> str:

@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 
 from wflo_core.approvals import ApprovalBook, BudgetAsk
 from wflo_core.budgets import BudgetBook
+from wflo_core.budgets.scopes import PERIOD_TEMPLATE_KEY
 from wflo_core.cache.base import ResponseCache
 from wflo_core.cache.fail_open import FailOpenCache, fail_open_single_flight
 from wflo_core.cache.keys import cache_key, is_cacheable
@@ -46,6 +47,8 @@ from wflo_core.resilience.retry import RetryPolicy, call_with_retries
 from wflo_core.runs.close import close_run
 
 T = TypeVar("T")
+HOLD_MARGIN_SECONDS = 60
+"""How much longer than the provider timeout an attempt's hold lives (the answer is settled after it)."""
 
 
 @dataclass
@@ -90,8 +93,12 @@ def build_services(settings: WfloSettings, **part_overrides: Any) -> WfloService
     if settings.is_embedded:
         upgrade(settings.ledger_url)
     ledger = Ledger(settings.ledger_url)
-    budgets = BudgetBook(ledger, hold_ttl=timedelta(seconds=settings.hold_ttl_seconds),
-                         alert_thresholds=settings.budget_alert_thresholds)
+    attempt_ttl = timedelta(seconds=max(settings.hold_ttl_seconds, settings.llm_timeout_seconds + HOLD_MARGIN_SECONDS))
+    budgets = BudgetBook(ledger, hold_ttl=attempt_ttl, alert_thresholds=settings.budget_alert_thresholds,
+                         unknown_billing=settings.unknown_billing)
+    if settings.budget_day_usd is not None:
+        with ledger.transaction() as session:
+            budgets.set_limit(session, "day", PERIOD_TEMPLATE_KEY, settings.budget_day_usd, settings.budget_on_breach)
     providers: dict[str, Provider] = {}
 
     def provider_for(name: str) -> Provider:
@@ -134,6 +141,7 @@ def build_services(settings: WfloSettings, **part_overrides: Any) -> WfloService
         cache=cache, cache_key=key_for,
         single_flight=fail_open_single_flight(flights),
         call_with_resilience=resilient, ask_approval=BudgetAsk(approvals),
+        attempt_ttl=attempt_ttl, fit_min_output_tokens=settings.budget_fit_min_output_tokens,
     )
     for key, value in part_overrides.items():
         setattr(parts, key, value)

@@ -11,14 +11,14 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from wflo_dagster.resources.llm import StepContext, services_of, step_identity
+from wflo_dagster.resources.llm import StepContext, services_of, step_identity, workflow_name
 
 
 def checkpoint(context: StepContext, name: str, state: Mapping[str, Any]) -> int:
     """Save ``state`` (a JSON object) as the newest version of ``name`` in this run; returns the version."""
     run_id, step_key, _ = step_identity(context)
     return services_of(context).checkpoints.save(
-        run_id=run_id, workflow=context.job_name, step_key=step_key, name=name, state=state
+        run_id=run_id, workflow=workflow_name(context), step_key=step_key, name=name, state=state
     )
 
 

@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from wflo_core.compensation import Action
-from wflo_dagster.resources.llm import StepContext, services_of, step_identity
+from wflo_dagster.resources.llm import StepContext, services_of, step_identity, workflow_name
 
 
 def register_compensation(
@@ -20,5 +20,5 @@ def register_compensation(
     """Record how to undo a side effect this step just made; ``action(payload, idempotency_key)``."""
     run_id, step_key, _ = step_identity(context)
     return services_of(context).compensations.register(
-        run_id=run_id, workflow=context.job_name, step_key=step_key, action=action, payload=payload
+        run_id=run_id, workflow=workflow_name(context), step_key=step_key, action=action, payload=payload
     )

@@ -5,15 +5,15 @@ from __future__ import annotations
 import functools
 import inspect
 import typing
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from decimal import Decimal
 from typing import Any
 
 import dagster as dg
 
 from wflo_core.budgets.estimate import PlannedCall, encode_plan
-from wflo_core.errors import WfloError
-from wflo_core.keys import BUDGET_TAG, PLANNED_CALLS_KEY
+from wflo_core.errors import AwaitingApproval, WfloError
+from wflo_core.keys import BUDGET_TAG, PLANNED_CALLS_KEY, RUN_BUDGET_TAG, WAITING_TAG
 from wflo_core.money import parse_usd
 from wflo_dagster.failures import as_failure
 from wflo_dagster.hooks import LLM_RESOURCE_KEY, WFLO_HOOKS
@@ -21,25 +21,35 @@ from wflo_dagster.resources.llm import LLMResource, StepContext
 
 
 def track_llm_step(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """Wrap a compute function: open the step in the ledger, attach its cost metadata at the end,
-    and turn wflo errors (``BudgetExceeded``...) into a ``dagster.Failure`` with one clear line.
+    """Wrap a compute function: open the step in the ledger, attach its cost metadata to what it
+    outputs, and turn wflo errors (``BudgetExceeded``...) into a ``dagster.Failure`` with one clear line.
 
-    A function that takes no ``LLMResource`` (a sandbox step, say) is given one as an extra ``llm``
-    parameter: Dagster then provides the resource, and the wrapper keeps it to itself.
+    A budget that asks for approval (``AwaitingApproval``) stops the step cleanly instead: it yields
+    no output, the steps after it are skipped, and the run waits for the decision without failing.
+    Generator functions work too: each ``Output``/``MaterializeResult`` they yield carries the totals
+    so far. A function that takes no ``LLMResource`` (a sandbox step, say) is given one as an extra
+    ``llm`` parameter: Dagster then provides the resource, and the wrapper keeps it to itself.
     """
     signature = inspect.signature(fn, eval_str=True)
     own = next((name for name, p in signature.parameters.items() if p.annotation is LLMResource), None)
 
     @functools.wraps(fn)
-    def wrapper(context: StepContext, *args: Any, **kwargs: Any) -> Any:
+    def wrapper(context: StepContext, *args: Any, **kwargs: Any) -> Iterator[Any]:
         llm = kwargs[own] if own else kwargs.pop(LLM_RESOURCE_KEY)
         try:
             recorder = llm._open_step(context)
-            result = fn(context, *args, **kwargs)
+            produced = fn(context, *args, **kwargs)
+            if inspect.isgenerator(produced):
+                for item in produced:
+                    yield _with_metadata(item, recorder.totals.as_metadata())
+                return
+        except AwaitingApproval as err:
+            context.instance.add_run_tags(context.run_id, {WAITING_TAG: err.approval_id or ""})
+            context.log.warning(f"{err}. The step stops here without output; the steps after it are skipped.")
+            return
         except WfloError as err:
             raise as_failure(err) from err
-        context.add_output_metadata(recorder.totals.as_metadata())
-        return result
+        yield from _outputs(context, produced, recorder.totals.as_metadata())
 
     # Dagster reads the compute function's signature for inputs, config and resources; resolve it
     # here, in the user's module, since string annotations would be looked up in this one.
@@ -51,22 +61,28 @@ def track_llm_step(fn: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
-def _op_tags(budget_usd: Decimal | str | None, kwargs: dict[str, Any]) -> dict[str, str]:
+def _op_tags(budget_usd: Decimal | str | None, run_budget_usd: Decimal | str | None,
+             kwargs: dict[str, Any]) -> dict[str, str]:
     op_tags = dict(kwargs.pop("op_tags", None) or kwargs.pop("tags", None) or {})
     if budget_usd is not None:
         op_tags[BUDGET_TAG] = str(parse_usd(budget_usd, "budget_usd"))
+    if run_budget_usd is not None:
+        op_tags[RUN_BUDGET_TAG] = str(parse_usd(run_budget_usd, "run_budget_usd"))
     return op_tags
 
 
-def llm_asset(*, budget_usd: Decimal | str | None = None, planned_calls: Sequence[PlannedCall] = (),
-              **asset_kwargs: Any) -> Callable[..., dg.AssetsDefinition]:
-    """``@dg.asset`` plus wflo's hooks, cost metadata and an optional per-asset budget.
+def llm_asset(*, budget_usd: Decimal | str | None = None, run_budget_usd: Decimal | str | None = None,
+              planned_calls: Sequence[PlannedCall] = (), **asset_kwargs: Any) -> Callable[..., dg.AssetsDefinition]:
+    """``@dg.asset`` plus wflo's hooks, cost metadata and optional budgets.
 
-    ``budget_usd`` becomes the asset's ``wflo/budget_usd`` op tag: every materialization's calls are
-    held against it before they are sent. ``planned_calls`` declares the calls the asset expects to
-    make, so ``wflo estimate JOB`` can bound a job's cost before it runs.
+    ``budget_usd`` limits each materialization of the asset (per run and partition): its calls are
+    held against it before they are sent, and a changed value applies from the next run. A standing
+    limit across materializations is ``wflo budgets set asset KEY LIMIT``. ``run_budget_usd`` limits
+    every run the asset is part of, however it is launched. ``planned_calls`` declares the calls the
+    asset expects to make, so ``wflo estimate JOB`` can bound a job's cost before it runs.
     """
-    op_tags = _op_tags(budget_usd, asset_kwargs)
+    op_tags = _op_tags(budget_usd, run_budget_usd, asset_kwargs)
+    asset_kwargs.setdefault("output_required", False)  # a step waiting for approval yields nothing
     hooks = set(asset_kwargs.pop("hooks", None) or set()) | WFLO_HOOKS
     if planned_calls:
         asset_kwargs["metadata"] = {**(asset_kwargs.get("metadata") or {}),
@@ -78,16 +94,42 @@ def llm_asset(*, budget_usd: Decimal | str | None = None, planned_calls: Sequenc
     return decorator
 
 
-def llm_op(*, budget_usd: Decimal | str | None = None, **op_kwargs: Any) -> Callable[..., dg.OpDefinition]:
+def llm_op(*, budget_usd: Decimal | str | None = None, run_budget_usd: Decimal | str | None = None,
+           **op_kwargs: Any) -> Callable[..., dg.PendingNodeInvocation[dg.OpDefinition]]:
     """``@dg.op`` with the same tracking as :func:`llm_asset`: cost metadata, one-line failures, and
     the step hook, so an op needs no ``@track_llm_step`` or ``.with_hooks(...)`` of its own.
 
-    ``budget_usd`` limits the op's calls in each run (like ``llm_asset(budget_usd=)``).
+    ``budget_usd`` limits the op's calls in each run; ``run_budget_usd`` the whole run's.
     """
-    tags = _op_tags(budget_usd, op_kwargs)
+    tags = _op_tags(budget_usd, run_budget_usd, op_kwargs)
+    if "out" not in op_kwargs:
+        op_kwargs["out"] = dg.Out(is_required=False)  # a step waiting for approval yields nothing
 
-    def decorator(fn: Callable[..., Any]) -> dg.OpDefinition:
-        op = dg.op(tags=tags, **op_kwargs)(track_llm_step(fn))
-        return op.with_hooks(WFLO_HOOKS)
+    def decorator(fn: Callable[..., Any]) -> dg.PendingNodeInvocation[dg.OpDefinition]:
+        return dg.op(tags=tags, **op_kwargs)(track_llm_step(fn)).with_hooks(WFLO_HOOKS)
 
     return decorator
+
+
+def _with_metadata(item: Any, metadata: dict[str, Any]) -> Any:
+    """``item`` with the step's cost metadata merged in, when it is an output or a materialization."""
+    if isinstance(item, dg.Output):
+        return item.with_metadata({**metadata, **item.metadata})
+    if isinstance(item, dg.MaterializeResult):
+        return dg.MaterializeResult(asset_key=item.asset_key, metadata={**metadata, **(item.metadata or {})},
+                                    check_results=item.check_results, data_version=item.data_version,
+                                    tags=item.tags)
+    return item
+
+
+def _outputs(context: StepContext, value: Any, metadata: dict[str, Any]) -> Iterator[Any]:
+    """What a plain ``return value`` of the step means to Dagster, as outputs carrying the metadata."""
+    if isinstance(value, dg.Output | dg.MaterializeResult):
+        yield _with_metadata(value, metadata)
+        return
+    names = list(context.op_def.output_dict)
+    if len(names) > 1 and isinstance(value, tuple):
+        for i, (name, part) in enumerate(zip(names, value, strict=True)):
+            yield dg.Output(part, output_name=name, metadata=metadata if i == 0 else None)
+        return
+    yield dg.Output(value, output_name=names[0] if names else "result", metadata=metadata)

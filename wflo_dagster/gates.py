@@ -24,7 +24,7 @@ from wflo_core.approvals import (
 )
 from wflo_core.keys import APPROVAL_ID_KEY, DECIDED_BY_KEY, WAITING_TAG
 from wflo_dagster.hooks import LLM_RESOURCE_KEY, WFLO_HOOKS
-from wflo_dagster.resources.llm import LLMResource, step_identity
+from wflo_dagster.resources.llm import LLMResource, step_identity, workflow_name
 
 
 def approval_gate(
@@ -63,7 +63,7 @@ def approval_gate(
             escalation_timeout=escalation_timeout,
         )
         view = llm._wflo_services.approvals.gate(
-            run_id=run_id, workflow=context.job_name, step_key=step_key, request=request, rules=auto_approve
+            run_id=run_id, workflow=workflow_name(context), step_key=step_key, request=request, rules=auto_approve
         )
         if view.status == "approved":
             yield dg.Output(

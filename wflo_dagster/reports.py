@@ -14,7 +14,7 @@ from pathlib import Path
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from wflo_core.ledger.models import LLMCall, Run, Workflow
+from wflo_core.ledger.models import BILLED_STATUSES, LLMCall, Run, Workflow
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,7 +38,7 @@ def daily_cost_rows(session: Session, day: date) -> list[DailyCostRow]:
                func.coalesce(func.sum(LLMCall.cost_usd), Decimal(0)),
                func.coalesce(func.sum(LLMCall.saved_usd), Decimal(0)))
         .select_from(LLMCall).join(Run, Run.id == LLMCall.run_id).join(Workflow)
-        .where(LLMCall.status != "failed", LLMCall.created_at >= start,
+        .where(LLMCall.status.in_(BILLED_STATUSES), LLMCall.created_at >= start,
                LLMCall.created_at < start + timedelta(days=1))
         .group_by(Workflow.name, LLMCall.model)
     )

@@ -7,7 +7,7 @@ from wflo_core.sandbox.llm_code import result_metadata, run_sandboxed
 from wflo_core.sandbox.policy import SandboxLimits
 from wflo_core.sandbox.records import record_sandbox_run
 from wflo_core.sandbox.result import SandboxResult
-from wflo_dagster.resources.llm import StepContext, step_identity
+from wflo_dagster.resources.llm import StepContext, step_identity, workflow_name
 from wflo_dagster.resources.sandbox import SandboxResource
 
 
@@ -29,7 +29,7 @@ def run_code_step(
     result = run_sandboxed(sandbox.get_sandbox(), code, files_in=files_in, timeout=timeout, limits=limits)
     run_id, step_key, _ = step_identity(context)
     services = sandbox.services
-    record_sandbox_run(services.ledger, result, run_id=run_id, workflow=context.job_name, step_key=step_key,
+    record_sandbox_run(services.ledger, result, run_id=run_id, workflow=workflow_name(context), step_key=step_key,
                        record_event=services.record_event)
     context.add_output_metadata({k: v for k, v in result_metadata(result).items() if v is not None})
     return result

@@ -225,8 +225,9 @@ def test_budget_ask_opens_a_request_only_for_an_asking_run_budget(book: Approval
     assert view.kind == "budget" and view.context["raise_limit_to_usd"] == "0.02"
     assert raised_limit(err) == Decimal("0.02")
     approved = book.decide(approval_id, "approved", by="ana", reason="worth it")
+    budgets.reserve(scope.refs(), "spent-call", Decimal("0.008"))
     with ledger.transaction() as session:
-        budgets.charge(session, scope.refs(), Decimal("0.008"))
+        budgets.settle(session, "spent-call", Decimal("0.008"))
         tags = continuation_tags(
             session, approved, {"wflo/budget_usd": "0.01", "team": "x", "dagster/run_key": "k"}
         )

@@ -7,11 +7,13 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import pytest
+from sqlalchemy import select
 
 from wflo_core.budgets import BudgetBook, CallScope
 from wflo_core.config import load_settings
 from wflo_core.errors import BudgetExceeded, ConfigError
 from wflo_core.ledger.migrations import upgrade
+from wflo_core.ledger.models import BudgetHold
 from wflo_core.ledger.store import Ledger
 
 D = Decimal
@@ -82,16 +84,48 @@ def test_day_and_month_templates_make_one_counter_per_period(ledger) -> None:
     book.reserve(day2, "c3", D("0.08"))  # a new day, a new counter
 
 
-def test_holds_of_a_crashed_step_expire_and_stop_blocking(ledger) -> None:
+def test_an_expired_hold_is_charged_at_its_bound_never_at_zero(ledger) -> None:
+    """A crashed step's call may have been billed: its expired hold becomes estimated spend."""
     book = BudgetBook(ledger, hold_ttl=timedelta(seconds=0.2))
     with ledger.transaction() as s:
         book.set_limit(s, "run", "r1", D("0.10"))
     book.reserve(SCOPE.refs(), "crashed-call", D("0.08"))  # never settled: its process died
     time.sleep(0.3)
+    with pytest.raises(BudgetExceeded, match="spent \\$0.08"):
+        book.reserve(SCOPE.refs(), "next-call", D("0.08"))
+    with ledger.transaction() as s:
+        (run,) = book.usage(s)
+        assert s.scalar(select(BudgetHold.status).where(BudgetHold.call_key == "crashed-call")) == "estimated"
+    assert (run.spent_usd, run.held_usd) == (D("0.08"), D("0"))
+
+
+def test_with_unknown_billing_release_an_expired_hold_stops_blocking(ledger) -> None:
+    book = BudgetBook(ledger, hold_ttl=timedelta(seconds=0.2), unknown_billing="release")
+    with ledger.transaction() as s:
+        book.set_limit(s, "run", "r1", D("0.10"))
+    book.reserve(SCOPE.refs(), "crashed-call", D("0.08"))
+    time.sleep(0.3)
     book.reserve(SCOPE.refs(), "next-call", D("0.08"))
     with ledger.transaction() as s:
         (run,) = book.usage(s)
-    assert run.held_usd == D("0.08")
+    assert (run.spent_usd, run.held_usd) == (D("0"), D("0.08"))
+
+
+def test_a_late_settlement_replaces_the_estimate_with_the_actual_cost(ledger) -> None:
+    book = BudgetBook(ledger, hold_ttl=timedelta(seconds=0.2))
+    with ledger.transaction() as s:
+        book.set_limit(s, "run", "r1", D("1"))
+    book.reserve(SCOPE.refs(), "slow-call", D("0.30"))
+    time.sleep(0.3)
+    with ledger.transaction() as s:
+        assert book.expire_stale(s) == 1
+        assert book.expire_stale(s) == 0  # a hold ends once
+    with ledger.transaction() as s:
+        book.settle(s, "slow-call", D("0.12"))
+        book.settle(s, "slow-call", D("0.12"))  # settling twice changes nothing
+    with ledger.transaction() as s:
+        (run,) = book.usage(s)
+    assert (run.spent_usd, run.held_usd) == (D("0.12"), D("0"))
 
 
 def test_invalid_limits_are_clear_errors(ledger) -> None:

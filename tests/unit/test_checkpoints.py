@@ -57,7 +57,9 @@ def test_settled_answers_are_reused_only_for_the_same_request_and_position(ledge
     results = SettledResults(CheckpointStore(ledger))
     request = LLMRequest(provider="openai", model="gpt-4o-mini", messages=(Message("user", "plan it"),))
     response = LLMResponse(provider="openai", model="gpt-4o-mini", text="1. plan", usage=Usage(10, 5))
-    results.remember(run_id="a", workflow="wf", step_key="plan", seq=1, request=request, response=response)
+    with ledger.transaction() as session:
+        results.remember(session, run_id="a", workflow="wf", step_key="plan", seq=1, request=request,
+                         response=response)
     assert results.recall(run_id="b", step_key="plan", seq=1, request=request) == response
     other = LLMRequest(provider="openai", model="gpt-4o-mini", messages=(Message("user", "plan it again"),))
     assert results.recall(run_id="b", step_key="plan", seq=1, request=other) is None

@@ -31,9 +31,9 @@ from wflo_core.approvals.policy import (
 from wflo_core.errors import ApprovalError
 from wflo_core.events.outbox import DEFAULT_RECORDER, EventRecorder
 from wflo_core.events.schemas import ApprovalDecided, ApprovalRequested
+from wflo_core.ledger.chain import run_chain
 from wflo_core.ledger.models import Approval, Run, utcnow
 from wflo_core.ledger.store import Ledger
-from wflo_core.runs.chain import run_chain
 from wflo_core.runs.waiting import WAITING_APPROVAL, close_waiting_run
 
 

@@ -1,25 +1,39 @@
-"""Hard budgets by reservation: hold a call's upper-bound cost before sending, settle to the actual after.
+"""Hard budgets by reservation: hold an attempt's upper-bound cost before sending, settle to the actual after.
 
-The hold is a conditional ``UPDATE budgets SET held_usd = held_usd + :x WHERE spent + held + :x <= limit``
-on every applicable budget, in one transaction, in budget-id order (no deadlocks). Postgres row locks
-(and SQLite's single writer) make it atomic, so parallel steps in any number of processes can never
-push settled spend past a limit. Holds of crashed steps expire after ``hold_ttl``.
+The hold is one conditional ``UPDATE budgets SET held_usd = held_usd + :x WHERE spent + held + :x <= limit``
+over every applicable budget, rows locked in id order (no deadlocks), in the transaction that also
+writes the attempt's ``llm_calls`` row. Postgres row locks (and SQLite's single writer) make it
+atomic, so parallel steps in any number of processes can never push spend past a limit.
+
+Every hold ends exactly once, claimed by an ``UPDATE ... WHERE status = 'held'`` (so two closers can
+never subtract it twice): ``settled`` at the priced cost, ``released`` when the provider did not bill
+the attempt, or ``estimated`` (charged at its bound) when nobody can know: a timeout, a dropped
+stream, a crashed step whose hold expired, a run closed out with the call in flight. A settlement that
+arrives after its hold was estimated replaces the estimate with the actual cost.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
+from typing import Literal, TypeVar
 
-from sqlalchemy import select, update
+from sqlalchemy import func, insert, select, update
 from sqlalchemy.orm import Session
 
 from wflo_core.budgets.scopes import PERIOD_TEMPLATE_KEY, ScopeRef
 from wflo_core.errors import BudgetExceeded, ConfigError
-from wflo_core.ledger.models import Budget, BudgetHold, utcnow
+from wflo_core.ledger.chain import run_chain
+from wflo_core.ledger.models import Budget, BudgetHold, LLMCall, utcnow
 from wflo_core.ledger.store import Ledger
+
+OnBreach = Literal["fail", "ask", "fit"]
+ON_BREACH: tuple[OnBreach, ...] = ("fail", "ask", "fit")
+T = TypeVar("T")
+UnknownBilling = Literal["charge", "release"]
+"""What closing a hold whose billing is unknown does: charge its bound (``estimated``) or drop it."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,34 +71,31 @@ class BudgetBook:
     """Budget limits, holds and settlement on the ledger."""
 
     def __init__(self, ledger: Ledger, *, hold_ttl: timedelta = timedelta(minutes=15),
-                 alert_thresholds: Sequence[int] = (50, 75, 90)) -> None:
+                 alert_thresholds: Sequence[int] = (50, 75, 90), unknown_billing: UnknownBilling = "charge") -> None:
         self.ledger = ledger
         self.hold_ttl = hold_ttl
         self.alert_thresholds = sorted(alert_thresholds)
+        self.unknown_billing = unknown_billing
 
     # ------------------------------------------------------------------ limits
 
     def set_limit(self, session: Session, scope: str, key: str, limit_usd: Decimal,
                   on_breach: str = "fail") -> Budget:
-        if limit_usd < 0:
-            raise ConfigError(f"budget limit for {scope} '{key}' must be >= 0, got {limit_usd}")
-        if on_breach not in ("fail", "ask"):
-            raise ConfigError(f"on_breach must be 'fail' or 'ask', got {on_breach!r}")
-        budget = session.scalar(select(Budget).where(Budget.scope == scope, Budget.scope_key == key))
-        if budget is None:
-            budget = Budget(scope=scope, scope_key=key, limit_usd=limit_usd, on_breach=on_breach,
-                            spent_usd=Decimal(0), held_usd=Decimal(0), alerts_sent=[])
-            session.add(budget)
-        else:
+        self.ensure_limit(session, scope, key, limit_usd, on_breach)  # safe against a concurrent first set
+        budget = session.scalar(select(Budget).where(Budget.scope == scope, Budget.scope_key == key)
+                                .with_for_update())
+        assert budget is not None
+        if (budget.limit_usd, budget.on_breach) != (limit_usd, on_breach):
             budget.limit_usd = limit_usd
             budget.on_breach = on_breach
             budget.alerts_sent = [p for p in budget.alerts_sent if budget.spent_usd * 100 >= limit_usd * p]
-        session.flush()
+            session.flush()
         return budget
 
     def ensure_limit(self, session: Session, scope: str, key: str, limit_usd: Decimal,
                      on_breach: str = "fail") -> None:
         """Create the budget if it does not exist yet (run budgets from tags/settings); never lowers."""
+        _check_limit(scope, key, limit_usd, on_breach)
         self.ledger.insert_ignore(
             session, Budget,
             {"scope": scope, "scope_key": key, "limit_usd": limit_usd, "spent_usd": Decimal(0),
@@ -112,6 +123,13 @@ class BudgetBook:
             rows = session.scalars(select(Budget).where(Budget.scope_key.in_(keys)).order_by(Budget.id)).all()
         return [b for b in rows if (b.scope, b.scope_key) in wanted]
 
+    def run_chain_spend(self, session: Session, run_id: str) -> Decimal:
+        """What ``run_id`` and the runs it continues spent (and still hold) on their run budgets."""
+        chain = run_chain(session, run_id)
+        total = session.scalar(select(func.coalesce(func.sum(Budget.spent_usd + Budget.held_usd), Decimal(0)))
+                               .where(Budget.scope == "run", Budget.scope_key.in_(chain)))
+        return total if total is not None else Decimal(0)
+
     def usage(self, session: Session, refs: Sequence[ScopeRef] | None = None) -> list[BudgetUsage]:
         rows = self.applicable(session, refs) if refs is not None else session.scalars(
             select(Budget).order_by(Budget.scope, Budget.scope_key)).all()
@@ -120,108 +138,172 @@ class BudgetBook:
 
     # ------------------------------------------------------------------ reservation
 
-    def reserve(self, refs: Sequence[ScopeRef], call_key: str, amount_usd: Decimal,
-                *, run_id: str | None = None) -> list[Hold]:
-        """Hold ``amount_usd`` on every applicable budget, all or nothing; ``BudgetExceeded`` if any is full."""
+    def reserve(self, refs: Sequence[ScopeRef], call_key: str, amount_usd: Decimal, *, run_id: str | None = None,
+                ttl: timedelta | None = None) -> list[Hold]:
+        """Hold ``amount_usd`` on every applicable budget in a transaction of its own (see :meth:`hold`)."""
+
+        def hold() -> list[Hold]:
+            with self.ledger.transaction() as session:
+                return self.hold(session, refs, call_key, amount_usd, run_id=run_id, ttl=ttl)
+
+        return self.after_expiring_stale(hold)
+
+    def after_expiring_stale(self, reserve: Callable[[], T]) -> T:
+        """Run ``reserve``; when a budget refuses, expire stale holds and, if any were, try once more
+        (holds of crashed steps may be what fills the budget)."""
         try:
-            return self._reserve(refs, call_key, amount_usd, run_id)
+            return reserve()
         except BudgetExceeded:
-            # Holds of crashed steps may be what fills the budget: expire them and try once more.
             with self.ledger.transaction() as session:
                 expired = self.expire_stale(session)
             if not expired:
                 raise
-            return self._reserve(refs, call_key, amount_usd, run_id)
+            return reserve()
 
-    def _reserve(self, refs: Sequence[ScopeRef], call_key: str, amount_usd: Decimal,
-                 run_id: str | None) -> list[Hold]:
-        with self.ledger.transaction() as session:
-            budgets = self.applicable(session, refs)
-            holds: list[Hold] = []
-            for budget in budgets:
-                held = session.execute(
-                    update(Budget)
-                    .where(Budget.id == budget.id,
-                           Budget.spent_usd + Budget.held_usd + amount_usd <= Budget.limit_usd)
-                    .values(held_usd=Budget.held_usd + amount_usd, updated_at=utcnow())
-                    .returning(Budget.id)
-                ).first()
-                if held is None:
-                    session.refresh(budget)
-                    raise BudgetExceeded(
-                        scope=budget.scope, scope_key=budget.scope_key, limit_usd=budget.limit_usd,
-                        spent_usd=budget.spent_usd, held_usd=budget.held_usd, requested_usd=amount_usd,
-                    )
-                session.add(BudgetHold(budget_id=budget.id, call_key=call_key, run_id=run_id,
-                                       amount_usd=amount_usd, status="held",
-                                       expires_at=utcnow() + self.hold_ttl))
-                holds.append(Hold(budget.id, budget.scope, budget.scope_key, amount_usd))
-            return holds
+    def hold(self, session: Session, refs: Sequence[ScopeRef], call_key: str, amount_usd: Decimal, *,
+             run_id: str | None = None, ttl: timedelta | None = None) -> list[Hold]:
+        """Hold ``amount_usd`` on every applicable budget, all or nothing; ``BudgetExceeded`` if any is full.
+
+        In the caller's transaction: the gateway writes the attempt's ledger row in the same one.
+        """
+        return self._hold(session, refs, call_key, amount_usd, run_id, ttl)
+
+    def _hold(self, session: Session, refs: Sequence[ScopeRef], call_key: str, amount_usd: Decimal,
+              run_id: str | None, ttl: timedelta | None) -> list[Hold]:
+        budgets = self.applicable(session, refs)
+        if not budgets:
+            return []
+        ids = [b.id for b in budgets]
+        held = set(session.scalars(
+            update(Budget)
+            .where(Budget.id.in_(_locked_in_order(ids)),
+                   Budget.spent_usd + Budget.held_usd + amount_usd <= Budget.limit_usd)
+            .values(held_usd=Budget.held_usd + amount_usd, updated_at=utcnow())
+            .returning(Budget.id)
+        ))
+        if len(held) < len(ids):
+            full = next(b for b in budgets if b.id not in held)
+            session.refresh(full)
+            raise BudgetExceeded(
+                scope=full.scope, scope_key=full.scope_key, limit_usd=full.limit_usd, spent_usd=full.spent_usd,
+                held_usd=full.held_usd, requested_usd=amount_usd, on_breach=full.on_breach,
+            )
+        expires_at = utcnow() + (ttl or self.hold_ttl)
+        session.execute(insert(BudgetHold), [
+            {"budget_id": b.id, "call_key": call_key, "run_id": run_id, "amount_usd": amount_usd, "status": "held",
+             "expires_at": expires_at, "created_at": utcnow()} for b in budgets])
+        return [Hold(b.id, b.scope, b.scope_key, amount_usd) for b in budgets]
+
+    def renew(self, session: Session, call_key: str, ttl: timedelta | None = None) -> None:
+        """Push an in-flight call's hold expiry out (a long stream is still being read)."""
+        session.execute(update(BudgetHold).where(BudgetHold.call_key == call_key, BudgetHold.status == "held")
+                        .values(expires_at=utcnow() + (ttl or self.hold_ttl)))
+
+    # ------------------------------------------------------------------ closing holds
 
     def settle(self, session: Session, call_key: str, actual_usd: Decimal) -> list[ThresholdCrossed]:
-        """Turn a call's holds into spend (in the caller's transaction, with the ledger row and events)."""
-        return self._close_holds(session, call_key, actual_usd, "settled")
+        """Turn a call's holds into spend of ``actual_usd`` (in the caller's transaction, with the ledger
+        row and events). A hold already estimated or released (it outlived its TTL, or its run was closed
+        out) still gets the actual cost: the estimate is replaced, a release is charged."""
+        claimed = self._claim(session, call_key, ("held",), "settled")
+        if claimed:
+            return self._apply(session, claimed, spent=actual_usd, held=True)
+        crossed: list[ThresholdCrossed] = []
+        for prior in ("estimated", "released"):
+            late = self._claim(session, call_key, (prior,), "settled")
+            if late:
+                delta = actual_usd - late[0][1] if prior == "estimated" else actual_usd
+                crossed += self._apply(session, late, spent=delta, held=False)
+        return crossed
 
     def release(self, session: Session, call_key: str) -> None:
-        """Drop a call's holds without spending (the call failed before the provider billed it)."""
-        self._close_holds(session, call_key, Decimal(0), "released")
+        """Drop a call's holds without spending (the provider did not bill the attempt)."""
+        claimed = self._claim(session, call_key, ("held",), "released")
+        self._apply(session, claimed, spent=Decimal(0), held=True)
 
-    def _close_holds(self, session: Session, call_key: str, actual_usd: Decimal,
-                     status: str) -> list[ThresholdCrossed]:
-        holds = session.scalars(select(BudgetHold).where(
-            BudgetHold.call_key == call_key, BudgetHold.status == "held").order_by(BudgetHold.budget_id)
-        ).all()
-        crossed: list[ThresholdCrossed] = []
-        for hold in holds:
-            self._drop_hold(session, hold, status, spent_usd=actual_usd)
-            if actual_usd > 0:
-                crossed.extend(self._check_thresholds(session, hold.budget_id))
-        return crossed
-
-    def charge(self, session: Session, refs: Sequence[ScopeRef], actual_usd: Decimal) -> list[ThresholdCrossed]:
-        """Add spend that had no hold (e.g. a late settlement after the hold expired)."""
-        crossed: list[ThresholdCrossed] = []
-        for budget in self.applicable(session, refs):
-            session.execute(update(Budget).where(Budget.id == budget.id).values(
-                spent_usd=Budget.spent_usd + actual_usd, updated_at=utcnow()))
-            crossed.extend(self._check_thresholds(session, budget.id))
-        return crossed
-
-    def _check_thresholds(self, session: Session, budget_id: int) -> list[ThresholdCrossed]:
-        budget = session.get(Budget, budget_id, populate_existing=True,
-                             with_for_update=self.ledger.dialect == "postgresql")
-        if budget is None or budget.limit_usd <= 0:
-            return []
-        due = [p for p in self.alert_thresholds
-               if p not in budget.alerts_sent and budget.spent_usd * 100 >= budget.limit_usd * p]
-        if not due:
-            return []
-        budget.alerts_sent = sorted({*budget.alerts_sent, *due})
-        return [ThresholdCrossed(budget.scope, budget.scope_key, p, budget.limit_usd, budget.spent_usd)
-                for p in due]
+    def charge_bound(self, session: Session, call_key: str) -> tuple[Decimal | None, list[ThresholdCrossed]]:
+        """Charge a call whose billing is unknown at its held bound (``estimated``), or drop the holds if
+        the book is set to ``unknown_billing="release"``. The amount charged (None if nothing was held)."""
+        if self.unknown_billing == "release":
+            self.release(session, call_key)
+            return None, []
+        claimed = self._claim(session, call_key, ("held",), "estimated")
+        if not claimed:
+            return None, []
+        amount = claimed[0][1]
+        return amount, self._apply(session, claimed, spent=amount, held=True)
 
     def expire_stale(self, session: Session, now: datetime | None = None) -> int:
-        """Release holds whose step never settled them (crashed or killed) once they pass ``expires_at``."""
-        query = select(BudgetHold).where(BudgetHold.status == "held", BudgetHold.expires_at < (now or utcnow()))
-        if self.ledger.dialect == "postgresql":
-            query = query.with_for_update(skip_locked=True)
-        stale = session.scalars(query).all()
-        for hold in stale:
-            self._drop_hold(session, hold, "expired")
-        return len(stale)
+        """Close holds whose step never did (crashed or killed) once they pass ``expires_at``: billing is
+        unknown, so they are charged at their bound (or dropped under ``unknown_billing="release"``)."""
+        keys = session.scalars(select(BudgetHold.call_key).distinct().where(
+            BudgetHold.status == "held", BudgetHold.expires_at < (now or utcnow()))).all()
+        return sum(self._close_unknown(session, key) for key in keys)
 
-    def release_run(self, session: Session, run_id: str) -> int:
-        """Release every open hold of a run (the run-status sensor closes out crashed runs)."""
-        holds = session.scalars(select(BudgetHold).where(
+    def close_run_holds(self, session: Session, run_id: str) -> int:
+        """Close every hold still open for a run that ended (the run-status close-out); as ``expire_stale``."""
+        keys = session.scalars(select(BudgetHold.call_key).distinct().where(
             BudgetHold.run_id == run_id, BudgetHold.status == "held")).all()
-        for hold in holds:
-            self._drop_hold(session, hold, "released")
-        return len(holds)
+        closed = sum(self._close_unknown(session, key) for key in keys)
+        # attempts in flight under no budget at all: their rows are estimated too
+        self._mark_unknown(session, LLMCall.run_id == run_id)
+        return closed
 
-    @staticmethod
-    def _drop_hold(session: Session, hold: BudgetHold, status: str, *, spent_usd: Decimal = Decimal(0)) -> None:
-        """Take the hold off its budget (adding what was actually spent) and mark it ``status``."""
-        session.execute(update(Budget).where(Budget.id == hold.budget_id).values(
-            held_usd=Budget.held_usd - hold.amount_usd, spent_usd=Budget.spent_usd + spent_usd,
-            updated_at=utcnow()))
-        hold.status = status
+    def _close_unknown(self, session: Session, call_key: str) -> int:
+        amount, _ = self.charge_bound(session, call_key)
+        self._mark_unknown(session, LLMCall.idempotency_key == call_key)
+        return 1 if amount is not None or self.unknown_billing == "release" else 0
+
+    def _mark_unknown(self, session: Session, which: object) -> None:
+        """The ledger rows of attempts closed with unknown billing: ``estimated`` at their bound, or ``failed``."""
+        values = ({"status": "estimated", "cost_usd": LLMCall.bound_usd} if self.unknown_billing == "charge"
+                  else {"status": "failed", "error": "closed before the provider answered; not charged"})
+        session.execute(update(LLMCall).where(which, LLMCall.status == "held").values(**values))  # type: ignore[arg-type]
+
+    def _claim(self, session: Session, call_key: str, prior: tuple[str, ...], status: str) -> list[tuple[int, Decimal]]:
+        """Move the call's holds in ``prior`` to ``status``; (budget id, amount) of those this caller won."""
+        rows = session.execute(
+            update(BudgetHold).where(BudgetHold.call_key == call_key, BudgetHold.status.in_(prior))
+            .values(status=status).returning(BudgetHold.budget_id, BudgetHold.amount_usd)).all()
+        return sorted((r[0], r[1]) for r in rows)
+
+    def _apply(self, session: Session, claimed: list[tuple[int, Decimal]], *, spent: Decimal,
+               held: bool) -> list[ThresholdCrossed]:
+        """Move claimed holds off their budgets (``held``), add ``spent``; the thresholds this crossed."""
+        if not claimed:
+            return []
+        amount = claimed[0][1]
+        values = {"spent_usd": Budget.spent_usd + spent, "updated_at": utcnow()}
+        if held:
+            values["held_usd"] = Budget.held_usd - amount
+        rows = session.execute(
+            update(Budget).where(Budget.id.in_(_locked_in_order([b for b, _ in claimed]))).values(**values)
+            .returning(Budget.id, Budget.scope, Budget.scope_key, Budget.limit_usd, Budget.spent_usd,
+                       Budget.alerts_sent)).all()
+        return self._thresholds(session, rows) if spent > 0 else []
+
+    def _thresholds(self, session: Session, rows: Sequence[tuple]) -> list[ThresholdCrossed]:  # type: ignore[type-arg]
+        """Alerts due on budgets this transaction just updated (their rows are locked until commit)."""
+        crossed: list[ThresholdCrossed] = []
+        for budget_id, scope, key, limit, spent, sent in rows:
+            if limit <= 0:
+                continue
+            due = [p for p in self.alert_thresholds if p not in sent and spent * 100 >= limit * p]
+            if due:
+                session.execute(update(Budget).where(Budget.id == budget_id)
+                                .values(alerts_sent=sorted({*sent, *due})))
+                crossed += [ThresholdCrossed(scope, key, p, limit, spent) for p in due]
+        return crossed
+
+
+def _locked_in_order(ids: Sequence[int]):  # type: ignore[no-untyped-def]
+    """The budget ids as a subquery that locks their rows in id order (Postgres), so concurrent
+    multi-budget updates can never deadlock. SQLite has one writer and ignores the lock."""
+    return select(Budget.id).where(Budget.id.in_(ids)).order_by(Budget.id).with_for_update().scalar_subquery()
+
+
+def _check_limit(scope: str, key: str, limit_usd: Decimal, on_breach: str) -> None:
+    if limit_usd < 0:
+        raise ConfigError(f"budget limit for {scope} '{key}' must be >= 0, got {limit_usd}")
+    if on_breach not in ON_BREACH:
+        raise ConfigError(f"on_breach must be one of {', '.join(ON_BREACH)}, got {on_breach!r}")

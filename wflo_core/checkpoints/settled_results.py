@@ -8,6 +8,8 @@ answered along the run chain, that answer comes back and nothing is sent or char
 
 from __future__ import annotations
 
+from sqlalchemy.orm import Session
+
 from wflo_core.cache.codec import decode_response, encode_response
 from wflo_core.cache.keys import cache_key
 from wflo_core.calls import LLMRequest, LLMResponse
@@ -26,6 +28,7 @@ class SettledResults:
 
     def remember(
         self,
+        session: Session,
         *,
         run_id: str,
         workflow: str,
@@ -34,7 +37,8 @@ class SettledResults:
         request: LLMRequest,
         response: LLMResponse,
     ) -> None:
-        self.store.save(
+        self.store.save_in(
+            session,
             run_id=run_id,
             workflow=workflow,
             step_key=step_key,

@@ -14,11 +14,12 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import func, select
+from sqlalchemy.orm import Session
 
 from wflo_core.errors import ConfigError
+from wflo_core.ledger.chain import run_chain
 from wflo_core.ledger.models import Checkpoint, utcnow
 from wflo_core.ledger.store import Ledger
-from wflo_core.runs.chain import run_chain
 
 
 @dataclass(frozen=True)
@@ -37,28 +38,34 @@ class CheckpointStore:
 
     def save(self, *, run_id: str, workflow: str, step_key: str, name: str, state: Mapping[str, Any]) -> int:
         """Store ``state`` (a JSON object) as the next version of ``name`` in this run; returns it."""
-        document = _json_object(name, state)
         with self.ledger.transaction() as session:
-            self.ledger.ensure_run(session, run_id, workflow)
-            latest = (
-                session.scalar(
-                    select(func.max(Checkpoint.version)).where(
-                        Checkpoint.run_id == run_id, Checkpoint.name == name
-                    )
-                )
-                or 0
-            )
-            session.add(
-                Checkpoint(
-                    run_id=run_id,
-                    step_key=step_key,
-                    name=name,
-                    version=latest + 1,
-                    state=document,
-                    created_at=utcnow(),
+            return self.save_in(session, run_id=run_id, workflow=workflow, step_key=step_key, name=name,
+                                state=state)
+
+    def save_in(self, session: Session, *, run_id: str, workflow: str, step_key: str, name: str,
+                state: Mapping[str, Any]) -> int:
+        """As :meth:`save`, in the caller's transaction (so it commits with what it records)."""
+        document = _json_object(name, state)
+        self.ledger.ensure_run(session, run_id, workflow)
+        latest = (
+            session.scalar(
+                select(func.max(Checkpoint.version)).where(
+                    Checkpoint.run_id == run_id, Checkpoint.name == name
                 )
             )
-            return latest + 1
+            or 0
+        )
+        session.add(
+            Checkpoint(
+                run_id=run_id,
+                step_key=step_key,
+                name=name,
+                version=latest + 1,
+                state=document,
+                created_at=utcnow(),
+            )
+        )
+        return latest + 1
 
     def load(self, run_id: str, name: str) -> SavedState | None:
         """The newest ``name`` of the nearest run on the chain from ``run_id``, or None."""

@@ -25,9 +25,9 @@ from sqlalchemy import func, select, text, update
 
 from wflo_core.compensation.actions import Action, action_path, resolve_action
 from wflo_core.errors import CompensationError, LedgerError
+from wflo_core.ledger.chain import run_family
 from wflo_core.ledger.models import Compensation, Run, utcnow
 from wflo_core.ledger.store import Ledger
-from wflo_core.runs.chain import run_family
 
 REGISTERED, RUNNING, DONE, FAILED = "registered", "running", "done", "failed"
 

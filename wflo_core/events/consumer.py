@@ -51,11 +51,18 @@ def decode_records(records: Iterable[Record]) -> Iterator[CloudEvent | EventErro
 
 
 def cost_by_run(events: Iterable[CloudEvent]) -> dict[str, Decimal]:
-    """Each run's LLM spend rebuilt from its (deduplicated) call events alone."""
-    totals: dict[str, Decimal] = defaultdict(Decimal)
+    """Each run's LLM spend rebuilt from its (deduplicated) call events alone, in delivery order.
+
+    An attempt first charged at its bound (``estimated``) and settled later has two events; the
+    later one replaces the earlier, as it did in the ledger.
+    """
+    latest: dict[tuple[str, str], Decimal] = {}
     for event in events:
         if event.type in (LLMCallSettled.type, LLMCallCacheHit.type):
             data = event.data_model()
             assert isinstance(data, LLMCallSettled | LLMCallCacheHit)
-            totals[data.run_id] += data.cost_usd
+            latest[(data.run_id, data.idempotency_key)] = data.cost_usd
+    totals: dict[str, Decimal] = defaultdict(Decimal)
+    for (run_id, _), cost in latest.items():
+        totals[run_id] += cost
     return dict(totals)

@@ -162,9 +162,31 @@ class _LLMCallEvent(EventData):
 
 
 class LLMCallSettled(_LLMCallEvent):
+    """One physical attempt's charge: priced from usage (``settled``/``over_bound``) or at its bound
+    (``estimated``). A later settlement of an estimated attempt is a new event for the same
+    ``idempotency_key``; consumers keep the latest per key (by ``sequence``)."""
+
     type: ClassVar[str] = "io.wflo.llm_call.settled"
     latency_ms: int | None = Field(default=None, ge=0)
     attempt: int = Field(default=1, ge=1)
+    status: Literal["settled", "over_bound", "estimated"] = "settled"
+    bound_usd: Usd | None = None
+    """The upper bound held before the attempt was sent."""
+    max_output_tokens: int | None = Field(default=None, ge=0)
+    requested_max_tokens: int | None = Field(default=None, ge=0)
+    """Set when wflo sent another output limit than the caller asked for (a default, or ``fit``)."""
+
+    @property
+    def dedupe_key(self) -> str:
+        return f"{self.idempotency_key}#{self.status}"
+
+
+class LLMCallOverBound(_LLMCallEvent):
+    """The provider billed more than the bound held for the attempt (e.g. a server ignoring
+    ``max_tokens``): charged in full, flagged so the bound can be fixed before it overshoots a budget."""
+
+    type: ClassVar[str] = "io.wflo.llm_call.over_bound"
+    bound_usd: Usd
 
 
 class LLMCallCacheHit(_LLMCallEvent):
@@ -303,6 +325,7 @@ EVENT_TYPES: dict[str, type[EventData]] = {
         StepRetried,
         LLMCallSettled,
         LLMCallCacheHit,
+        LLMCallOverBound,
         BudgetThresholdCrossed,
         BudgetExceededEvent,
         SandboxFinished,

@@ -99,7 +99,7 @@ class Step(Base):
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     run_id: Mapped[str] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), index=True)
-    step_key: Mapped[str] = mapped_column(String(255))
+    step_key: Mapped[str] = mapped_column(Text)
     attempt: Mapped[int] = mapped_column(Integer, default=0)
     asset_key: Mapped[str | None] = mapped_column(String(255), index=True)
     status: Mapped[str] = mapped_column(String(32), default="running")
@@ -112,28 +112,34 @@ class Step(Base):
     run: Mapped[Run] = relationship(back_populates="steps")
 
 
+BILLED_STATUSES = ("settled", "over_bound", "estimated", "cache_hit")
+"""``llm_calls`` statuses that count in roll-ups and budgets (a cache hit counts at $0, with its saving)."""
+
+
 class LLMCall(Base):
     """One physical call to a provider (or one cache hit). ``idempotency_key`` makes writes exactly-once."""
 
     __tablename__ = "llm_calls"
     __table_args__ = (
-        *_non_negative("cost_usd", "saved_usd", "input_tokens", "output_tokens", "cached_input_tokens",
+        *_non_negative("cost_usd", "saved_usd", "bound_usd", "input_tokens", "output_tokens", "cached_input_tokens",
                        "cache_write_tokens", "reasoning_tokens"),
         Index("ix_llm_calls_run_created", "run_id", "created_at"),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
-    idempotency_key: Mapped[str] = mapped_column(String(128), unique=True)
+    idempotency_key: Mapped[str] = mapped_column(Text, unique=True)
+    """One physical attempt: ``<run>:<step>:<attempt>:<n>`` and ``#<k>`` for the k-th send after the first."""
     run_id: Mapped[str] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"))
     step_id: Mapped[int | None] = mapped_column(ForeignKey("steps.id", ondelete="SET NULL"), index=True)
-    step_key: Mapped[str | None] = mapped_column(String(255))
+    step_key: Mapped[str | None] = mapped_column(Text)
     asset_key: Mapped[str | None] = mapped_column(String(255))
     parent_call_id: Mapped[int | None] = mapped_column(ForeignKey("llm_calls.id", ondelete="SET NULL"))
     """The call whose agent made this one (sub-agents), for nested roll-ups."""
     provider: Mapped[str] = mapped_column(String(64))
     model: Mapped[str] = mapped_column(String(255))
     status: Mapped[str] = mapped_column(String(32))
-    """settled (provider answered), cache_hit, failed (billed attempt that errored)."""
+    """held (in flight), settled (priced from usage), over_bound (settled, usage above the hold),
+    estimated (billing unknown: charged at its bound), cache_hit, failed (not billed)."""
     attempt: Mapped[int] = mapped_column(Integer, default=1)
     input_tokens: Mapped[int] = mapped_column(Integer, default=0)
     cached_input_tokens: Mapped[int] = mapped_column(Integer, default=0)
@@ -143,6 +149,12 @@ class LLMCall(Base):
     cost_usd: Mapped[Decimal] = mapped_column(default=Decimal(0))
     saved_usd: Mapped[Decimal] = mapped_column(default=Decimal(0))
     """For cache hits: what the call would have cost."""
+    bound_usd: Mapped[Decimal] = mapped_column(default=Decimal(0))
+    """The upper bound held before the attempt was sent (what an ``estimated`` attempt is charged)."""
+    max_output_tokens: Mapped[int | None] = mapped_column(Integer)
+    """The output limit sent with the attempt (after any default or ``fit``)."""
+    requested_max_tokens: Mapped[int | None] = mapped_column(Integer)
+    """What the caller asked for, when wflo sent a different limit (a default applied, or ``fit``)."""
     price_version: Mapped[str] = mapped_column(String(255))
     cache_key: Mapped[str | None] = mapped_column(String(128))
     latency_ms: Mapped[int | None] = mapped_column(Integer)
@@ -190,7 +202,7 @@ class BudgetHold(Base):
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     budget_id: Mapped[int] = mapped_column(ForeignKey("budgets.id", ondelete="CASCADE"), index=True)
-    call_key: Mapped[str] = mapped_column(String(128))
+    call_key: Mapped[str] = mapped_column(Text)
     run_id: Mapped[str | None] = mapped_column(String(64))
     amount_usd: Mapped[Decimal]
     status: Mapped[str] = mapped_column(String(16), default="held")
@@ -207,7 +219,7 @@ class SandboxRun(Base):
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     run_id: Mapped[str | None] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), index=True)
-    step_key: Mapped[str | None] = mapped_column(String(255))
+    step_key: Mapped[str | None] = mapped_column(Text)
     backend: Mapped[str] = mapped_column(String(32))
     exit_code: Mapped[int | None] = mapped_column(Integer)
     killed_reason: Mapped[str | None] = mapped_column(String(32))
@@ -230,7 +242,7 @@ class Checkpoint(Base):
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     run_id: Mapped[str] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), index=True)
-    step_key: Mapped[str] = mapped_column(String(255))
+    step_key: Mapped[str] = mapped_column(Text)
     name: Mapped[str] = mapped_column(String(255))
     version: Mapped[int] = mapped_column(Integer, default=1)
     state: Mapped[dict[str, Any]] = mapped_column(default=dict)
@@ -244,7 +256,7 @@ class Approval(Base):
 
     id: Mapped[str] = mapped_column(String(64), primary_key=True)
     run_id: Mapped[str] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), index=True)
-    step_key: Mapped[str] = mapped_column(String(255))
+    step_key: Mapped[str] = mapped_column(Text)
     reason: Mapped[str] = mapped_column(Text)
     context: Mapped[dict[str, Any]] = mapped_column(default=dict)
     approvers: Mapped[list[str]] = mapped_column(JSON, default=list)
@@ -267,7 +279,7 @@ class Compensation(Base):
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     run_id: Mapped[str] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), index=True)
-    step_key: Mapped[str] = mapped_column(String(255))
+    step_key: Mapped[str] = mapped_column(Text)
     seq: Mapped[int] = mapped_column(Integer)
     action: Mapped[str] = mapped_column(String(255))
     """Import path of the registered compensation function."""

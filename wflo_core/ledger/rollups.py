@@ -11,7 +11,7 @@ from typing import Literal
 from sqlalchemy import Select, String, case, cast, func, select
 from sqlalchemy.orm import Session
 
-from wflo_core.ledger.models import LLMCall, Run, Workflow
+from wflo_core.ledger.models import BILLED_STATUSES, LLMCall, Run, Workflow
 
 Dimension = Literal["run", "step", "workflow", "asset", "model", "provider", "tag", "day"]
 DIMENSIONS: tuple[Dimension, ...] = ("run", "step", "workflow", "asset", "model", "provider", "tag", "day")
@@ -26,6 +26,8 @@ class RollupRow:
     output_tokens: int
     cost_usd: Decimal
     saved_usd: Decimal
+    estimated_usd: Decimal = Decimal(0)
+    """The part of ``cost_usd`` charged at a call's bound because its billing is unknown."""
 
 
 def _group_column(dimension: Dimension):  # type: ignore[no-untyped-def]
@@ -42,7 +44,7 @@ def _group_column(dimension: Dimension):  # type: ignore[no-untyped-def]
 
 def _filtered(query: Select, run_id: str | None, workflow: str | None, since: datetime | None) -> Select:
     query = query.select_from(LLMCall).join(Run, Run.id == LLMCall.run_id).join(Workflow)
-    query = query.where(LLMCall.status != "failed")
+    query = query.where(LLMCall.status.in_(BILLED_STATUSES))
     if run_id:
         query = query.where(LLMCall.run_id == run_id)
     if workflow:
@@ -54,7 +56,7 @@ def _filtered(query: Select, run_id: str | None, workflow: str | None, since: da
 
 def cost_rollup(session: Session, by: Dimension, *, run_id: str | None = None, workflow: str | None = None,
                 since: datetime | None = None) -> list[RollupRow]:
-    """Totals per value of ``by``, most expensive first. Failed (unbilled) attempts are not counted."""
+    """Totals per value of ``by``, most expensive first. Attempts not billed, or still in flight, are not counted."""
     if by == "tag":
         return _tag_rollup(session, run_id, workflow, since)
     key = _group_column(by).label("key")
@@ -66,14 +68,16 @@ def cost_rollup(session: Session, by: Dimension, *, run_id: str | None = None, w
         func.coalesce(func.sum(LLMCall.output_tokens), 0),
         func.coalesce(func.sum(LLMCall.cost_usd), Decimal(0)),
         func.coalesce(func.sum(LLMCall.saved_usd), Decimal(0)),
+        func.coalesce(func.sum(case((LLMCall.status == "estimated", LLMCall.cost_usd), else_=Decimal(0))), Decimal(0)),
     ), run_id, workflow, since).group_by(key)
-    rows = [RollupRow(str(k), n, int(h or 0), int(i), int(o), c, s) for k, n, h, i, o, c, s in session.execute(query)]
+    rows = [RollupRow(str(k), n, int(h or 0), int(i), int(o), c, s, e)
+            for k, n, h, i, o, c, s, e in session.execute(query)]
     return sorted(rows, key=lambda r: (-r.cost_usd, r.key))
 
 
 def _tag_rollup(session: Session, run_id: str | None, workflow: str | None,
                 since: datetime | None) -> list[RollupRow]:
-    acc: dict[str, list] = defaultdict(lambda: [0, 0, 0, 0, Decimal(0), Decimal(0)])
+    acc: dict[str, list] = defaultdict(lambda: [0, 0, 0, 0, Decimal(0), Decimal(0), Decimal(0)])
     query = _filtered(select(LLMCall.tags, LLMCall.status, LLMCall.input_tokens, LLMCall.output_tokens,
                              LLMCall.cost_usd, LLMCall.saved_usd), run_id, workflow, since)
     for tags, status, inp, out, cost, saved in session.execute(query):
@@ -85,11 +89,12 @@ def _tag_rollup(session: Session, run_id: str | None, workflow: str | None,
             row[3] += out
             row[4] += cost
             row[5] += saved
+            row[6] += cost if status == "estimated" else Decimal(0)
     rows = [RollupRow(k, *v) for k, v in acc.items()]
     return sorted(rows, key=lambda r: (-r.cost_usd, r.key))
 
 
 def run_total(session: Session, run_id: str) -> Decimal:
     total = session.scalar(select(func.coalesce(func.sum(LLMCall.cost_usd), Decimal(0)))
-                           .where(LLMCall.run_id == run_id, LLMCall.status != "failed"))
+                           .where(LLMCall.run_id == run_id, LLMCall.status.in_(BILLED_STATUSES)))
     return total if total is not None else Decimal(0)

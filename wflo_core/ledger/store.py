@@ -10,6 +10,7 @@ import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime
+from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import Engine, select, update
@@ -18,6 +19,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from wflo_core.calls import Usage
 from wflo_core.errors import LedgerError
 from wflo_core.ledger.engine import make_engine, make_session_factory
 from wflo_core.ledger.models import LLMCall, Run, Step, Workflow, utcnow
@@ -135,6 +137,20 @@ class Ledger:
         run.status_reason = reason
         run.ended_at = ended_at or utcnow()
         return True
+
+    def settle_call(self, session: Session, key: str, *, status: str, usage: Usage, cost_usd: Decimal,
+                    price_version: str, latency_ms: int | None = None, error: str | None = None) -> int | None:
+        """Close an attempt's row with what it cost (``settled``, ``over_bound`` or ``estimated``); its id."""
+        return session.scalar(update(LLMCall).where(LLMCall.idempotency_key == key).values(
+            status=status, input_tokens=usage.input_tokens, cached_input_tokens=usage.cached_input_tokens,
+            cache_write_tokens=usage.cache_write_tokens, output_tokens=usage.output_tokens,
+            reasoning_tokens=usage.reasoning_tokens, cost_usd=cost_usd, price_version=price_version,
+            latency_ms=latency_ms, error=error).returning(LLMCall.id))
+
+    def fail_call(self, session: Session, key: str, *, error: str) -> int | None:
+        """Close an attempt the provider did not bill: ``failed`` at $0; its id."""
+        return session.scalar(update(LLMCall).where(LLMCall.idempotency_key == key).values(
+            status="failed", cost_usd=Decimal(0), price_version="unbilled", error=error).returning(LLMCall.id))
 
     def record_call(self, session: Session, **values: Any) -> int | None:
         """Insert one ``llm_calls`` row; its id, or None if its idempotency key was already recorded."""

@@ -30,7 +30,7 @@ def close_run(ledger: Ledger, budgets: BudgetBook, run_id: str, workflow: str, s
             step.status = "crashed"
             step.error = reason or f"run ended {status} before the step finished"
             step.ended_at = utcnow()
-        budgets.release_run(session, run_id)
+        budgets.close_run_holds(session, run_id)
         cost = run_total(session, run_id)
         if status == "succeeded":
             record_event(session, RunSucceeded(run_id=run_id, workflow=workflow, cost_usd=cost))

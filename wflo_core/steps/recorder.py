@@ -23,9 +23,9 @@ from wflo_core.calls import CallOutcome, LLMRequest, LLMResponse
 from wflo_core.checkpoints import SettledResults
 from wflo_core.events.outbox import EventRecorder
 from wflo_core.events.schemas import RunStarted, StepFailed, StepRetried, StepStarted, StepSucceeded
-from wflo_core.keys import BUDGET_TAG, ON_BREACH_TAG
+from wflo_core.keys import APPROVAL_TAG, BUDGET_TAG, ON_BREACH_TAG, RUN_BUDGET_TAG
 from wflo_core.ledger.store import Ledger
-from wflo_core.llm.gateway import Gateway
+from wflo_core.llm.gateway import Gateway, Remember
 from wflo_core.llm.providers.base import StreamChunk
 from wflo_core.money import parse_usd
 from wflo_core.steps.totals import StepTotals
@@ -46,13 +46,16 @@ class StepInfo:
     run_tags: Mapping[str, str] = field(default_factory=dict)
     op_tags: Mapping[str, str] = field(default_factory=dict)
     parent_run_id: str | None = None
+    partition_key: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class BudgetDefaults:
-    """Run limits that apply when a run carries no ``wflo/budget_usd`` tag."""
+    """Run limits that apply when the run's tags set none: the resource's, then (below the step's own
+    ``wflo/run_budget_usd`` op tag) the settings'."""
 
     run_limit_usd: Decimal | None = None
+    fallback_run_limit_usd: Decimal | None = None
     on_breach: str = "fail"
 
 
@@ -114,23 +117,26 @@ class StepRecorder:
         ``on_reuse`` is told (one line for the step's log) when a paid answer is reused.
         """
         seq, call_key = self._next_call()
-        scope, info = self._call_scope(), self.info
-        reused = self._settled.recall(run_id=info.run_id, step_key=info.step_key, seq=seq, request=request)
+        reused = self._recall(seq, request, on_reuse)
         if reused is not None:
-            if on_reuse is not None:
-                on_reuse(f"call {seq} of {info.step_key} was answered and paid for earlier in this run's chain; "
-                         "reusing that answer (not sent, not charged)")
             return reused
-        response, outcome = self._gateway.complete(request, scope, call_key)
+        scope = self._call_scope()
+        response, outcome = self._gateway.complete(request, scope, call_key, remember=self._remember(seq, request))
         self._count(outcome)
-        self._settled.remember(run_id=info.run_id, workflow=scope.workflow, step_key=info.step_key, seq=seq,
-                               request=request, response=response)
         return response
 
-    def stream(self, request: LLMRequest) -> Iterator[StreamChunk]:
-        """Stream ``request`` through the gateway; the last chunk carries the full response."""
-        _, call_key = self._next_call()
-        yield from self._gateway.stream(request, self._call_scope(), call_key, on_outcome=self._count)
+    def stream(self, request: LLMRequest, *, on_reuse: Callable[[str], object] | None = None
+               ) -> Iterator[StreamChunk]:
+        """Stream ``request`` through the gateway; the last chunk carries the full response. An answer
+        this run's chain already paid for streams as one chunk, not sent and not charged."""
+        seq, call_key = self._next_call()
+        reused = self._recall(seq, request, on_reuse)
+        if reused is not None:
+            yield StreamChunk(text=reused.text)
+            yield StreamChunk(response=reused)
+            return
+        yield from self._gateway.stream(request, self._call_scope(), call_key, on_outcome=self._count,
+                                        remember=self._remember(seq, request))
 
     @contextmanager
     def sub_agent(self, name: str) -> Iterator[None]:
@@ -153,22 +159,50 @@ class StepRecorder:
         if self._scope is None:
             info = self.info
             scope = CallScope(run_id=info.run_id, workflow=info.workflow, step_key=info.step_key,
-                              asset_key=info.asset_key, tags={**tags_from(info.run_tags), **tags_from(info.op_tags)})
+                              asset_key=info.asset_key, tags={**tags_from(info.run_tags), **tags_from(info.op_tags)},
+                              partition_key=info.partition_key)
             self._ensure_tag_budgets(session, scope)
             self._scope = scope
         return self._scope
 
     def _ensure_tag_budgets(self, session: Session, scope: CallScope) -> None:
-        """Run budgets from the run tag or the defaults; asset budgets from the asset's op tag."""
+        """The run's budget (its tags, else the step's op tags, else the defaults) and this
+        materialization's own budget (the asset's ``budget_usd``).
+
+        A re-executed run (Dagster's re-execution, ``wflo runs resume``) is held against what is left
+        of its parent's run budget, not a fresh limit; approval continuations carry that in their tag.
+        """
         info, defaults = self.info, self._defaults
-        run_tag = info.run_tags.get(BUDGET_TAG)
         on_breach = info.run_tags.get(ON_BREACH_TAG, defaults.on_breach)
-        limit = parse_usd(run_tag, BUDGET_TAG) if run_tag else defaults.run_limit_usd
+        candidates = (info.run_tags.get(BUDGET_TAG), info.run_tags.get(RUN_BUDGET_TAG), defaults.run_limit_usd,
+                      info.op_tags.get(RUN_BUDGET_TAG), defaults.fallback_run_limit_usd)
+        given = next((c for c in candidates if c is not None and c != ""), None)
+        limit = parse_usd(given, "run budget (wflo/budget_usd)") if given is not None else None
         if limit is not None:
+            if info.parent_run_id and APPROVAL_TAG not in info.run_tags:
+                limit = max(Decimal(0), limit - self._budgets.run_chain_spend(session, info.parent_run_id))
             self._budgets.ensure_limit(session, "run", scope.run_id, limit, on_breach)
-        if scope.asset_key and BUDGET_TAG in info.op_tags:
-            self._budgets.ensure_limit(session, "asset", scope.asset_key,
+        if scope.materialization_key and BUDGET_TAG in info.op_tags:
+            self._budgets.ensure_limit(session, "materialization", scope.materialization_key,
                                        parse_usd(info.op_tags[BUDGET_TAG], BUDGET_TAG), on_breach)
+
+    def _recall(self, seq: int, request: LLMRequest, on_reuse: Callable[[str], object] | None) -> LLMResponse | None:
+        info = self.info
+        reused = self._settled.recall(run_id=info.run_id, step_key=info.step_key, seq=seq, request=request)
+        if reused is not None and on_reuse is not None:
+            on_reuse(f"call {seq} of {info.step_key} was answered and paid for earlier in this run's chain; "
+                     "reusing that answer (not sent, not charged)")
+        return reused
+
+    def _remember(self, seq: int, request: LLMRequest) -> Remember:
+        """Saves the answer as this step's ``seq``-th in the transaction that settles it."""
+        info = self.info
+
+        def remember(session: Session, response: LLMResponse) -> None:
+            self._settled.remember(session, run_id=info.run_id, workflow=info.workflow, step_key=info.step_key,
+                                   seq=seq, request=request, response=response)
+
+        return remember
 
     def _next_call(self) -> tuple[int, str]:
         """The call's sequence number within this step attempt, and its ledger idempotency key."""

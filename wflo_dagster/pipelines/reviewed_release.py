@@ -16,6 +16,7 @@ from typing import Any
 import dagster as dg
 
 from wflo_core.config import load_settings
+from wflo_core.keys import policy_tags
 from wflo_dagster.checkpoints import checkpoint, resume
 from wflo_dagster.compensation import register_compensation
 from wflo_dagster.decorators import llm_asset
@@ -30,9 +31,11 @@ from wflo_dagster.pipelines.research_agent import (
 from wflo_dagster.resources.llm import LLMResource
 
 GROUP = "reviewed_release"
+POLICY = policy_tags(run_budget_usd="0.50", team="research", agent="release_agent")
+"""Run budget and attribution, on the assets themselves so they hold however a run is launched."""
 
 
-@llm_asset(group_name=GROUP, kinds={"openai"}, description="The agent's plan.")
+@llm_asset(group_name=GROUP, op_tags=POLICY, kinds={"openai"}, description="The agent's plan.")
 def release_plan(context: dg.AssetExecutionContext, llm: LLMResource) -> str:
     provider, model = PLANNER_MODEL
     return llm.complete(
@@ -46,7 +49,10 @@ def release_plan(context: dg.AssetExecutionContext, llm: LLMResource) -> str:
 
 
 @llm_asset(
-    group_name=GROUP, kinds={"anthropic"}, description="Code the agent wrote; checkpointed once written."
+    group_name=GROUP,
+    op_tags=POLICY,
+    kinds={"anthropic"},
+    description="Code the agent wrote; checkpointed once written.",
 )
 def release_code(context: dg.AssetExecutionContext, release_plan: str, llm: LLMResource) -> str:
     saved = resume(context, "release_code")
@@ -90,7 +96,9 @@ def unpublish(payload: dict[str, Any], idempotency_key: str) -> None:
     Path(payload["path"]).unlink(missing_ok=True)
 
 
-@llm_asset(group_name=GROUP, deps=[release_review], description="The reviewed code, published (undoable).")
+@llm_asset(
+    group_name=GROUP, op_tags=POLICY, deps=[release_review], description="The reviewed code, published (undoable)."
+)
 def published_release(context: dg.AssetExecutionContext, release_code: str, llm: LLMResource) -> str:
     target = published_dir() / f"{context.run_id}.py"
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -103,5 +111,5 @@ reviewed_release_assets = [release_plan, release_code, release_review, published
 reviewed_release_job = dg.define_asset_job(
     "reviewed_release_job",
     selection=dg.AssetSelection.groups(GROUP),
-    tags={"wflo/budget_usd": "0.50", "wflo/tag/team": "research", "wflo/tag/agent": "release_agent"},
+    tags=POLICY,
 )

@@ -13,6 +13,7 @@ from typing import Any
 import dagster as dg
 
 from wflo_core.calls import Message
+from wflo_core.keys import policy_tags, tag
 from wflo_core.steps.totals import (
     CACHE_HITS_KEY,
     CALLS_KEY,
@@ -21,29 +22,48 @@ from wflo_core.steps.totals import (
     OUTPUT_TOKENS_KEY,
     SAVED_KEY,
 )
-from wflo_dagster.decorators import llm_asset, track_llm_step
-from wflo_dagster.hooks import WFLO_HOOKS
+from wflo_dagster.decorators import llm_asset, llm_op
 from wflo_dagster.resources.llm import LLMResource
 
 GROUP = "triage_agent"
+POLICY = policy_tags(run_budget_usd="0.05", team="support", agent="triage_agent")
+"""Run budget and attribution, on the assets themselves so they hold however a run is launched."""
 TRIAGE_MODEL = ("openai", "gpt-4o-mini")
 DAILY = dg.DailyPartitionsDefinition(start_date="2026-01-01", end_offset=1)
 """One partition per UTC day, today included (``end_offset=1``) so today's inbox can be triaged."""
 ITEMS_KEY = "wflo/items"
 
 SAMPLE_INBOX: tuple[dict[str, str], ...] = (
-    {"id": "T1041", "subject": "Charged twice this month",
-     "body": "My card was billed twice for the Pro plan on the 3rd. Please refund one charge."},
-    {"id": "T1042", "subject": "Production API returns 500",
-     "body": "Since 09:10 UTC every call to /v1/orders fails with HTTP 500. Our checkout is down."},
-    {"id": "T1043", "subject": "How do I export my data?",
-     "body": "Is there a way to download all our project data as CSV?"},
-    {"id": "T1044", "subject": "SSO login loop",
-     "body": "After the Okta change, users are redirected back to the login page forever."},
-    {"id": "T1045", "subject": "Feature request: dark mode",
-     "body": "Would love a dark theme for the dashboard, the white is hard on the eyes at night."},
-    {"id": "T1046", "subject": "Invoice needs our VAT number",
-     "body": "Please reissue invoice INV-2291 with our VAT number DE123456789."},
+    {
+        "id": "T1041",
+        "subject": "Charged twice this month",
+        "body": "My card was billed twice for the Pro plan on the 3rd. Please refund one charge.",
+    },
+    {
+        "id": "T1042",
+        "subject": "Production API returns 500",
+        "body": "Since 09:10 UTC every call to /v1/orders fails with HTTP 500. Our checkout is down.",
+    },
+    {
+        "id": "T1043",
+        "subject": "How do I export my data?",
+        "body": "Is there a way to download all our project data as CSV?",
+    },
+    {
+        "id": "T1044",
+        "subject": "SSO login loop",
+        "body": "After the Okta change, users are redirected back to the login page forever.",
+    },
+    {
+        "id": "T1045",
+        "subject": "Feature request: dark mode",
+        "body": "Would love a dark theme for the dashboard, the white is hard on the eyes at night.",
+    },
+    {
+        "id": "T1046",
+        "subject": "Invoice needs our VAT number",
+        "body": "Please reissue invoice INV-2291 with our VAT number DE123456789.",
+    },
 )
 
 
@@ -54,17 +74,27 @@ def inbox_for(day: str) -> list[dict[str, str]]:
 
 
 def triage_messages(ticket: dict[str, str]) -> list[Message]:
-    return [Message("system", "You triage customer support tickets. Reply with JSON only: "
-                              '{"category": billing|outage|how-to|auth|feature, "priority": P1|P2|P3, '
-                              '"summary": one short sentence}.'),
-            Message("user", f"Ticket {ticket['id']}\nSubject: {ticket['subject']}\n\n{ticket['body']}")]
+    return [
+        Message(
+            "system",
+            "You triage customer support tickets. Reply with JSON only: "
+            '{"category": billing|outage|how-to|auth|feature, "priority": P1|P2|P3, '
+            '"summary": one short sentence}.',
+        ),
+        Message("user", f"Ticket {ticket['id']}\nSubject: {ticket['subject']}\n\n{ticket['body']}"),
+    ]
 
 
 def digest_messages(triaged: list[dict[str, Any]]) -> list[Message]:
     lines = "\n".join(f"- {t['id']} [{t['priority']}] {t['category']}: {t['summary']}" for t in triaged)
-    return [Message("system", "You brief a support lead. Be brief and concrete."),
-            Message("user", f"Today's triaged tickets:\n{lines}\n\nWrite a three-line digest: what is "
-                            "urgent, who should pick it up, and what can wait.")]
+    return [
+        Message("system", "You brief a support lead. Be brief and concrete."),
+        Message(
+            "user",
+            f"Today's triaged tickets:\n{lines}\n\nWrite a three-line digest: what is "
+            "urgent, who should pick it up, and what can wait.",
+        ),
+    ]
 
 
 def parse_triage(ticket: dict[str, str], text: str) -> dict[str, Any]:
@@ -72,14 +102,22 @@ def parse_triage(ticket: dict[str, str], text: str) -> dict[str, Any]:
     try:
         verdict = json.loads(text)
     except json.JSONDecodeError:
-        verdict = {"category": "unknown", "priority": "P2",
-                   "summary": "model reply was not JSON; needs a human"}
-    return {"id": ticket["id"], "subject": ticket["subject"], "category": str(verdict.get("category")),
-            "priority": str(verdict.get("priority")), "summary": str(verdict.get("summary"))}
+        verdict = {"category": "unknown", "priority": "P2", "summary": "model reply was not JSON; needs a human"}
+    return {
+        "id": ticket["id"],
+        "subject": ticket["subject"],
+        "category": str(verdict.get("category")),
+        "priority": str(verdict.get("priority")),
+        "summary": str(verdict.get("summary")),
+    }
 
 
-@dg.asset(group_name=GROUP, partitions_def=DAILY, kinds={"python"},
-          description="The day's support tickets (the batch the agent fans out over).")
+@dg.asset(
+    group_name=GROUP,
+    partitions_def=DAILY,
+    kinds={"python"},
+    description="The day's support tickets (the batch the agent fans out over).",
+)
 def triage_inbox(context: dg.AssetExecutionContext) -> list[dict[str, str]]:
     tickets = inbox_for(context.partition_key)
     context.add_output_metadata({ITEMS_KEY: len(tickets)})
@@ -92,12 +130,12 @@ def split_tickets(tickets: list[dict[str, str]]):  # type: ignore[no-untyped-def
         yield dg.DynamicOutput(ticket, mapping_key=ticket["id"])
 
 
-@dg.op(tags={"wflo/tag/agent": "ticket_triager"}, description="One LLM call classifying one ticket.")
-@track_llm_step
+@llm_op(tags={**POLICY, tag("agent"): "ticket_triager"}, description="One LLM call classifying one ticket.")
 def triage_ticket(context: dg.OpExecutionContext, ticket: dict, llm: LLMResource) -> dict:
     provider, model = TRIAGE_MODEL
-    reply = llm.complete(context, messages=triage_messages(ticket), provider=provider, model=model,
-                         max_tokens=120, temperature=0.0)
+    reply = llm.complete(
+        context, messages=triage_messages(ticket), provider=provider, model=model, max_tokens=120, temperature=0.0
+    )
     return parse_triage(ticket, reply.text)
 
 
@@ -105,39 +143,60 @@ def triage_ticket(context: dg.OpExecutionContext, ticket: dict, llm: LLMResource
 def collect_triage(context: dg.OpExecutionContext, verdicts: list[dict], llm: LLMResource) -> list[dict]:
     steps = [r for r in llm.run_costs(context, by="step") if "triage_ticket[" in r.key]
     priorities = Counter(v["priority"] for v in verdicts)
-    context.add_output_metadata({
-        COST_KEY: float(sum(r.cost_usd for r in steps)),
-        CALLS_KEY: sum(r.calls for r in steps),
-        CACHE_HITS_KEY: sum(r.cache_hits for r in steps),
-        SAVED_KEY: float(sum(r.saved_usd for r in steps)),
-        INPUT_TOKENS_KEY: sum(r.input_tokens for r in steps),
-        OUTPUT_TOKENS_KEY: sum(r.output_tokens for r in steps),
-        ITEMS_KEY: len(verdicts),
-        **{f"wflo/priority/{p}": n for p, n in sorted(priorities.items())},
-    })
+    context.add_output_metadata(
+        {
+            COST_KEY: float(sum(r.cost_usd for r in steps)),
+            CALLS_KEY: sum(r.calls for r in steps),
+            CACHE_HITS_KEY: sum(r.cache_hits for r in steps),
+            SAVED_KEY: float(sum(r.saved_usd for r in steps)),
+            INPUT_TOKENS_KEY: sum(r.input_tokens for r in steps),
+            OUTPUT_TOKENS_KEY: sum(r.output_tokens for r in steps),
+            ITEMS_KEY: len(verdicts),
+            **{f"wflo/priority/{p}": n for p, n in sorted(priorities.items())},
+        }
+    )
     return sorted(verdicts, key=lambda v: (v["priority"], v["id"]))
 
 
-@dg.graph_asset(group_name=GROUP, partitions_def=DAILY, kinds={"openai"},
-                description="Every ticket classified by its own LLM step (dynamic fan-out, one run budget).")
+@dg.graph_asset(
+    group_name=GROUP,
+    partitions_def=DAILY,
+    kinds={"openai"},
+    description="Every ticket classified by its own LLM step (dynamic fan-out, one run budget).",
+)
 def ticket_triage(triage_inbox: list[dict[str, str]]) -> list[dict]:
-    verdicts = split_tickets(triage_inbox).map(triage_ticket.with_hooks(WFLO_HOOKS))
+    verdicts = split_tickets(triage_inbox).map(triage_ticket)
     return collect_triage(verdicts.collect())
 
 
-@llm_asset(group_name=GROUP, partitions_def=DAILY, kinds={"openai"},
-           description="A three-line digest of the day's tickets for the support lead.")
+@llm_asset(
+    group_name=GROUP,
+    op_tags=POLICY,
+    partitions_def=DAILY,
+    kinds={"openai"},
+    description="A three-line digest of the day's tickets for the support lead.",
+)
 def triage_digest(context: dg.AssetExecutionContext, ticket_triage: list[dict], llm: LLMResource) -> str:
     provider, model = TRIAGE_MODEL
-    return llm.complete(context, messages=digest_messages(ticket_triage), provider=provider, model=model,
-                        max_tokens=200, temperature=0.0).text
+    return llm.complete(
+        context,
+        messages=digest_messages(ticket_triage),
+        provider=provider,
+        model=model,
+        max_tokens=200,
+        temperature=0.0,
+    ).text
 
 
 triage_assets = [triage_inbox, ticket_triage, triage_digest]
 triage_agent_job = dg.define_asset_job(
-    "triage_agent_job", selection=dg.AssetSelection.groups(GROUP), partitions_def=DAILY,
-    tags={"wflo/budget_usd": "0.05", "wflo/tag/team": "support", "wflo/tag/agent": "triage_agent"},
+    "triage_agent_job",
+    selection=dg.AssetSelection.groups(GROUP),
+    partitions_def=DAILY,
+    tags=POLICY,
 )
 triage_agent_schedule = dg.build_schedule_from_partitioned_job(
-    triage_agent_job, hour_of_day=6, description="Triages the day's inbox every morning at 06:00 UTC.",
+    triage_agent_job,
+    hour_of_day=6,
+    description="Triages the day's inbox every morning at 06:00 UTC.",
 )

@@ -31,15 +31,26 @@ def step_identity(context: StepContext) -> tuple[str, str, int]:
     return context.run_id, step_key, context.retry_number
 
 
+def workflow_name(context: StepContext) -> str:
+    """The job's name; for Dagster's implicit asset jobs ("Materialize" in the UI, ``dg launch --assets``,
+    ``materialize([...])``) the asset group's, so the ledger never lumps such runs under ``__ASSET_JOB``."""
+    job = context.job_name
+    if not job.startswith("__") or not context.has_assets_def:
+        return job
+    groups = {context.assets_def.group_names_by_key.get(key, "default") for key in context.assets_def.keys}
+    return "assets:" + ",".join(sorted(groups))
+
+
 def step_info(context: StepContext) -> StepInfo:
     """The step as plain values for the core's step recorder."""
     run_id, step_key, attempt = step_identity(context)
     return StepInfo(
-        run_id=run_id, step_key=step_key, workflow=context.job_name, attempt=attempt,
+        run_id=run_id, step_key=step_key, workflow=workflow_name(context), attempt=attempt,
         asset_key=context.asset_key.to_user_string() if context.has_assets_def else None,
         run_tags=dict(context.run_tags), op_tags=dict(context.op_def.tags or {}),
         # an approved continuation's tag, or Dagster's re-execution parent
         parent_run_id=context.run_tags.get(PARENT_RUN_TAG) or context.dagster_run.parent_run_id,
+        partition_key=context.partition_key if context.has_partition_key else None,
     )
 
 
@@ -113,7 +124,7 @@ class LLMResource(dg.ConfigurableResource):
 
     def stream(self, context: StepContext, request: LLMRequest) -> Iterator[StreamChunk]:
         """Stream one completion through the gateway; the last chunk carries the full response."""
-        yield from self._recorder(context).stream(request)
+        yield from self._recorder(context).stream(request, on_reuse=context.log.info)
 
     @contextmanager
     def sub_agent(self, context: StepContext, name: str) -> Iterator[None]:
@@ -143,11 +154,12 @@ class LLMResource(dg.ConfigurableResource):
                 services = self._wflo_services
                 settings = services.settings
                 run_limit = (parse_usd(self.run_budget_usd, f"LLMResource.run_budget_usd ({BUDGET_TAG})")
-                             if self.run_budget_usd else settings.budget_run_usd)
+                             if self.run_budget_usd else None)
                 recorder = StepRecorder(
                     step_info(context), ledger=services.ledger, budgets=services.budgets,
                     gateway=services.gateway, record_event=services.record_event,
-                    settled=services.settled, defaults=BudgetDefaults(run_limit, settings.budget_on_breach))
+                    settled=services.settled,
+                    defaults=BudgetDefaults(run_limit, settings.budget_run_usd, settings.budget_on_breach))
                 self._recorders[(run_id, step_key)] = recorder
             return recorder
 
