@@ -234,8 +234,21 @@ def steps_ended(cluster: Cluster, run_id: str) -> set[str]:
         run_id, of_type={DagsterEventType.STEP_SUCCESS, DagsterEventType.STEP_FAILURE})}
 
 
-def test_fan_out_spreads_over_workers_and_one_budget_holds_across_them(cluster: Cluster) -> None:
+def fresh_start(cluster: Cluster) -> None:
+    """No remembered answers from an earlier run (the tickets repeat): every call goes to the server."""
+    import redis
+
+    client = redis.Redis.from_url(cluster.env["WFLO_REDIS_URL"])
+    try:
+        for key in client.scan_iter("wflo:cache:*"):
+            client.delete(key)
+    finally:
+        client.close()
     cluster.llm.reset()
+
+
+def test_fan_out_spreads_over_workers_and_one_budget_holds_across_them(cluster: Cluster) -> None:
+    fresh_start(cluster)
     cluster.llm.set_behavior(delay=1.5)  # every call in flight long enough for the workers to overlap
     hold = ticket_hold()
     limit = hold * 2 + hold / 2  # two tickets' holds fit at once, a third does not
@@ -276,7 +289,7 @@ def test_fan_out_spreads_over_workers_and_one_budget_holds_across_them(cluster: 
 
 
 def test_a_worker_killed_mid_step_leaves_no_hold_once_the_run_is_closed_out(cluster: Cluster) -> None:
-    cluster.llm.reset()
+    fresh_start(cluster)
     cluster.llm.set_behavior(delay=20, times=len(WORKERS))  # the first call on each worker hangs 20 s
     proc, run_id = launch(cluster, {})
 
