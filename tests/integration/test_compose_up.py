@@ -268,7 +268,7 @@ def _cold_start_and_first_run(stack: Stack, engine: EngineEvents, run_image: str
     run_id = graphql.submit_job_execution("research_agent_job", repository_location_name="wflo", run_config={})
     status = eventually("the run finished",
                         lambda: (s := graphql.get_run_status(run_id).value) in ("SUCCESS", "FAILURE", "CANCELED") and s,
-                        600, stack)
+                        1500, stack)
     first_success_after = time.monotonic() - started
     run = stack.graphql("""query ($id: ID!) { runOrError(runId: $id) { ... on Run { status tags { key value }
         eventConnection(afterCursor: null, limit: 5000) { events { __typename ... on MessageEvent { message } } }
