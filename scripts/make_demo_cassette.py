@@ -13,12 +13,18 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import os
+import sys
+import tempfile
 import threading
 from collections import deque
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 import triage_cassette  # scripts/triage_cassette.py, next to this file
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # tests.llm_server answers the pydantic-ai agent
 
 from wflo_core.calls import LLMRequest, LLMResponse, Message
 from wflo_core.llm.providers import (
@@ -207,7 +213,28 @@ def main() -> None:
     for provider in providers.values():
         provider.close()
     server.shutdown()
+    record_pydantic_ai(path)
     print(f"wrote {len(path.read_text().splitlines())} entries to {path}")
+
+
+def record_pydantic_ai(path: Path) -> None:
+    """The pydantic-ai research agent, recorded through the drop-in client from the test server's answers."""
+    import dagster as dg
+
+    from tests import llm_server
+    from wflo_dagster.pipelines.pydantic_ai_research import pydantic_ai_answer
+    from wflo_dagster.resources.llm import LLMResource
+
+    server = llm_server.start_in_thread()
+    try:
+        with tempfile.TemporaryDirectory() as home:
+            os.environ.update(WFLO_HOME=home, WFLO_LLM_MODE="record", WFLO_CASSETTE_PATH=str(path),
+                              WFLO_OPENAI_API_KEY="recording", WFLO_OPENAI_BASE_URL=server.openai_base_url)
+            result = dg.materialize([pydantic_ai_answer], resources={"llm": LLMResource()})
+            if not result.success:
+                raise SystemExit("recording the pydantic-ai research agent failed")
+    finally:
+        server.stop()
 
 
 if __name__ == "__main__":

@@ -10,14 +10,16 @@ or as its own process (``start_subprocess``, or ``python -m tests.llm_server``);
 
 from __future__ import annotations
 
+import hashlib
 import json
+import re
 import subprocess
 import sys
 import threading
 import time
 import urllib.request
 from collections import Counter
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -54,6 +56,11 @@ class Behavior:
     delay: float = 0.0
     retry_after: str | None = None
     times: int | None = None
+    drop: bool = False
+    """Answer 200, send half the body (or half the stream, without its usage), then drop the connection."""
+
+
+_MARK = re.compile(r"\[(fail:(\d{3})\*(\d+)|delay:([\d.]+)|drop)\]")
 
 
 @dataclass
@@ -63,11 +70,14 @@ class _State:
     usage: UsageExtras = field(default_factory=UsageExtras)
     counts: Counter[str] = field(default_factory=Counter)
     log: list[dict[str, Any]] = field(default_factory=list)
+    sends: Counter[str] = field(default_factory=Counter)
 
     def take_behavior(self, path: str, body: dict[str, Any], headers: dict[str, str]) -> Behavior:
         with self.lock:
             self.counts[path] += 1
             self.log.append({"path": path, "body": body, "headers": headers})
+            if marked := self._marked(body):
+                return marked
             behavior = self.behavior
             if behavior is None:
                 return Behavior()
@@ -76,6 +86,26 @@ class _State:
                 if behavior.times <= 0:
                     self.behavior = None
             return behavior
+
+    def _marked(self, body: dict[str, Any]) -> Behavior | None:
+        """Per-request behaviour from markers in the prompt, for tests with many concurrent callers:
+        ``[fail:500*2]`` fails the first 2 sends of this exact request, ``[delay:0.3]`` waits,
+        ``[drop]`` drops the connection mid-answer."""
+        text = json.dumps(body.get("messages") or body.get("input") or "")
+        marks = _MARK.findall(text)
+        if not marks:
+            return None
+        key = hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
+        self.sends[key] += 1
+        behavior = Behavior()
+        for whole, status, times, delay in marks:
+            if whole.startswith("fail") and self.sends[key] <= int(times):
+                behavior.status = int(status)
+            elif whole.startswith("delay"):
+                behavior.delay = float(delay)
+            elif whole == "drop":
+                behavior.drop = True
+        return behavior
 
 
 # ---------------------------------------------------------------------------------- HTTP
@@ -132,7 +162,9 @@ class _Handler(BaseHTTPRequestHandler):
             return
         make_answer, render = routes[self.path]
         answer = make_answer(body, state.usage)
-        if not body.get("stream"):
+        if behavior.drop:
+            self._drop(render(answer), bool(body.get("stream")))
+        elif not body.get("stream"):
             self._json(200, render(answer))
         elif self.path == "/v1/chat/completions":
             include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
@@ -149,10 +181,13 @@ class _Handler(BaseHTTPRequestHandler):
                 state.behavior = Behavior(**body)
             elif action == "usage":
                 state.usage = UsageExtras(**body)
+            elif action == "tool_rounds":
+                state.usage = replace(state.usage, tool_rounds=int(body["rounds"]))
             elif action == "reset":
                 state.behavior, state.usage = None, UsageExtras()
                 state.counts.clear()
                 state.log.clear()
+                state.sends.clear()
             else:
                 self._json(404, {"error": {"message": f"unknown control {action!r}"}})
                 return
@@ -178,6 +213,21 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_header(name, value)
         self.end_headers()
         self.wfile.write(data)
+
+    def _drop(self, payload: dict[str, Any], stream: bool) -> None:
+        data = json.dumps(payload).encode()
+        self.send_response(200)
+        self.send_header("content-type", "text/event-stream" if stream else "application/json")
+        if not stream:
+            self.send_header("content-length", str(len(data)))
+        self.end_headers()
+        if stream:
+            self.wfile.write(b'data: {"id":"x","object":"chat.completion.chunk","created":0,"model":"m",'
+                             b'"choices":[{"index":0,"delta":{"content":"half an ans"},"finish_reason":null}]}\n\n')
+        else:
+            self.wfile.write(data[: len(data) // 2])
+        self.wfile.flush()
+        self.close_connection = True
 
     def _sse(self, events: list[str]) -> None:
         self.send_response(200)
@@ -222,16 +272,25 @@ class LLMServer:
         delay: float = 0.0,
         retry_after: str | float | None = None,
         times: int | None = None,
+        drop: bool = False,
     ) -> None:
-        """The next ``times`` API requests (None: all, until reset) wait ``delay`` s, answer ``status``."""
+        """The next ``times`` API requests (None: all, until reset) wait ``delay`` s, answer ``status``
+        (or, with ``drop``, half an answer and a dropped connection)."""
         after = None if retry_after is None else str(retry_after)
-        self._post("behavior", asdict(Behavior(status, delay, after, times)))
+        self._post("behavior", asdict(Behavior(status, delay, after, times, drop)))
 
     def set_usage(
-        self, *, cached_tokens: int = 0, cache_write_tokens: int = 0, reasoning_tokens: int = 0
+        self, *, cached_tokens: int = 0, cache_write_tokens: int = 0, reasoning_tokens: int = 0,
+        padding_tokens: int = 0, model_alias: str = "",
     ) -> None:
-        """Report these prompt-cache and reasoning tokens on every answer until reset."""
-        self._post("usage", asdict(UsageExtras(cached_tokens, cache_write_tokens, reasoning_tokens)))
+        """Report these prompt-cache and reasoning tokens (and ``padding_tokens`` beyond max_tokens) on
+        every answer until reset."""
+        self._post("usage", asdict(UsageExtras(cached_tokens, cache_write_tokens, reasoning_tokens, padding_tokens,
+                                                 model_alias)))
+
+    def set_tool_rounds(self, rounds: int) -> None:
+        """With tools offered, answer with a tool call until the conversation holds ``rounds`` tool results."""
+        self._post("tool_rounds", {"rounds": rounds})
 
     def request_count(self, path: str | None = None) -> int:
         """API requests received (all paths, or one such as ``/v1/chat/completions``), incl. failed ones."""

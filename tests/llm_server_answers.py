@@ -23,6 +23,12 @@ class UsageExtras:
     cached_tokens: int = 0
     cache_write_tokens: int = 0
     reasoning_tokens: int = 0
+    padding_tokens: int = 0
+    """Output tokens added to every answer beyond ``max_tokens``: a server that ignores the limit."""
+    model_alias: str = ""
+    """The model name answers report (a dated snapshot of the requested one, as OpenAI does)."""
+    tool_rounds: int = 1
+    """With tools offered, ask for a tool call until the conversation holds this many tool results."""
 
 
 def _tokens(text: str) -> int:
@@ -48,6 +54,7 @@ def _answer(
     model: str,
     prompt: list[str],
     last_is_tool_result: bool,
+    tool_results: int,
     tools: list[dict[str, Any]],
     tool_choice: Any,
     max_tokens: int,
@@ -58,7 +65,8 @@ def _answer(
     last = prompt[-1] if prompt else ""
     input_tokens = sum(_tokens(p) + 4 for p in prompt) + sum(_tokens(json.dumps(t)) for t in tools)
     tool = None
-    if tools and tool_choice not in ("none", {"type": "none"}) and not last_is_tool_result:
+    more_rounds = not last_is_tool_result or tool_results < extras.tool_rounds
+    if tools and tool_choice not in ("none", {"type": "none"}) and more_rounds:
         name, schema = tools[0]
         arg = next(iter((schema or {}).get("properties") or {"query": None}))
         tool = (f"call_{key[:12]}", name, json.dumps({arg: last[:60]}, separators=(",", ":")))
@@ -72,7 +80,10 @@ def _answer(
     if truncated:
         text = text[: max(0, (max_tokens - extras.reasoning_tokens) * 4)]
         output_tokens = max_tokens
-    return Answer(key, model, text, tool, input_tokens, output_tokens, truncated, extras)
+    if extras.padding_tokens:
+        text += " pad" * extras.padding_tokens
+        output_tokens += extras.padding_tokens
+    return Answer(key, extras.model_alias or model, text, tool, input_tokens, output_tokens, truncated, extras)
 
 
 def _text_of(content: Any) -> str:
@@ -93,6 +104,7 @@ def chat_answer(body: dict[str, Any], extras: UsageExtras) -> Answer:
         body["model"],
         [_text_of(m.get("content")) for m in messages],
         bool(messages) and messages[-1].get("role") == "tool",
+        sum(m.get("role") == "tool" for m in messages),
         tools,
         body.get("tool_choice"),
         max_tokens,
@@ -113,6 +125,7 @@ def responses_answer(body: dict[str, Any], extras: UsageExtras) -> Answer:
         body["model"],
         prompt,
         last_is_tool,
+        sum(i.get("type") == "function_call_output" for i in items),
         tools,
         body.get("tool_choice"),
         body.get("max_output_tokens") or 4096,
@@ -129,8 +142,10 @@ def anthropic_answer(body: dict[str, Any], extras: UsageExtras) -> Answer:
     last = messages[-1].get("content") if messages else ""
     last_is_tool = isinstance(last, list) and any(b.get("type") == "tool_result" for b in last)
     tools = [(t["name"], t.get("input_schema")) for t in body.get("tools") or ()]
+    results = sum(isinstance(m.get("content"), list) and sum(isinstance(b, dict) and b.get("type") == "tool_result"
+                                                             for b in m["content"]) for m in messages)
     return _answer(
-        body["model"], prompt, last_is_tool, tools, body.get("tool_choice"), body["max_tokens"], extras, body
+        body["model"], prompt, last_is_tool, results, tools, body.get("tool_choice"), body["max_tokens"], extras, body
     )
 
 
@@ -252,18 +267,30 @@ def responses_json(a: Answer) -> dict[str, Any]:
 
 
 def responses_stream(a: Answer) -> list[str]:
+    """The event sequence the Responses API sends: items and content parts open, deltas, done events."""
     final = responses_json(a)
-    events = [{"type": "response.created", "response": {**final, "status": "in_progress", "output": []}}]
-    events += [
-        {
-            "type": "response.output_text.delta",
-            "item_id": f"msg_{a.key}",
-            "output_index": 0,
-            "content_index": 0,
-            "delta": piece,
-        }
-        for piece in _pieces(a.text)
+    events: list[dict[str, Any]] = [
+        {"type": "response.created", "response": {**final, "status": "in_progress", "output": [], "usage": None}},
+        {"type": "response.in_progress", "response": {**final, "status": "in_progress", "output": [], "usage": None}},
     ]
+    for index, item in enumerate(final["output"]):
+        events.append({"type": "response.output_item.added", "output_index": index,
+                       "item": {**item, "status": "in_progress", **({"content": []} if "content" in item else {}),
+                                **({"arguments": ""} if "arguments" in item else {})}})
+        if item["type"] == "message":
+            part = item["content"][0]
+            where = {"item_id": item["id"], "output_index": index, "content_index": 0}
+            events.append({"type": "response.content_part.added", **where, "part": {**part, "text": ""}})
+            events += [{"type": "response.output_text.delta", **where, "delta": piece, "logprobs": []}
+                       for piece in _pieces(part["text"])]
+            events.append({"type": "response.output_text.done", **where, "text": part["text"], "logprobs": []})
+            events.append({"type": "response.content_part.done", **where, "part": part})
+        else:
+            events.append({"type": "response.function_call_arguments.delta", "item_id": item["id"],
+                           "output_index": index, "delta": item["arguments"]})
+            events.append({"type": "response.function_call_arguments.done", "item_id": item["id"],
+                           "output_index": index, "arguments": item["arguments"], "name": item["name"]})
+        events.append({"type": "response.output_item.done", "output_index": index, "item": item})
     events.append({"type": f"response.{final['status']}", "response": final})
     return [
         f"event: {e['type']}\ndata: {json.dumps({**e, 'sequence_number': i})}\n\n"

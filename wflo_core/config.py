@@ -42,10 +42,12 @@ class WfloSettings(BaseSettings):
     kafka_topic_prefix: str = "wflo"
     kafka_partitions: int = Field(default=3, ge=1)
 
-    llm_mode: Literal["replay", "live", "record"] = "replay"
-    """``replay`` serves recorded responses (no key, no network); ``record`` calls live and saves."""
+    llm_mode: Literal["auto", "replay", "live", "record"] = "auto"
+    """``auto``: live for a provider whose key is set, else recorded answers; ``replay`` serves recorded
+    responses only (no key, no network); ``record`` calls live and saves each answer."""
     cassette_path: Path | None = None
-    """Cassette for replay/record; unset = the cassette shipped with the example pipelines."""
+    """Cassette for replay/record; unset = replay from the example pipelines' cassette and your own
+    recordings (``recordings_path``), record into ``recordings_path``."""
     openai_api_key: SecretStr | None = Field(
         default=None, validation_alias=AliasChoices("WFLO_OPENAI_API_KEY", "OPENAI_API_KEY")
     )
@@ -59,6 +61,8 @@ class WfloSettings(BaseSettings):
     openai_compatible_api_key: SecretStr | None = None
     llm_timeout_seconds: float = Field(default=60.0, gt=0)
     """How long one provider request may take before it counts as failed (and is retried)."""
+    default_max_tokens: int = Field(default=1024, gt=0)
+    """Output limit given to drop-in SDK requests that set none, so their cost has a bound to hold."""
 
     price_overrides_path: Path | None = None
     """YAML/JSON file of prices for private or self-hosted models."""
@@ -153,6 +157,30 @@ class WfloSettings(BaseSettings):
     @property
     def ledger_url(self) -> str:
         return self.database_url or f"sqlite:///{(self.home / 'ledger.db').resolve()}"
+
+    @property
+    def recordings_path(self) -> Path:
+        """Where record mode writes when no ``WFLO_CASSETTE_PATH`` is set: under ``home``, never into the package."""
+        return self.home / "cassettes" / "recorded.jsonl"
+
+    def has_credentials(self, provider: str) -> bool:
+        """Whether a live call to ``provider`` is configured (a key, or a base URL for a local server)."""
+        if provider == "openai":
+            return self.openai_api_key is not None
+        if provider == "anthropic":
+            return self.anthropic_api_key is not None
+        return provider == "openai_compatible" and self.openai_compatible_base_url is not None
+
+    def mode_for(self, provider: str) -> Literal["replay", "live", "record"]:
+        """The mode calls to ``provider`` run in; ``auto`` resolves to live when its key is set."""
+        if self.llm_mode != "auto":
+            return self.llm_mode
+        return "live" if self.has_credentials(provider) else "replay"
+
+    @property
+    def cache_path(self) -> Path:
+        """The embedded response cache (used when no Redis is set); separate from the ledger."""
+        return self.home / "cache.db"
 
     @property
     def events_path(self) -> Path:

@@ -14,27 +14,30 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any, TypeVar
 
+from wflo_core import telemetry
 from wflo_core.approvals import ApprovalBook, BudgetAsk
 from wflo_core.budgets import BudgetBook
 from wflo_core.budgets.scopes import PERIOD_TEMPLATE_KEY
 from wflo_core.cache.base import ResponseCache
 from wflo_core.cache.fail_open import FailOpenCache, fail_open_single_flight
 from wflo_core.cache.keys import cache_key, is_cacheable
-from wflo_core.cache.locks import LockFactory, MemoryLocks
-from wflo_core.cache.memory import MemoryCache
+from wflo_core.cache.locks import LockFactory
 from wflo_core.cache.redis import RedisCache
 from wflo_core.cache.redis_locks import RedisLocks
 from wflo_core.cache.singleflight import SingleFlight
+from wflo_core.cache.sqlite import SQLiteCache, SQLiteLocks
 from wflo_core.calls import LLMRequest, LLMResponse
 from wflo_core.checkpoints import CheckpointStore, SettledResults
 from wflo_core.compensation import CompensationBook
 from wflo_core.config import WfloSettings
 from wflo_core.events.outbox import EventRecorder, outbox_recorder
-from wflo_core.events.relay import RelayStats, relay_best_effort
-from wflo_core.events.sinks import build_event_sink
+from wflo_core.events.relay import IN_STEP_DELIVERY_TIMEOUT_S, RelayStats, relay_in_step
+from wflo_core.events.sinks import build_event_sink, publish_breaker
 from wflo_core.events.sinks.base import EventSink
 from wflo_core.events.topics import TopicLayout
 from wflo_core.ledger.migrations import upgrade
+from wflo_core.ledger.models import Run
+from wflo_core.ledger.rollups import run_total
 from wflo_core.ledger.store import Ledger
 from wflo_core.llm.gateway import Gateway, GatewayParts
 from wflo_core.llm.providers.base import Provider
@@ -71,14 +74,23 @@ class WfloServices:
 
     def close_run(self, run_id: str, workflow: str, status: str, reason: str | None = None) -> bool:
         """Record the run's end once: crashed steps, released holds, the run event (see ``runs.close``)."""
-        return close_run(self.ledger, self.budgets, run_id, workflow, status, reason,
-                         record_event=self.record_event)
+        closed = close_run(self.ledger, self.budgets, run_id, workflow, status, reason,
+                           record_event=self.record_event)
+        if closed:
+            with self.ledger.transaction() as session:
+                run = session.get(Run, run_id)
+                started, ended = (run.started_at, run.ended_at) if run else (None, None)
+                cost = run_total(session, run_id)
+            telemetry.record_run(run_id, workflow, status, started, ended, cost)
+            telemetry.flush()
+        return closed
 
-    def relay_events(self, *, max_seconds: float = 10.0) -> RelayStats:
-        """Publish pending outbox events now (best effort; never raises)."""
+    def relay_events(self) -> RelayStats:
+        """Publish pending outbox events now, the in-step way: short, never raises, and skipped while
+        the broker is known to be down (the relay sensor and ``wflo events relay`` catch up)."""
         if self._sink is None:
-            self._sink = build_event_sink(self.settings, delivery_timeout_s=5.0)
-        return relay_best_effort(self.ledger, self._sink, max_seconds=max_seconds)
+            self._sink = build_event_sink(self.settings, delivery_timeout_s=IN_STEP_DELIVERY_TIMEOUT_S)
+        return relay_in_step(self.ledger, self._sink, publish_breaker(self.settings))
 
     def close(self) -> None:
         for provider in self._providers.values():
@@ -114,10 +126,10 @@ def build_services(settings: WfloSettings, **part_overrides: Any) -> WfloService
                                                         default_ttl_seconds=settings.cache_ttl_seconds or None))
         locks: LockFactory = RedisLocks(client)
         breaker_store: BreakerStore = FailOpenBreakerStore(RedisBreakerStore(client))
-    else:
-        cache = MemoryCache(max_entries=settings.cache_max_entries,
+    else:  # a file under WFLO_HOME, so answers outlive each `dagster asset materialize` process
+        cache = SQLiteCache(settings.cache_path, max_entries=settings.cache_max_entries,
                             default_ttl_seconds=settings.cache_ttl_seconds or None)
-        locks, breaker_store = MemoryLocks(), MemoryBreakerStore()
+        locks, breaker_store = SQLiteLocks(settings.cache_path), MemoryBreakerStore()
     flights: SingleFlight[LLMResponse] = SingleFlight(cache, locks)
     breaker_config, retry_policy = BreakerConfig.from_settings(settings), RetryPolicy.from_settings(settings)
     breakers: dict[str, CircuitBreaker] = {}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import time
 import typing
 from collections.abc import Callable, Iterator, Sequence
 from decimal import Decimal
@@ -11,13 +12,23 @@ from typing import Any
 
 import dagster as dg
 
+from wflo_core import telemetry
 from wflo_core.budgets.estimate import PlannedCall, encode_plan
 from wflo_core.errors import AwaitingApproval, WfloError
 from wflo_core.keys import BUDGET_TAG, PLANNED_CALLS_KEY, RUN_BUDGET_TAG, WAITING_TAG
 from wflo_core.money import parse_usd
-from wflo_dagster.failures import as_failure
+from wflo_dagster.failures import as_failure, wflo_cause
 from wflo_dagster.hooks import LLM_RESOURCE_KEY, WFLO_HOOKS
-from wflo_dagster.resources.llm import LLMResource, StepContext
+from wflo_dagster.resources.llm import LLMResource, StepContext, step_identity
+
+
+def _step_span(context: StepContext, started_ns: int, error: BaseException | None,
+               cost_usd: Decimal | None = None) -> None:
+    """The step's OpenTelemetry span (its calls' spans are already its children)."""
+    run_id, step_key, attempt = step_identity(context)
+    extra = {"wflo.attempt": attempt, **({"wflo.cost_usd": str(cost_usd)} if cost_usd is not None else {})}
+    telemetry.record_step(run_id, step_key, context.job_name, started_ns,
+                          status="failed" if error else "succeeded", error=error, attributes=extra)
 
 
 def track_llm_step(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -36,19 +47,32 @@ def track_llm_step(fn: Callable[..., Any]) -> Callable[..., Any]:
     @functools.wraps(fn)
     def wrapper(context: StepContext, *args: Any, **kwargs: Any) -> Iterator[Any]:
         llm = kwargs[own] if own else kwargs.pop(LLM_RESOURCE_KEY)
+        started_ns = time.time_ns()
         try:
             recorder = llm._open_step(context)
             produced = fn(context, *args, **kwargs)
             if inspect.isgenerator(produced):
                 for item in produced:
                     yield _with_metadata(item, recorder.totals.as_metadata())
+                _step_span(context, started_ns, None, recorder.totals.cost_usd)
                 return
         except AwaitingApproval as err:
             context.instance.add_run_tags(context.run_id, {WAITING_TAG: err.approval_id or ""})
             context.log.warning(f"{err}. The step stops here without output; the steps after it are skipped.")
             return
         except WfloError as err:
+            _step_span(context, started_ns, err)
             raise as_failure(err) from err
+        except dg.Failure as err:
+            _step_span(context, started_ns, err)
+            raise
+        except Exception as err:
+            _step_span(context, started_ns, err)
+            cause = wflo_cause(err)  # e.g. BudgetExceeded inside an agent framework's own error
+            if cause is None:
+                raise
+            raise as_failure(cause) from err
+        _step_span(context, started_ns, None, recorder.totals.cost_usd)
         yield from _outputs(context, produced, recorder.totals.as_metadata())
 
     # Dagster reads the compute function's signature for inputs, config and resources; resolve it
@@ -72,19 +96,21 @@ def _op_tags(budget_usd: Decimal | str | None, run_budget_usd: Decimal | str | N
 
 
 def llm_asset(*, budget_usd: Decimal | str | None = None, run_budget_usd: Decimal | str | None = None,
-              planned_calls: Sequence[PlannedCall] = (), **asset_kwargs: Any) -> Callable[..., dg.AssetsDefinition]:
+              planned_calls: Sequence[PlannedCall] | None = None,
+              **asset_kwargs: Any) -> Callable[..., dg.AssetsDefinition]:
     """``@dg.asset`` plus wflo's hooks, cost metadata and optional budgets.
 
     ``budget_usd`` limits each materialization of the asset (per run and partition): its calls are
     held against it before they are sent, and a changed value applies from the next run. A standing
     limit across materializations is ``wflo budgets set asset KEY LIMIT``. ``run_budget_usd`` limits
     every run the asset is part of, however it is launched. ``planned_calls`` declares the calls the
-    asset expects to make, so ``wflo estimate JOB`` can bound a job's cost before it runs.
+    asset expects to make, so ``wflo estimate JOB`` can bound a job's cost before it runs; without it
+    the asset is unbounded there (``planned_calls=[]`` declares an asset that makes no LLM call).
     """
     op_tags = _op_tags(budget_usd, run_budget_usd, asset_kwargs)
     asset_kwargs.setdefault("output_required", False)  # a step waiting for approval yields nothing
     hooks = set(asset_kwargs.pop("hooks", None) or set()) | WFLO_HOOKS
-    if planned_calls:
+    if planned_calls is not None:
         asset_kwargs["metadata"] = {**(asset_kwargs.get("metadata") or {}),
                                     PLANNED_CALLS_KEY: encode_plan(planned_calls)}
 

@@ -43,7 +43,7 @@ def durable_env(
 
 
 def cli(*args: str) -> str:
-    from wflo_dagster.cli import app, approvals, runs  # noqa: F401  (registers the commands)
+    from wflo_dagster.cli import app
 
     result = CliRunner().invoke(app, list(args))
     assert result.exit_code == 0, result.output

@@ -1,4 +1,4 @@
-"""The ResponseCache and lock contracts, run against MemoryCache/MemoryLocks and real Redis."""
+"""The ResponseCache and lock contracts, run against MemoryCache/MemoryLocks, the SQLite file and real Redis."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from wflo_core.cache.memory import MemoryCache
 from wflo_core.cache.redis import RedisCache
 from wflo_core.cache.redis_locks import RedisLocks
 from wflo_core.cache.singleflight import SingleFlight
+from wflo_core.cache.sqlite import SQLiteCache, SQLiteLocks
 from wflo_core.calls import LLMResponse, ToolCall
 from wflo_core.errors import LockTimeout
 from wflo_core.pricing.usage import Usage
@@ -27,18 +28,22 @@ def response(text: str) -> LLMResponse:
                        tool_calls=(ToolCall("c", "f", "{}"),), finish_reason="stop", raw={"t": text})
 
 
-@pytest.fixture(params=["memory", "redis"])
-def cache(request: pytest.FixtureRequest) -> ResponseCache:
+@pytest.fixture(params=["memory", "sqlite", "redis"])
+def cache(request: pytest.FixtureRequest, tmp_path) -> ResponseCache:
     if request.param == "memory":
         return MemoryCache(max_entries=5, default_ttl_seconds=60)
+    if request.param == "sqlite":
+        return SQLiteCache(tmp_path / "cache.db", max_entries=5, default_ttl_seconds=60)
     client = request.getfixturevalue("redis_client")
     return RedisCache(client, namespace=f"t:{uuid.uuid4().hex[:8]}:", max_entries=5, default_ttl_seconds=60)
 
 
-@pytest.fixture(params=["memory", "redis"])
-def locks(request: pytest.FixtureRequest) -> LockFactory:
+@pytest.fixture(params=["memory", "sqlite", "redis"])
+def locks(request: pytest.FixtureRequest, tmp_path) -> LockFactory:
     if request.param == "memory":
         return MemoryLocks()
+    if request.param == "sqlite":
+        return SQLiteLocks(tmp_path / "cache.db")
     return RedisLocks(request.getfixturevalue("redis_client"), namespace=f"t:{uuid.uuid4().hex[:8]}:")
 
 
@@ -216,10 +221,12 @@ def test_lock_gives_mutual_exclusion_between_threads(locks: LockFactory) -> None
 # --- single-flight
 
 
-@pytest.fixture(params=["memory", "redis"])
-def flight_parts(request: pytest.FixtureRequest) -> tuple[ResponseCache, LockFactory]:
+@pytest.fixture(params=["memory", "sqlite", "redis"])
+def flight_parts(request: pytest.FixtureRequest, tmp_path) -> tuple[ResponseCache, LockFactory]:
     if request.param == "memory":
         return MemoryCache(), MemoryLocks()
+    if request.param == "sqlite":
+        return SQLiteCache(tmp_path / "cache.db"), SQLiteLocks(tmp_path / "cache.db")
     client = request.getfixturevalue("redis_client")
     return RedisCache(client, namespace="t:sf:"), RedisLocks(client, namespace="t:sf:lock:")
 

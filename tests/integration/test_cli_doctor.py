@@ -8,9 +8,9 @@ import uuid
 import pytest
 
 from wflo_core.config import load_settings
+from wflo_core.doctor import run_checks
 from wflo_core.events.topics import create_topics
 from wflo_core.ledger.migrations import upgrade
-from wflo_dagster.cli.doctor import run_checks
 
 pytestmark = pytest.mark.integration
 

@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import os
 from collections import Counter
+from decimal import Decimal
 from pathlib import Path
 
 import dagster as dg
 import pytest
 
 from tests.integration.durable_support import cli, durable_env, paid_calls, steps_of
+from wflo_core.budgets import BudgetBook
 from wflo_dagster.checkpoints import checkpoint, resume
 from wflo_dagster.decorators import llm_asset
 from wflo_dagster.pipelines import research_agent as ra
@@ -92,7 +94,7 @@ def test_failed_run_resumes_from_its_checkpoint_without_paying_twice(
     monkeypatch.setenv("WFLO_CACHE_MODE", "never")  # prove reuse comes from the checkpoint, not the cache
     with durable_env(fresh_postgres_url, postgres_url, monkeypatch) as (instance, ledger):
         failed = resume_defs.get_job_def("four_steps").execute_in_process(
-            instance=instance, raise_on_error=False
+            instance=instance, raise_on_error=False, tags={"wflo/budget_usd": "0.05"}
         )
         assert not failed.success
         assert steps_of(ledger, failed.run_id) == {
@@ -122,3 +124,9 @@ def test_failed_run_resumes_from_its_checkpoint_without_paying_twice(
             "step 3's first call was reused from the failed run; only its second call was paid in the resume"
         )
         assert tool_log.read_text() == "search\n", "the checkpointed tool result was not recomputed"
+        with ledger.transaction() as s:
+            runs = {u.scope_key: u for u in BudgetBook(ledger).usage(s) if u.scope == "run"}
+        parent_spent = runs[failed.run_id].spent_usd
+        assert parent_spent > 0
+        assert runs[resumed_id].limit_usd == Decimal("0.05") - parent_spent, (
+            "the resumed run is held against what is left of its parent's budget, not a fresh $0.05")

@@ -134,3 +134,19 @@ def test_invalid_limits_are_clear_errors(ledger) -> None:
         book.set_limit(s, "run", "r1", D("-1"))
     with ledger.transaction() as s, pytest.raises(ConfigError, match="on_breach must be"):
         book.set_limit(s, "run", "r1", D("1"), on_breach="maybe")
+
+
+def test_an_estimate_is_taken_back_when_the_provider_says_it_did_not_bill(ledger) -> None:
+    book = BudgetBook(ledger, hold_ttl=timedelta(seconds=0.2))
+    with ledger.transaction() as s:
+        book.set_limit(s, "run", "r1", D("1"))
+    book.reserve(SCOPE.refs(), "slow-429", D("0.30"))
+    time.sleep(0.3)
+    with ledger.transaction() as s:
+        book.expire_stale(s)
+    with ledger.transaction() as s:
+        assert book.usage(s)[0].spent_usd == D("0.30")
+        book.release(s, "slow-429")  # then the answer arrives: a 429, not billed
+    with ledger.transaction() as s:
+        (run,) = book.usage(s)
+    assert (run.spent_usd, run.held_usd) == (D("0"), D("0"))

@@ -15,12 +15,14 @@ from wflo_core.config import load_settings
 from wflo_core.errors import CassetteMiss, ConfigError
 from wflo_core.llm.providers import (
     Cassette,
+    RecordingProvider,
     ReplayProvider,
     build_provider,
     default_cassette_path,
     request_fingerprint,
 )
 from wflo_core.llm.providers.cassette import request_from_json
+from wflo_core.llm.providers.openai import OpenAIProvider
 from wflo_core.pricing.usage import Usage
 
 REQUEST = LLMRequest(
@@ -142,12 +144,31 @@ def test_build_provider_defaults_to_replaying_the_shipped_cassette():
         ("openai", {"llm_mode": "live"}, "WFLO_OPENAI_API_KEY"),
         ("anthropic", {"llm_mode": "live"}, "WFLO_ANTHROPIC_API_KEY"),
         ("openai_compatible", {"llm_mode": "live"}, "WFLO_OPENAI_COMPATIBLE_BASE_URL"),
-        ("openai", {"llm_mode": "record", "openai_api_key": "sk-x"}, "WFLO_CASSETTE_PATH"),
     ],
 )
 def test_build_provider_refuses_incomplete_settings(name, settings, match):
     with pytest.raises(ConfigError, match=match):
         build_provider(name, load_settings(**settings))
+
+
+def test_record_mode_without_a_cassette_records_under_wflo_home_never_into_the_package():
+    settings = load_settings(llm_mode="record", openai_api_key="sk-x")
+    provider = build_provider("openai", settings)
+    assert isinstance(provider, RecordingProvider)
+    assert provider._cassette.path == settings.recordings_path
+    assert settings.recordings_path.is_relative_to(settings.home)
+    assert not settings.recordings_path.resolve().is_relative_to(default_cassette_path().parent.parent.parent)
+
+
+def test_auto_mode_calls_live_with_a_key_and_replays_without_one():
+    assert isinstance(build_provider("openai", load_settings(openai_api_key="sk-x")), OpenAIProvider)
+    replay = build_provider("openai", load_settings())
+    assert isinstance(replay, ReplayProvider)
+    with pytest.raises(CassetteMiss) as caught:
+        replay.complete(REQUEST)
+    message = str(caught.value)
+    assert "\n" not in message and "OPENAI_API_KEY" in message and "WFLO_LLM_MODE=record" in message
+    assert str(load_settings().recordings_path) in message and "site-packages" not in message
 
 
 def test_shipped_cassette_is_priced_by_the_catalog_from_its_recorded_usage():

@@ -67,7 +67,7 @@ def test_list_filters_by_scope_and_shows_the_every_day_template(capsys, monkeypa
     ("args", "expected"),
     [
         (("budgets", "set", "planet", "x", "1"), "SCOPE must be one of run, workflow"),
-        (("budgets", "set", "run", "x", "lots"), "LIMIT must be a USD amount"),
+        (("budgets", "set", "run", "x", "lots"), "LIMIT must be a decimal USD amount"),
         (("budgets", "set", "run", "x", "--", "-1"), "LIMIT must be a finite amount >= 0"),
         (("budgets", "set", "run", "x", "1", "--on-breach", "maybe"), "on_breach must be one of fail, ask, fit"),
         (("budgets", "set", "day", "tuesday", "1"), "a day budget's KEY is '*'"),

@@ -12,7 +12,6 @@ from wflo_core.events import LLMCallSettled, RunStarted, decode_event, pending_c
 from wflo_core.events.reader import read_jsonl
 from wflo_core.ledger.migrations import upgrade
 from wflo_dagster.cli import app
-from wflo_dagster.cli import events as events_cli  # noqa: F401  (registers `wflo events`)
 from wflo_dagster.resources.events import EventSinkResource
 from wflo_dagster.sensors.outbox_relay import outbox_relay_sensor
 

@@ -31,7 +31,14 @@ class PlannedCall:
 class StepEstimate:
     step: str
     calls: int
-    upper_bound_usd: Decimal
+    upper_bound_usd: Decimal | None
+    """None: the step can call an LLM but declares no planned calls, so nothing bounds it."""
+
+
+def total_bound(rows: Iterable[StepEstimate]) -> Decimal | None:
+    """The job's bound: the sum of its steps', or None (unbounded) if any step is."""
+    bounds = [r.upper_bound_usd for r in rows]
+    return None if any(b is None for b in bounds) else sum((b for b in bounds if b is not None), Decimal(0))
 
 
 def encode_plan(calls: Iterable[PlannedCall]) -> str:
@@ -45,9 +52,11 @@ def decode_plan(text: str) -> list[PlannedCall]:
         raise ConfigError(f"invalid planned-calls metadata {text[:80]!r}: {err}") from err
 
 
-def estimate(plans: Mapping[str, Iterable[PlannedCall]], catalog: PriceCatalog) -> list[StepEstimate]:
-    """Each step's worst-case cost: the sum of its planned calls' reservation amounts."""
-    rows = []
+def estimate(plans: Mapping[str, Iterable[PlannedCall]], catalog: PriceCatalog,
+             unplanned: Iterable[str] = ()) -> list[StepEstimate]:
+    """Each step's worst-case cost: the sum of its planned calls' reservation amounts; ``unplanned``
+    steps (they can call an LLM and declare nothing) are unbounded, never $0."""
+    rows = [StepEstimate(step, 0, None) for step in unplanned if step not in plans]
     for step, calls in plans.items():
         calls = list(calls)
         bound = sum((catalog.upper_bound(c.provider, c.model, c.prompt_tokens, c.max_tokens) * c.count

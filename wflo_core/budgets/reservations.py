@@ -18,7 +18,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
-from typing import Literal, TypeVar
+from typing import Any, Literal, TypeVar
 
 from sqlalchemy import func, insert, select, update
 from sqlalchemy.orm import Session
@@ -104,15 +104,17 @@ class BudgetBook:
             ["scope", "scope_key"],
         )
 
-    def applicable(self, session: Session, refs: Sequence[ScopeRef]) -> list[Budget]:
-        """The budgets that govern ``refs``, in id order (the lock order of reservations).
+    def applicable(self, session: Session, refs: Sequence[ScopeRef], *, lock: bool = False) -> list[Budget]:
+        """The budgets that govern ``refs``, in id order (the lock order of every budget write).
 
         Day/month budgets are set once as a template (key ``*``); each period gets its own counter,
-        created here from the template the first time the period is charged.
+        created here from the template the first time the period is charged. ``lock`` takes their
+        row locks (Postgres), in id order, before the caller writes anything else.
         """
         wanted = {(r.scope, r.key) for r in refs}
         keys = {r.key for r in refs} | {PERIOD_TEMPLATE_KEY}
-        rows = session.scalars(select(Budget).where(Budget.scope_key.in_(keys)).order_by(Budget.id)).all()
+        query = select(Budget).where(Budget.scope_key.in_(keys)).order_by(Budget.id)
+        rows = session.scalars(query.with_for_update() if lock else query).all()
         have = {(b.scope, b.scope_key) for b in rows}
         templates = {b.scope: b for b in rows if b.scope_key == PERIOD_TEMPLATE_KEY}
         missing = [r for r in refs if r.scope in templates and (r.scope, r.key) not in have]
@@ -120,7 +122,7 @@ class BudgetBook:
             template = templates[ref.scope]
             self.ensure_limit(session, ref.scope, ref.key, template.limit_usd, template.on_breach)
         if missing:
-            rows = session.scalars(select(Budget).where(Budget.scope_key.in_(keys)).order_by(Budget.id)).all()
+            rows = session.scalars(query.with_for_update() if lock else query).all()
         return [b for b in rows if (b.scope, b.scope_key) in wanted]
 
     def run_chain_spend(self, session: Session, run_id: str) -> Decimal:
@@ -170,14 +172,13 @@ class BudgetBook:
 
     def _hold(self, session: Session, refs: Sequence[ScopeRef], call_key: str, amount_usd: Decimal,
               run_id: str | None, ttl: timedelta | None) -> list[Hold]:
-        budgets = self.applicable(session, refs)
+        budgets = self.applicable(session, refs, lock=True)
         if not budgets:
             return []
         ids = [b.id for b in budgets]
         held = set(session.scalars(
             update(Budget)
-            .where(Budget.id.in_(_locked_in_order(ids)),
-                   Budget.spent_usd + Budget.held_usd + amount_usd <= Budget.limit_usd)
+            .where(Budget.id.in_(ids), Budget.spent_usd + Budget.held_usd + amount_usd <= Budget.limit_usd)
             .values(held_usd=Budget.held_usd + amount_usd, updated_at=utcnow())
             .returning(Budget.id)
         ))
@@ -205,6 +206,7 @@ class BudgetBook:
         """Turn a call's holds into spend of ``actual_usd`` (in the caller's transaction, with the ledger
         row and events). A hold already estimated or released (it outlived its TTL, or its run was closed
         out) still gets the actual cost: the estimate is replaced, a release is charged."""
+        self._lock_budgets_of(session, BudgetHold.call_key == call_key)
         claimed = self._claim(session, call_key, ("held",), "settled")
         if claimed:
             return self._apply(session, claimed, spent=actual_usd, held=True)
@@ -217,9 +219,13 @@ class BudgetBook:
         return crossed
 
     def release(self, session: Session, call_key: str) -> None:
-        """Drop a call's holds without spending (the provider did not bill the attempt)."""
+        """Drop a call's holds without spending (the provider did not bill the attempt). An estimate
+        already charged for it (its hold expired while it was in flight) is taken back."""
+        self._lock_budgets_of(session, BudgetHold.call_key == call_key)
         claimed = self._claim(session, call_key, ("held",), "released")
         self._apply(session, claimed, spent=Decimal(0), held=True)
+        if not claimed and (estimated := self._claim(session, call_key, ("estimated",), "released")):
+            self._apply(session, estimated, spent=-estimated[0][1], held=False)
 
     def charge_bound(self, session: Session, call_key: str) -> tuple[Decimal | None, list[ThresholdCrossed]]:
         """Charge a call whose billing is unknown at its held bound (``estimated``), or drop the holds if
@@ -227,6 +233,7 @@ class BudgetBook:
         if self.unknown_billing == "release":
             self.release(session, call_key)
             return None, []
+        self._lock_budgets_of(session, BudgetHold.call_key == call_key)
         claimed = self._claim(session, call_key, ("held",), "estimated")
         if not claimed:
             return None, []
@@ -236,14 +243,16 @@ class BudgetBook:
     def expire_stale(self, session: Session, now: datetime | None = None) -> int:
         """Close holds whose step never did (crashed or killed) once they pass ``expires_at``: billing is
         unknown, so they are charged at their bound (or dropped under ``unknown_billing="release"``)."""
-        keys = session.scalars(select(BudgetHold.call_key).distinct().where(
-            BudgetHold.status == "held", BudgetHold.expires_at < (now or utcnow()))).all()
+        stale = (BudgetHold.status == "held", BudgetHold.expires_at < (now or utcnow()))
+        self._lock_budgets_of(session, *stale)
+        keys = session.scalars(select(BudgetHold.call_key).distinct().where(*stale)).all()
         return sum(self._close_unknown(session, key) for key in keys)
 
     def close_run_holds(self, session: Session, run_id: str) -> int:
         """Close every hold still open for a run that ended (the run-status close-out); as ``expire_stale``."""
-        keys = session.scalars(select(BudgetHold.call_key).distinct().where(
-            BudgetHold.run_id == run_id, BudgetHold.status == "held")).all()
+        open_holds = (BudgetHold.run_id == run_id, BudgetHold.status == "held")
+        self._lock_budgets_of(session, *open_holds)
+        keys = session.scalars(select(BudgetHold.call_key).distinct().where(*open_holds)).all()
         closed = sum(self._close_unknown(session, key) for key in keys)
         # attempts in flight under no budget at all: their rows are estimated too
         self._mark_unknown(session, LLMCall.run_id == run_id)
@@ -259,6 +268,15 @@ class BudgetBook:
         values = ({"status": "estimated", "cost_usd": LLMCall.bound_usd} if self.unknown_billing == "charge"
                   else {"status": "failed", "error": "closed before the provider answered; not charged"})
         session.execute(update(LLMCall).where(which, LLMCall.status == "held").values(**values))  # type: ignore[arg-type]
+
+    @staticmethod
+    def _lock_budgets_of(session: Session, *holds: Any) -> None:
+        """Lock, in id order, the budgets of the holds matching ``holds``, before touching the holds or
+        the calls' rows: every transaction that writes budgets takes their locks first and in the
+        same order, so concurrent reserve, settle, expiry and close-out can never deadlock (Postgres;
+        SQLite has a single writer)."""
+        session.execute(select(Budget.id).where(Budget.id.in_(select(BudgetHold.budget_id).where(*holds)))
+                        .order_by(Budget.id).with_for_update())
 
     def _claim(self, session: Session, call_key: str, prior: tuple[str, ...], status: str) -> list[tuple[int, Decimal]]:
         """Move the call's holds in ``prior`` to ``status``; (budget id, amount) of those this caller won."""
@@ -277,7 +295,7 @@ class BudgetBook:
         if held:
             values["held_usd"] = Budget.held_usd - amount
         rows = session.execute(
-            update(Budget).where(Budget.id.in_(_locked_in_order([b for b, _ in claimed]))).values(**values)
+            update(Budget).where(Budget.id.in_([b for b, _ in claimed])).values(**values)
             .returning(Budget.id, Budget.scope, Budget.scope_key, Budget.limit_usd, Budget.spent_usd,
                        Budget.alerts_sent)).all()
         return self._thresholds(session, rows) if spent > 0 else []
@@ -294,12 +312,6 @@ class BudgetBook:
                                 .values(alerts_sent=sorted({*sent, *due})))
                 crossed += [ThresholdCrossed(scope, key, p, limit, spent) for p in due]
         return crossed
-
-
-def _locked_in_order(ids: Sequence[int]):  # type: ignore[no-untyped-def]
-    """The budget ids as a subquery that locks their rows in id order (Postgres), so concurrent
-    multi-budget updates can never deadlock. SQLite has one writer and ignores the lock."""
-    return select(Budget.id).where(Budget.id.in_(ids)).order_by(Budget.id).with_for_update().scalar_subquery()
 
 
 def _check_limit(scope: str, key: str, limit_usd: Decimal, on_breach: str) -> None:

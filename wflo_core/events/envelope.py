@@ -5,7 +5,8 @@ One event on the wire (structured mode, ``application/cloudevents+json``)::
     {"specversion": "1.0", "id": "…", "source": "/wflo/gateway", "type": "io.wflo.llm_call.settled",
      "subject": "runs/8f2c/steps/summarize", "time": "2026-11-24T10:00:00Z",
      "datacontenttype": "application/json", "dataschema": "urn:wflo:io.wflo.llm_call.settled:1",
-     "dataversion": "1", "partitionkey": "8f2c", "data": {…, "cost_usd": "0.0123"}}
+     "dataversion": "1", "partitionkey": "8f2c", "sequence": "00000000000000004711",
+     "data": {…, "cost_usd": "0.0123"}}
 """
 
 from __future__ import annotations
@@ -45,6 +46,9 @@ class CloudEvent(BaseModel):
     """Extension attribute: the version of the ``data`` schema for this ``type``."""
     partitionkey: str | None = None
     """Extension attribute (CloudEvents partitioning): the Kafka key, a run id."""
+    sequence: str | None = None
+    """Extension attribute (CloudEvents sequence): set by the relay to the zero-padded outbox row id,
+    so a run's events sort into the order they were committed in, whichever process wrote them."""
     data: dict[str, Any]
 
     @property

@@ -10,9 +10,7 @@ from __future__ import annotations
 import functools
 from typing import Any, Protocol
 
-from sqlalchemy import func, select
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy import Insert, func, select
 from sqlalchemy.orm import Session
 
 from wflo_core.events.envelope import DEFAULT_SOURCE, CloudEvent, encode_event, new_event
@@ -37,21 +35,32 @@ def emit(
     idempotency key, get a deterministic id).
     """
     cloud_event = event if isinstance(event, CloudEvent) else new_event(event, source=source)
-    insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
-    session.execute(
-        insert(OutboxEvent)
-        .values(
-            event_id=cloud_event.id,
-            event_type=cloud_event.type,
-            topic=topic,
-            key=cloud_event.partitionkey,
-            payload=encode_event(cloud_event).decode(),
-            created_at=utcnow(),
-            attempts=0,
-        )
-        .on_conflict_do_nothing(index_elements=["event_id"])
+    connection = session.connection()  # the caller's transaction; Core, not the ORM's bulk path
+    connection.execute(
+        _insert_for(connection.dialect.name),
+        {
+            "event_id": cloud_event.id,
+            "event_type": cloud_event.type,
+            "topic": topic,
+            "key": cloud_event.partitionkey,
+            "payload": encode_event(cloud_event).decode(),
+            "created_at": utcnow(),
+            "attempts": 0,
+        },
     )
     return cloud_event
+
+
+@functools.cache
+def _insert_for(dialect: str) -> Insert:
+    """One prepared statement per dialect: building ``insert().values(...)`` per event cost ~1 ms."""
+    if dialect == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+        return pg_insert(OutboxEvent).on_conflict_do_nothing(index_elements=["event_id"])
+    from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+    return sqlite_insert(OutboxEvent).on_conflict_do_nothing(index_elements=["event_id"])
 
 
 def pending_count(session: Session) -> int:

@@ -8,15 +8,18 @@ dead-letter topic (``<topic>.dlq``) and marked ``dead_lettered_at`` with the rea
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 import time
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import Executable, bindparam, select, text, update
 
+from wflo_core.events.breaker import PublishBreaker
 from wflo_core.events.envelope import new_event
 from wflo_core.events.lease import relay_lease
 from wflo_core.events.outbox import PENDING
@@ -42,6 +45,8 @@ class RelayStats:
     busy: bool = False
     """Another relay held the lease, so this pass did nothing."""
     errors: list[str] = field(default_factory=list)
+    skipped: bool = False
+    """An in-step relay that did not try: the publish breaker was open (the broker was down)."""
 
     def merge(self, other: RelayStats) -> RelayStats:
         return RelayStats(
@@ -51,11 +56,54 @@ class RelayStats:
             self.dead_lettered + other.dead_lettered,
             self.busy or other.busy,
             (self.errors + other.errors)[-10:],
+            self.skipped or other.skipped,
         )
 
     @property
     def healthy(self) -> bool:
         return self.failed == 0 and self.deferred == 0
+
+
+DEFAULT_BATCH = 2000
+"""Rows per relay batch: one keyset-paged read, one produce per event, one flush, one UPDATE."""
+SEQUENCE_DIGITS = 20
+"""Width of the ``sequence`` extension: a BIGINT row id, zero-padded so strings sort like numbers."""
+
+
+def sequenced(payload: str, row_id: int) -> bytes:
+    """The stored CloudEvent with the CloudEvents ``sequence`` extension set to its outbox row id.
+
+    Row ids are assigned at insert, so an event inserted after another committed gets a larger id:
+    consumers order a run's events from concurrent writers by ``sequence`` (``time`` comes from
+    each writer's clock and does not order them). Spliced into the JSON, never re-encoded.
+    """
+    return f'{{"sequence":"{row_id:0{SEQUENCE_DIGITS}d}",{payload[1:]}'.encode()
+
+
+_PENDING_AFTER = (
+    select(
+        OutboxEvent.id, OutboxEvent.event_id, OutboxEvent.event_type, OutboxEvent.topic, OutboxEvent.key,
+        OutboxEvent.payload,
+    )
+    .where(*PENDING, OutboxEvent.id > bindparam("after"))
+    .order_by(OutboxEvent.id)
+    .limit(bindparam("limit"))
+)
+
+
+@functools.cache
+def _mark_published(dialect: str) -> Executable:
+    """Postgres gets the ids as one array parameter (``= ANY``): 2,000 separate placeholders cost
+    more to parse and plan than the update itself. SQLite takes an expanding ``IN``."""
+    if dialect == "postgresql":
+        return text(
+            "UPDATE outbox SET published_at = :now, attempts = attempts + 1 WHERE id = ANY(:ids)"
+        ).bindparams(bindparam("now", type_=OutboxEvent.__table__.c.published_at.type))
+    return (
+        update(OutboxEvent)
+        .where(OutboxEvent.id.in_(bindparam("ids", expanding=True)))
+        .values(published_at=bindparam("now"), attempts=OutboxEvent.attempts + 1)
+    )
 
 
 class OutboxRelay:
@@ -67,45 +115,44 @@ class OutboxRelay:
         self.sink = sink
         self.dead_letter_excerpt_chars = dead_letter_excerpt_chars
 
-    def relay_pending(self, limit: int = 500) -> RelayStats:
+    def relay_pending(self, limit: int = DEFAULT_BATCH) -> RelayStats:
         """Publish up to ``limit`` of the oldest pending events; never raises for a sink failure."""
         with relay_lease(self.ledger) as acquired:
             if not acquired:
                 return RelayStats(busy=True)
-            with self.ledger.transaction() as session:
-                rows = session.execute(
-                    select(
-                        OutboxEvent.id,
-                        OutboxEvent.event_id,
-                        OutboxEvent.event_type,
-                        OutboxEvent.topic,
-                        OutboxEvent.key,
-                        OutboxEvent.payload,
-                    )
-                    .where(*PENDING)
-                    .order_by(OutboxEvent.id)
-                    .limit(limit)
-                ).all()
-            if not rows:
-                return RelayStats()
-            deliveries = self.sink.deliver(
-                [OutboundMessage(r.topic, r.key, r.payload.encode(), r.event_id) for r in rows]
-            )
-            return self._settle(rows, deliveries)
+            return self._batch(0, limit)[0]
 
-    def relay_until_idle(self, *, max_seconds: float = 30.0, limit: int = 500) -> RelayStats:
-        """Relay batch after batch until nothing is pending, a pass fails, or time is up."""
+    def relay_until_idle(self, *, max_seconds: float = 30.0, limit: int = DEFAULT_BATCH) -> RelayStats:
+        """Relay batch after batch (one lease, keyset-paged) until nothing is pending, a batch fails,
+        or time is up."""
         deadline = time.monotonic() + max_seconds
         total = RelayStats()
-        while True:
-            stats = self.relay_pending(limit)
-            total = total.merge(stats)
-            moved = stats.published + stats.dead_lettered
-            if stats.busy or not stats.healthy or moved < limit or time.monotonic() >= deadline:
-                return total
+        with relay_lease(self.ledger) as acquired:
+            if not acquired:
+                return RelayStats(busy=True)
+            after = 0
+            while True:
+                stats, after = self._batch(after, limit)
+                total = total.merge(stats)
+                moved = stats.published + stats.dead_lettered
+                if not stats.healthy or moved < limit or time.monotonic() >= deadline:
+                    return total
+
+    def _batch(self, after: int, limit: int) -> tuple[RelayStats, int]:
+        """Relay the pending rows with id > ``after``; the stats and the last id read."""
+        with self.ledger.engine.connect() as conn:
+            rows = conn.execute(_PENDING_AFTER, {"after": after, "limit": limit}).all()
+            conn.rollback()
+        if not rows:
+            return RelayStats(), after
+        deliveries = self.sink.deliver(
+            [OutboundMessage(r.topic, r.key, sequenced(r.payload, r.id), r.event_id) for r in rows]
+        )
+        return self._settle(rows, deliveries), rows[-1].id
 
     def relay_forever(
-        self, stop: threading.Event, *, interval_s: float = 1.0, max_backoff_s: float = 30.0, limit: int = 500
+        self, stop: threading.Event, *, interval_s: float = 1.0, max_backoff_s: float = 30.0,
+        limit: int = DEFAULT_BATCH,
     ) -> None:
         """Daemon loop: relay, sleep; back off exponentially while the sink keeps failing."""
         backoff = interval_s
@@ -127,7 +174,7 @@ class OutboxRelay:
 
     # ------------------------------------------------------------------ bookkeeping
 
-    def _settle(self, rows: list[Any], deliveries: list[Delivery]) -> RelayStats:
+    def _settle(self, rows: Sequence[Any], deliveries: list[Delivery]) -> RelayStats:
         stats = RelayStats()
         published: list[int] = []
         failed: dict[str, list[int]] = defaultdict(list)
@@ -150,12 +197,8 @@ class OutboxRelay:
         stats.errors = list(failed)[-10:]
         now = utcnow()
         with self.ledger.transaction() as session:
-            for chunk in _chunks(published):
-                session.execute(
-                    update(OutboxEvent)
-                    .where(OutboxEvent.id.in_(chunk))
-                    .values(published_at=now, attempts=OutboxEvent.attempts + 1)
-                )
+            if published:  # one statement per batch
+                session.execute(_mark_published(self.ledger.dialect), {"ids": published, "now": now})
             for row_id, reason in dead:
                 session.execute(
                     update(OutboxEvent)
@@ -163,12 +206,11 @@ class OutboxRelay:
                     .values(dead_lettered_at=now, last_error=reason, attempts=OutboxEvent.attempts + 1)
                 )
             for reason, ids in failed.items():
-                for chunk in _chunks(ids):
-                    session.execute(
-                        update(OutboxEvent)
-                        .where(OutboxEvent.id.in_(chunk))
-                        .values(last_error=reason, attempts=OutboxEvent.attempts + 1)
-                    )
+                session.execute(
+                    update(OutboxEvent)
+                    .where(OutboxEvent.id.in_(ids))
+                    .values(last_error=reason, attempts=OutboxEvent.attempts + 1)
+                )
         return stats
 
     def _dead_letter(
@@ -207,10 +249,6 @@ class OutboxRelay:
         return dead
 
 
-def _chunks(ids: list[int], size: int = 500) -> list[list[int]]:
-    return [ids[i : i + size] for i in range(0, len(ids), size)]
-
-
 def relay_best_effort(ledger: Ledger, sink: EventSink, *, max_seconds: float = 10.0) -> RelayStats:
     """Publish what is pending now without ever raising: whatever is left waits in the outbox for the
     daemon-side relay (sensor or ``wflo events relay``), so a broker outage never fails a step."""
@@ -222,4 +260,41 @@ def relay_best_effort(ledger: Ledger, sink: EventSink, *, max_seconds: float = 1
     if stats.failed or stats.deferred:
         logger.warning("event relay: %d events wait in the outbox (%s)", stats.failed + stats.deferred,
                        "; ".join(stats.errors[-1:]))
+    return stats
+
+
+IN_STEP_DELIVERY_TIMEOUT_S = 1.0
+"""How long an in-step publish waits for acknowledgements before leaving the events to the relay."""
+IN_STEP_MAX_SECONDS = 2.0
+
+
+def relay_in_step(
+    ledger: Ledger, sink: EventSink, breaker: PublishBreaker, *, max_seconds: float = IN_STEP_MAX_SECONDS
+) -> RelayStats:
+    """A step's courtesy publish on its way out: skipped while ``breaker`` is open, and a failure
+    opens it, so no later step (in any process on this host) waits on a broker that is down."""
+    if breaker.is_open:
+        return RelayStats(skipped=True)
+    stats = relay_best_effort(ledger, sink, max_seconds=max_seconds)
+    if stats.failed or (stats.errors and not stats.published):
+        breaker.open()
+    return stats
+
+
+def relay_catch_up(
+    ledger: Ledger, sink: EventSink, breaker: PublishBreaker | None = None, *, max_seconds: float = 30.0,
+    limit: int = DEFAULT_BATCH,
+) -> RelayStats:
+    """The daemon-side relay (sensor, ``wflo events relay``): always tries, and tells the in-step
+    relays through ``breaker`` whether the broker is back."""
+    try:
+        stats = OutboxRelay(ledger, sink).relay_until_idle(max_seconds=max_seconds, limit=limit)
+    except Exception as err:  # noqa: BLE001 - the next pass retries
+        logger.warning("event relay failed, events stay in the outbox: %s", err)
+        stats = RelayStats(errors=[str(err)])
+    if breaker is not None and not stats.busy:
+        if stats.failed or stats.errors:
+            breaker.open()
+        else:
+            breaker.close()
     return stats

@@ -33,6 +33,8 @@ Usd = Annotated[
 """A non-negative USD amount; serialized as a plain decimal string."""
 
 Key = Annotated[str, Field(min_length=1, max_length=255)]
+LongKey = Annotated[str, Field(min_length=1, max_length=8192)]
+"""Step keys and call keys: dynamic step keys have no length limit worth imposing."""
 
 
 class EventData(BaseModel):
@@ -98,7 +100,7 @@ class RunCanceled(_RunEvent):
 
 class _StepEvent(EventData):
     run_id: Key
-    step_key: Key
+    step_key: LongKey
     attempt: int = Field(default=0, ge=0)
     asset_key: str | None = None
 
@@ -148,7 +150,7 @@ class _LLMCallEvent(EventData):
     reasoning_tokens: int = Field(default=0, ge=0)
     cost_usd: Usd
     price_version: Key
-    idempotency_key: Key
+    idempotency_key: LongKey
     """The ledger row's idempotency key: one event per recorded call."""
 
     @property
@@ -200,8 +202,8 @@ class LLMCallCacheHit(_LLMCallEvent):
 
 
 class _BudgetEvent(EventData):
-    scope: Literal["run", "workflow", "asset", "tag", "day", "month"]
-    scope_key: Key
+    scope: Literal["run", "workflow", "asset", "materialization", "tag", "day", "month"]
+    scope_key: LongKey
     limit_usd: Usd
     spent_usd: Usd
     held_usd: Usd = Decimal(0)
@@ -261,7 +263,7 @@ class SandboxKilled(_SandboxEvent):
 class _ApprovalEvent(EventData):
     run_id: Key
     approval_id: Key
-    step_key: Key
+    step_key: LongKey
 
 
 class ApprovalRequested(_ApprovalEvent):

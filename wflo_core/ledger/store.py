@@ -11,11 +11,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime
 from decimal import Decimal
-from typing import Any
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, Self
 
 from sqlalchemy import Engine, select, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -23,6 +22,10 @@ from wflo_core.calls import Usage
 from wflo_core.errors import LedgerError
 from wflo_core.ledger.engine import make_engine, make_session_factory
 from wflo_core.ledger.models import LLMCall, Run, Step, Workflow, utcnow
+
+if TYPE_CHECKING:
+    from sqlalchemy.dialects.postgresql import Insert as PgInsert
+    from sqlalchemy.dialects.sqlite import Insert as SqliteInsert
 
 TERMINAL_RUN_STATUSES = frozenset({"succeeded", "failed", "canceled", "rolled_back"})
 
@@ -37,7 +40,10 @@ def _constraint_message(err: IntegrityError) -> str:
 
 
 class Ledger:
-    """Owns the engine; hands out transactions. Build one per process (a resource's setup)."""
+    """Owns the engine; hands out transactions. Build one per process (a resource's setup).
+
+    ``with Ledger(url) as ledger:`` (or ``open_ledger(settings)``) disposes of the engine on exit.
+    """
 
     def __init__(self, url: str, *, engine: Engine | None = None) -> None:
         self.url = url
@@ -60,12 +66,30 @@ class Ledger:
     def close(self) -> None:
         self.engine.dispose()
 
+    def upsert_insert(self, model: type) -> PgInsert | SqliteInsert:
+        """``INSERT`` with ``ON CONFLICT`` support for this dialect (imported on first use: the
+        Postgres dialect module costs a tenth of a second that a SQLite-only CLI command need not pay)."""
+        if self.dialect == "postgresql":
+            from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+            return pg_insert(model)
+        from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+        return sqlite_insert(model)
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
     # ------------------------------------------------------------------ idempotent lifecycle writes
 
     def insert_ignore(self, session: Session, model: type, values: dict[str, Any], keys: list[str]) -> bool:
         """INSERT ... ON CONFLICT DO NOTHING; True if the row is new."""
-        insert = pg_insert if self.dialect == "postgresql" else sqlite_insert
-        stmt = insert(model).values(**values).on_conflict_do_nothing(index_elements=keys)
+        stmt = self.upsert_insert(model).values(**values).on_conflict_do_nothing(index_elements=keys)
         return session.execute(stmt.returning(*model.__table__.primary_key.columns)).first() is not None
 
     def ensure_run(
@@ -155,9 +179,8 @@ class Ledger:
     def record_call(self, session: Session, **values: Any) -> int | None:
         """Insert one ``llm_calls`` row; its id, or None if its idempotency key was already recorded."""
         values.setdefault("created_at", utcnow())
-        insert = pg_insert if self.dialect == "postgresql" else sqlite_insert
         return session.scalar(
-            insert(LLMCall).values(**values)
+            self.upsert_insert(LLMCall).values(**values)
             .on_conflict_do_nothing(index_elements=["idempotency_key"])
             .returning(LLMCall.id)
         )

@@ -17,11 +17,14 @@ Every step calls :meth:`Gateway.complete` (or :meth:`Gateway.stream`). The order
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
+import contextvars
 import json
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, replace
 from datetime import timedelta
 from decimal import Decimal
@@ -44,6 +47,7 @@ from wflo_core.events.schemas import (
 )
 from wflo_core.ledger.store import Ledger
 from wflo_core.llm.providers.base import Provider, StreamChunk
+from wflo_core.telemetry import traced_complete, traced_stream
 
 MESSAGE_OVERHEAD_TOKENS = 8
 ANTHROPIC_TOOL_OVERHEAD_TOKENS = 600
@@ -144,7 +148,10 @@ class Gateway:
         self.parts = parts
         self._known_runs: set[str] = set()
         self._lock = threading.Lock()
+        self._workers: concurrent.futures.ThreadPoolExecutor | None = None
+        self._workers_lock = threading.Lock()
 
+    @traced_complete
     def complete(self, request: LLMRequest, scope: CallScope, call_key: str, *,
                  remember: Remember | None = None) -> tuple[LLMResponse, CallOutcome]:
         """Answer ``request`` for ``scope``; ``call_key`` is the call's idempotency key in the ledger."""
@@ -171,6 +178,7 @@ class Gateway:
             return response, computed[0]
         return response, self._record_cache_hit(request, response, scope, call_key, key, remember)
 
+    @traced_stream
     def stream(self, request: LLMRequest, scope: CallScope, call_key: str,
                on_outcome: Callable[[CallOutcome], None] | None = None, *,
                remember: Remember | None = None) -> Iterator[StreamChunk]:
@@ -237,6 +245,43 @@ class Gateway:
                                "usage, so the call was charged at its bound (estimated); the provider or proxy "
                                "must send usage (OpenAI: stream_options include_usage)")
 
+    async def acomplete(self, request: LLMRequest, scope: CallScope, call_key: str) -> tuple[LLMResponse, CallOutcome]:
+        """:meth:`complete` for async code: the ledger and the provider are waited on in a worker thread,
+        never on the event loop. A task cancelled before its call started sends nothing; one cancelled
+        later stops waiting while the call runs to its end and settles (or releases) its hold."""
+        context = contextvars.copy_context()
+        return await asyncio.get_running_loop().run_in_executor(
+            self._pool(), context.run, self.complete, request, scope, call_key)
+
+    async def astream(self, request: LLMRequest, scope: CallScope, call_key: str,
+                      on_outcome: Callable[[CallOutcome], None] | None = None) -> AsyncIterator[StreamChunk]:
+        """:meth:`stream` for async code, each chunk read in a worker thread. Closing or cancelling the
+        iterator closes the stream exactly as a sync caller stopping early would."""
+        context, end = contextvars.copy_context(), object()
+        chunks = self.stream(request, scope, call_key, on_outcome)
+        pending: concurrent.futures.Future[Any] | None = None
+        try:
+            while True:
+                pending = self._pool().submit(context.run, next, chunks, end)
+                chunk = await asyncio.wrap_future(pending)
+                if chunk is end:
+                    return
+                yield chunk
+        finally:
+            def close() -> None:
+                if pending is not None:
+                    concurrent.futures.wait([pending])  # a generator cannot be closed while it runs
+                context.run(chunks.close)
+
+            await asyncio.shield(asyncio.wrap_future(self._pool().submit(close)))
+
+    def _pool(self) -> concurrent.futures.ThreadPoolExecutor:
+        """Worker threads for async callers (Postgres row locks, not this pool, bound concurrency)."""
+        with self._workers_lock:
+            if self._workers is None:
+                self._workers = concurrent.futures.ThreadPoolExecutor(64, thread_name_prefix="wflo-gateway")
+            return self._workers
+
     # ------------------------------------------------------------------ internals
 
     def _cache_key(self, request: LLMRequest) -> str | None:
@@ -297,14 +342,14 @@ class Gateway:
         p = self.parts
         with p.ledger.transaction() as session:
             self._ensure_run(session, scope)
+            p.budgets.hold(session, scope.refs(), attempt.key, attempt.bound_usd, run_id=scope.run_id,
+                           ttl=p.attempt_ttl)
             p.ledger.record_call(
                 session, idempotency_key=attempt.key, run_id=scope.run_id, step_key=scope.step_key,
                 asset_key=scope.asset_key, provider=attempt.provider, model=attempt.request.model, status="held",
                 attempt=attempt.number, bound_usd=attempt.bound_usd, max_output_tokens=attempt.request.max_tokens,
                 requested_max_tokens=attempt.requested_max_tokens, price_version="pending", cache_key=cache_key,
                 tags=dict(scope.tags), parent_call_id=scope.parent_call_id)
-            p.budgets.hold(session, scope.refs(), attempt.key, attempt.bound_usd, run_id=scope.run_id,
-                           ttl=p.attempt_ttl)
         with self._lock:
             self._known_runs.add(scope.run_id)  # only once the run row is committed
 
@@ -363,11 +408,11 @@ class Gateway:
                 status = "over_bound" if cost.total_usd > attempt.bound_usd else "settled"
                 outcome = CallOutcome(response.provider, attempt.request.model, response.usage, cost.total_usd,
                                       Decimal(0), False, cost.price_version, attempt.key)
-                with p.ledger.transaction() as session:
+                with p.ledger.transaction() as session:  # budgets first: their locks come before any row's
+                    crossed = p.budgets.settle(session, attempt.key, cost.total_usd)
                     call_id = p.ledger.settle_call(
                         session, attempt.key, status=status, usage=response.usage, cost_usd=cost.total_usd,
                         price_version=cost.price_version, latency_ms=latency_ms)
-                    crossed = p.budgets.settle(session, attempt.key, cost.total_usd)
                     p.record_event(session, LLMCallSettled(
                         **self._event_fields(outcome, scope), latency_ms=latency_ms, attempt=attempt.number,
                         status=status, bound_usd=attempt.bound_usd, max_output_tokens=attempt.request.max_tokens,
@@ -396,8 +441,8 @@ class Gateway:
         reason = f"{type(err).__name__}: {err}"[:500] if err is not None else "ended before usage arrived"
         if isinstance(err, ProviderError) and err.billed is False:
             with p.ledger.transaction() as session:
-                p.ledger.fail_call(session, attempt.key, error=reason)
                 p.budgets.release(session, attempt.key)
+                p.ledger.fail_call(session, attempt.key, error=reason)
             return
         self._charge_bound(attempt, scope, Usage(), reason)
 

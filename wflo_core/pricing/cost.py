@@ -68,17 +68,28 @@ class PricePoint:
     units: tuple[_PricedUnit, ...]
     tiered: bool
     _rows: tuple[tuple[Any, ...], ...] = field(init=False, repr=False, compare=False)
-    """``units`` flattened to tuples for the hot loop, each with the ``Decimal`` a zero count adds."""
+    """``units`` flattened to tuples for the hot loop, each with the ``Decimal`` a zero count adds.
+    ``per`` is a ``Decimal`` there: dividing by an ``int`` converts it on every call (3x slower),
+    with the same value and exponent."""
+    _start: tuple[Decimal, Decimal, Decimal] = field(init=False, repr=False, compare=False)
+    """Starting input/output/other sums: the zeros of the units usage never counts."""
     _flat_rates: tuple[Decimal, Decimal, Decimal] | None = field(init=False, repr=False, compare=False)
     """``_rates()`` of an untiered price, which do not depend on the prompt length."""
 
     def __post_init__(self) -> None:
+        # Units wflo's usage never counts (web searches, ...) always add their price's zero, whose only
+        # effect is its exponent: fold them into the starting sums once instead of on every call.
+        never_counted = [u for u in self.units if not u.terms and not u.constant and not u.tiers]
+        start = [_ZERO, _ZERO, _ZERO]
+        for u in never_counted:
+            start[u.direction] += u.price * _ZERO / u.per
         rows = tuple(
             (u.direction, u.price, tuple((start, price, price * _ZERO / u.per) for start, price in u.tiers),
-             u.per, u.terms, u.constant, u.price * _ZERO / u.per, u.usage_key)
-            for u in self.units
+             Decimal(u.per), u.terms, u.constant, u.price * _ZERO / u.per, u.usage_key)
+            for u in self.units if u not in never_counted
         )
         object.__setattr__(self, "_rows", rows)
+        object.__setattr__(self, "_start", tuple(start))
         object.__setattr__(self, "_flat_rates", None if self.tiered else self._rates(0))
 
     @classmethod
@@ -124,7 +135,7 @@ class PricePoint:
         counts = (usage.input_tokens, usage.output_tokens, usage.cached_input_tokens,
                   usage.cache_write_tokens, usage.reasoning_tokens)
         tier_tokens = usage.input_tokens if self.tiered else 0
-        input_usd = output_usd = total_usd = _ZERO
+        sums = list(self._start)  # input, output, other (the per-request fee)
         for direction, price, tiers, per, terms, count, unit_usd, usage_key in self._rows:
             for index, coefficient in terms:
                 count += coefficient * counts[index]
@@ -136,12 +147,12 @@ class PricePoint:
                     break
             if count:  # else unit_usd is the precomputed price * 0 / per: same value, same exponent
                 unit_usd = price * count / per  # int operands convert exactly, as Decimal(count) does
-            total_usd += unit_usd
-            if direction == _INPUT:
-                input_usd += unit_usd
-            elif direction == _OUTPUT:
-                output_usd += unit_usd
-        return Cost(input_usd, output_usd, total_usd, self.version)
+            sums[direction] += unit_usd
+        # Exact sums (these amounts are far below 28 digits) do not depend on the order of the terms,
+        # neither in value nor in exponent (the smallest of the terms'), so the total can be summed
+        # per direction first: one addition per unit instead of two.
+        input_usd, output_usd, other_usd = sums
+        return Cost(input_usd, output_usd, input_usd + output_usd + other_usd, self.version)
 
     def upper_bound(self, prompt_tokens: int, max_output_tokens: int) -> Decimal:
         """The most a call with at most these token counts can cost at this price.

@@ -138,6 +138,11 @@ class StepRecorder:
         yield from self._gateway.stream(request, self._call_scope(), call_key, on_outcome=self._count,
                                         remember=self._remember(seq, request))
 
+    def sdk_hooks(self) -> dict[str, Callable[..., object]]:
+        """For drop-in SDK clients (``wflo_core.llm.dropin``): each request's scope (sub-agent aware),
+        its ledger key in this step's call sequence, and where its outcome is counted."""
+        return {"scope": self._call_scope, "call_key": lambda: self._next_call()[1], "on_outcome": self._count}
+
     @contextmanager
     def sub_agent(self, name: str) -> Iterator[None]:
         """Attribute the calls made inside to sub-agent ``name`` (tag ``agent=name``), linked to the

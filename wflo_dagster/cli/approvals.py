@@ -2,34 +2,26 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
-from rich.console import Console
-from rich.table import Table
 
-from wflo_core.approvals import ApprovalBook, ApprovalView
-from wflo_core.config import load_settings
-from wflo_core.errors import ConfigError
-from wflo_core.ledger.store import Ledger
-from wflo_dagster.cli import app
+if TYPE_CHECKING:
+    from wflo_core.approvals import ApprovalBook, ApprovalView
 
-approvals_app = typer.Typer(
-    help="Human approval gates: see what waits, approve or reject it.", no_args_is_help=True
-)
-app.add_typer(approvals_app, name="approvals")
+app = typer.Typer(help="Human approval gates: see what waits, approve or reject it.", no_args_is_help=True)
 
 
 @contextmanager
 def approval_book() -> Iterator[ApprovalBook]:
-    ledger = Ledger(load_settings().ledger_url)
-    try:
+    from wflo_core.approvals import ApprovalBook
+    from wflo_core.config import load_settings
+    from wflo_core.ledger import open_ledger
+
+    with open_ledger(load_settings()) as ledger:
         yield ApprovalBook(ledger)
-    finally:
-        ledger.close()
 
 
 def as_json(view: ApprovalView) -> dict[str, Any]:
@@ -52,13 +44,17 @@ def as_json(view: ApprovalView) -> dict[str, Any]:
     }
 
 
-@approvals_app.command("list")
+@app.command("list")
 def list_approvals(
     status: str | None = typer.Option(None, help="pending, escalated, approved, rejected or expired."),
     run: str | None = typer.Option(None, "--run", help="Only requests of this run id."),
     fmt: str = typer.Option("table", "--format", help="table or json."),
 ) -> None:
     """Approval requests, newest first."""
+    import json
+
+    from wflo_core.errors import ConfigError
+
     if fmt not in ("table", "json"):
         raise ConfigError(f"--format must be table or json, got {fmt!r}")
     with approval_book() as book:
@@ -66,25 +62,27 @@ def list_approvals(
     if fmt == "json":
         typer.echo(json.dumps([as_json(v) for v in views], indent=2))
         return
+    if not views:
+        typer.echo("no approval requests" + (f" with status {status}" if status else "")
+                   + (f" in run {run}" if run else ""))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
     table = Table(title="approval requests")
     for column in ("id", "status", "run", "step", "reason", "requested", "decided by"):
         table.add_column(column)
     for v in views:
-        table.add_row(
-            v.id,
-            v.status,
-            v.run_id[:8],
-            v.step_key,
-            v.reason[:60],
-            f"{v.requested_at:%Y-%m-%d %H:%M}",
-            v.decided_by or "-",
-        )
+        table.add_row(v.id, v.status, v.run_id[:8], v.step_key, v.reason[:60],
+                      f"{v.requested_at:%Y-%m-%d %H:%M}", v.decided_by or "-")
     Console(width=160).print(table)
 
 
-@approvals_app.command("show")
+@app.command("show")
 def show(approval_id: str = typer.Argument(..., help="The request's id (apr-...).")) -> None:
     """Everything about one request: its context for the reviewer and the decision, if any."""
+    import json
+
     with approval_book() as book:
         typer.echo(json.dumps(as_json(book.get(approval_id)), indent=2))
 
@@ -97,7 +95,7 @@ def _decide(approval_id: str, decision: str, by: str, reason: str) -> None:
         typer.echo(f"run {view.run_id} continues in a new run launched by the wflo_approvals sensor")
 
 
-@approvals_app.command("approve")
+@app.command("approve")
 def approve(
     approval_id: str = typer.Argument(..., help="The request's id (apr-...)."),
     by: str = typer.Option(..., "--by", help="Who approves (recorded in the audit trail)."),
@@ -107,7 +105,7 @@ def approve(
     _decide(approval_id, "approved", by, reason)
 
 
-@approvals_app.command("reject")
+@app.command("reject")
 def reject(
     approval_id: str = typer.Argument(..., help="The request's id (apr-...)."),
     by: str = typer.Option(..., "--by", help="Who rejects (recorded in the audit trail)."),

@@ -2,26 +2,25 @@
 
 from __future__ import annotations
 
-import csv
-import json
-import sys
-from datetime import datetime
-from decimal import Decimal
+from typing import TYPE_CHECKING
 
 import typer
-from rich.console import Console
-from rich.table import Table
 
-from wflo_core.config import load_settings
-from wflo_core.errors import ConfigError
-from wflo_core.ledger.rollups import DIMENSIONS, RollupRow, cost_rollup
-from wflo_dagster.cli import app
-from wflo_dagster.cli.ledger_access import open_ledger
+if TYPE_CHECKING:
+    from rich.table import Table
+
+    from wflo_core.ledger.rollups import RollupRow
 
 FORMATS = ("table", "json", "csv")
+BY_HELP = "Group by: run, step, workflow, asset, model, provider, tag or day."
+"""Spelled out so that ``--help`` needs no SQLAlchemy; a test pins it to ``rollups.DIMENSIONS``."""
 
 
 def rollup_table(rows: list[RollupRow], by: str, title: str) -> Table:
+    from decimal import Decimal
+
+    from rich.table import Table
+
     table = Table(title=title, show_footer=True)
     total = sum((r.cost_usd for r in rows), Decimal(0))
     saved = sum((r.saved_usd for r in rows), Decimal(0))
@@ -43,15 +42,21 @@ def _row_dict(r: RollupRow) -> dict[str, object]:
             "output_tokens": r.output_tokens, "cost_usd": str(r.cost_usd), "saved_usd": str(r.saved_usd)}
 
 
-@app.command("costs")
 def costs(
-    by: str = typer.Option("model", "--by", help=f"Group by: {', '.join(DIMENSIONS)}."),
+    by: str = typer.Option("model", "--by", help=BY_HELP),
     run: str | None = typer.Option(None, "--run", help="Only this Dagster run id."),
     workflow: str | None = typer.Option(None, "--workflow", help="Only this job/workflow."),
     since: str | None = typer.Option(None, "--since", help="Only calls at or after this ISO date/time."),
     fmt: str = typer.Option("table", "--format", help="table, json or csv."),
 ) -> None:
     """Show what LLM calls cost, grouped by run, step, workflow, asset, model, provider, tag or day."""
+    from datetime import datetime
+
+    from wflo_core.config import load_settings
+    from wflo_core.errors import ConfigError
+    from wflo_core.ledger import open_ledger
+    from wflo_core.ledger.rollups import DIMENSIONS, cost_rollup
+
     if by not in DIMENSIONS:
         raise ConfigError(f"--by must be one of {', '.join(DIMENSIONS)}, got {by!r}")
     if fmt not in FORMATS:
@@ -60,17 +65,20 @@ def costs(
         since_at = datetime.fromisoformat(since) if since else None
     except ValueError:
         raise ConfigError(f"--since must be an ISO date like 2026-11-24, got {since!r}") from None
-    ledger = open_ledger(load_settings())  # reachable and migrated, or one line with the fix
-    try:
-        with ledger.transaction() as session:
-            rows = cost_rollup(session, by, run_id=run, workflow=workflow, since=since_at)  # type: ignore[arg-type]
-    finally:
-        ledger.close()
+    with open_ledger(load_settings()) as ledger, ledger.transaction() as session:
+        rows = cost_rollup(session, by, run_id=run, workflow=workflow, since=since_at)  # type: ignore[arg-type]
     if fmt == "json":
+        import json
+
         typer.echo(json.dumps([_row_dict(r) for r in rows], indent=2))
     elif fmt == "csv":
+        import csv
+        import sys
+
         writer = csv.DictWriter(sys.stdout, fieldnames=list(_row_dict(rows[0]).keys()) if rows else ["key"])
         writer.writeheader()
         writer.writerows(_row_dict(r) for r in rows)
     else:
+        from rich.console import Console
+
         Console().print(rollup_table(rows, by, f"LLM cost by {by}"))

@@ -4,13 +4,10 @@ from __future__ import annotations
 
 import typer
 
-from wflo_dagster.cli import app
-
-db_app = typer.Typer(help="Ledger database schema (Alembic migrations).", no_args_is_help=True)
-app.add_typer(db_app, name="db")
+app = typer.Typer(help="Ledger database schema (Alembic migrations).", no_args_is_help=True)
 
 
-@db_app.command("upgrade")
+@app.command("upgrade")
 def upgrade(revision: str = typer.Argument("head", help="Target revision.")) -> None:
     """Apply ledger migrations up to REVISION (default: head)."""
     from wflo_core.config import load_settings, redact_url

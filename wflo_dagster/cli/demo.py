@@ -2,39 +2,39 @@
 
 from __future__ import annotations
 
-import os
-
 import typer
-from rich.console import Console
-
-from wflo_core.config import load_settings, redact_url
-from wflo_core.errors import ConfigError
-from wflo_core.ledger.migrations import upgrade
-from wflo_core.ledger.rollups import cost_rollup, run_total
-from wflo_core.services import shared_services
-from wflo_dagster.cli import app
-from wflo_dagster.cli.costs import rollup_table
-from wflo_dagster.sensors.run_status import close_out_run
 
 DEMO_JOB = "research_agent_job"
 
 
-@app.command("demo")
 def demo(
     job: str = typer.Option(DEMO_JOB, help="Job of wflo_dagster.definitions to run."),
     partition: str | None = typer.Option(None, help="Partition of a partitioned job (default: the latest)."),
 ) -> None:
     """Materialize an example agent pipeline offline (replay cassette) and print its cost report."""
+    import os
+
+    from rich.console import Console
+
+    from wflo_core.config import load_settings, redact_url
+    from wflo_core.errors import ConfigError
+    from wflo_core.ledger import open_ledger
+    from wflo_core.ledger.rollups import cost_rollup, run_total
+    from wflo_core.services import shared_services
+    from wflo_dagster.cli.costs import rollup_table
+
+    os.environ.setdefault("WFLO_LLM_MODE", "replay")  # offline even where a provider key is set
     settings = load_settings()
     dagster_home = settings.home.resolve() / "dagster"
     dagster_home.mkdir(parents=True, exist_ok=True)
     (dagster_home / "dagster.yaml").touch()  # an embedded instance: SQLite storage in this folder
     os.environ.setdefault("DAGSTER_HOME", str(dagster_home))
-    upgrade(settings.ledger_url)
+    open_ledger(settings).close()  # migrated before the steps open it
 
     import dagster as dg
 
     from wflo_dagster.definitions import defs
+    from wflo_dagster.sensors.run_status import close_out_run
 
     try:
         job_def = defs.resolve_job_def(job)

@@ -2,21 +2,14 @@
 
 from __future__ import annotations
 
-import signal
-import threading
 from typing import Annotated
 
 import typer
 
-from wflo_dagster.cli import app
-
-events_app = typer.Typer(
-    help="wflo's event stream (Kafka, or the JSONL file embedded).", no_args_is_help=True
-)
-app.add_typer(events_app, name="events")
+app = typer.Typer(help="wflo's event stream (Kafka, or the JSONL file embedded).", no_args_is_help=True)
 
 
-@events_app.command("tail")
+@app.command("tail")
 def tail(
     types: Annotated[
         list[str] | None,
@@ -64,45 +57,48 @@ def tail(
         typer.echo("no matching events", err=True)
 
 
-@events_app.command("relay")
+@app.command("relay")
 def relay(
     follow: Annotated[bool, typer.Option("--follow", "-f", help="Keep relaying until interrupted.")] = False,
     interval: Annotated[float, typer.Option(help="Seconds between passes with --follow.")] = 1.0,
-    limit: Annotated[int, typer.Option(help="Events per batch.")] = 500,
+    limit: Annotated[int, typer.Option(help="Events per batch.")] = 2000,
 ) -> None:
     """Publish events committed to the ledger's outbox (once, or continuously with --follow)."""
+    import signal
+    import threading
+
     from wflo_core.config import load_settings
     from wflo_core.events import OutboxRelay, build_event_sink
-    from wflo_core.ledger.store import Ledger
+    from wflo_core.events.relay import relay_catch_up
+    from wflo_core.events.sinks import publish_breaker
+    from wflo_core.ledger import open_ledger
 
     settings = load_settings()
-    ledger = Ledger(settings.ledger_url)
-    sink = build_event_sink(settings)
-    relayer = OutboxRelay(ledger, sink)
-    try:
-        if follow:
-            stop = threading.Event()
-            signal.signal(signal.SIGTERM, lambda *_: stop.set())
-            try:
-                relayer.relay_forever(stop, interval_s=interval, limit=limit)
-            except KeyboardInterrupt:
-                pass
-            return
-        stats = relayer.relay_until_idle(limit=limit)
-        typer.echo(
-            f"published {stats.published}, dead-lettered {stats.dead_lettered}, "
-            f"still pending {stats.failed + stats.deferred}"
-            + (" (another relay is running)" if stats.busy else "")
-        )
-        if stats.errors:
-            typer.secho(f"last error: {stats.errors[-1]}", fg=typer.colors.YELLOW, err=True)
-            raise typer.Exit(2)
-    finally:
-        sink.close()
-        ledger.close()
+    with open_ledger(settings) as ledger:
+        sink = build_event_sink(settings)
+        try:
+            if follow:
+                stop = threading.Event()
+                signal.signal(signal.SIGTERM, lambda *_: stop.set())
+                try:
+                    OutboxRelay(ledger, sink).relay_forever(stop, interval_s=interval, limit=limit)
+                except KeyboardInterrupt:
+                    pass
+                return
+            stats = relay_catch_up(ledger, sink, publish_breaker(settings), limit=limit)
+        finally:
+            sink.close()
+    typer.echo(
+        f"published {stats.published}, dead-lettered {stats.dead_lettered}, "
+        f"still pending {stats.failed + stats.deferred}"
+        + (" (another relay is running)" if stats.busy else "")
+    )
+    if stats.errors:
+        typer.secho(f"last error: {stats.errors[-1]}", fg=typer.colors.YELLOW, err=True)
+        raise typer.Exit(2)
 
 
-@events_app.command("topics")
+@app.command("topics")
 def topics() -> None:
     """Create the event, trigger and dead-letter topics (WFLO_KAFKA_PARTITIONS partitions each)."""
     from wflo_core.config import load_settings

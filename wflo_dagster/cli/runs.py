@@ -2,21 +2,17 @@
 
 from __future__ import annotations
 
-import os
+from typing import TYPE_CHECKING
 
 import typer
 
-from wflo_core.compensation import CompensationBook
-from wflo_core.config import load_settings
-from wflo_core.errors import ConfigError
-from wflo_core.ledger.store import Ledger
-from wflo_dagster.cli import app
+if TYPE_CHECKING:
+    import dagster as dg
 
-runs_app = typer.Typer(help="Roll back or resume runs.", no_args_is_help=True)
-app.add_typer(runs_app, name="runs")
+app = typer.Typer(help="Roll back or resume runs.", no_args_is_help=True)
 
 
-@runs_app.command("rollback")
+@app.command("rollback")
 def rollback(
     run_id: str = typer.Argument(..., help="Any run of the logical run (its continuations are included)."),
     retry_failed: bool = typer.Option(
@@ -24,11 +20,12 @@ def rollback(
     ),
 ) -> None:
     """Run the run's compensations newest first, each once; safe to re-invoke after an interruption."""
-    ledger = Ledger(load_settings().ledger_url)
-    try:
+    from wflo_core.compensation import CompensationBook
+    from wflo_core.config import load_settings
+    from wflo_core.ledger import open_ledger
+
+    with open_ledger(load_settings()) as ledger:
         report = CompensationBook(ledger).rollback(run_id, retry_failed=retry_failed)
-    finally:
-        ledger.close()
     for o in report.outcomes:
         note = " (resumed after an interrupted rollback)" if o.resumed else ""
         typer.echo(
@@ -46,7 +43,14 @@ def rollback(
         raise typer.Exit(1)
 
 
-@runs_app.command("resume")
+def job_of(module: str, attribute: str, job_name: str) -> dg.JobDefinition:
+    """Dagster's reconstructor for :func:`resume`: the job ``job_name`` of ``module.attribute``."""
+    import importlib
+
+    return getattr(importlib.import_module(module), attribute).resolve_job_def(job_name)
+
+
+@app.command("resume")
 def resume(
     run_id: str = typer.Argument(..., help="A failed Dagster run id."),
     module: str = typer.Option("wflo_dagster.definitions", help="Module holding the Definitions object."),
@@ -54,8 +58,11 @@ def resume(
 ) -> None:
     """Re-execute a failed run from its failed steps (in this process); finished steps are not re-run
     and LLM answers already paid for are reused."""
+    import os
+
     import dagster as dg
-    from dagster._core.definitions.reconstruct import ReconstructableRepository
+
+    from wflo_core.errors import ConfigError
 
     if "DAGSTER_HOME" not in os.environ:
         raise ConfigError("set DAGSTER_HOME to the Dagster instance that ran the run")
@@ -67,8 +74,9 @@ def resume(
         )
     if failed.status != dg.DagsterRunStatus.FAILURE:
         raise ConfigError(f"run {run_id} is {failed.status.value}; only a failed run can be resumed")
-    job = ReconstructableRepository.for_module(module, attribute, os.getcwd()).get_reconstructable_job(
-        failed.job_name
+    job = dg.build_reconstructable_job(
+        __name__, job_of.__name__, reconstructable_args=(module, attribute, failed.job_name),
+        reconstructor_working_directory=os.getcwd(),
     )
     result = dg.execute_job(
         job, instance, reexecution_options=dg.ReexecutionOptions.from_failure(run_id, instance)

@@ -2,20 +2,15 @@
 
 from __future__ import annotations
 
-import json
-import sys
 from pathlib import Path
 from typing import Annotated, Literal
 
 import typer
 
-from wflo_dagster.cli import app
-
-sandbox_app = typer.Typer(help="Run untrusted code in the sandbox.", no_args_is_help=True)
-app.add_typer(sandbox_app, name="sandbox")
+app = typer.Typer(help="Run untrusted code in the sandbox.", no_args_is_help=True)
 
 
-@sandbox_app.command("run")
+@app.command("run")
 def run(
     file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, readable=True, help="Program to run.")],
     backend: Annotated[
@@ -34,6 +29,9 @@ def run(
     ] = False,
 ) -> None:
     """Run FILE in the sandbox; print its stdout/stderr and exit with its exit code."""
+    import json
+    import sys
+
     from wflo_core.errors import ConfigError
     from wflo_core.sandbox import open_sandbox
 

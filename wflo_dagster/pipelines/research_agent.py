@@ -146,7 +146,8 @@ def analysis_code(context: dg.AssetExecutionContext, research_plan: str, llm: LL
     ).text
 
 
-@llm_asset(group_name=GROUP, op_tags=POLICY, kinds={"python"}, description="The agent's code, run in the sandbox.")
+@llm_asset(group_name=GROUP, op_tags=POLICY, kinds={"python"}, description="The agent's code, run in the sandbox.",
+           planned_calls=[])
 def analysis_result(context: dg.AssetExecutionContext, analysis_code: str, sandbox: SandboxResource) -> str:
     result = run_code_step(context, sandbox, analysis_code, timeout=30)
     if not result.ok:

@@ -16,8 +16,8 @@ from sqlalchemy.orm import Session
 
 from wflo_core.config import WfloSettings
 from wflo_core.events import CloudEvent, EventData, EventSink, RelayStats, TopicLayout, emit
-from wflo_core.events.relay import relay_best_effort
-from wflo_core.events.sinks import build_event_sink
+from wflo_core.events.relay import IN_STEP_DELIVERY_TIMEOUT_S, relay_catch_up, relay_in_step
+from wflo_core.events.sinks import build_event_sink, publish_breaker
 from wflo_core.ledger.store import Ledger
 from wflo_core.services import WfloServices, release_services
 from wflo_dagster.resources.wflo import WfloResource, acquire
@@ -33,7 +33,7 @@ class EventSinkResource(ConfigurableResource):
     )
     topic_prefix: str | None = Field(default=None, description="Unset = WFLO_KAFKA_TOPIC_PREFIX.")
     delivery_timeout_seconds: float = Field(
-        default=5.0, gt=0, description="How long a best-effort publish may wait for the broker."
+        default=IN_STEP_DELIVERY_TIMEOUT_S, gt=0, description="How long a publish may wait for the broker."
     )
     wflo: WfloResource | None = Field(default=None, description="Ledger and Kafka settings.")
 
@@ -44,7 +44,8 @@ class EventSinkResource(ConfigurableResource):
         self._start()
 
     def teardown_after_execution(self, context: InitResourceContext) -> None:
-        self.relay()
+        if self._services is not None:
+            self._relay_in_step()
         if self._sink is not None:
             self._sink.close()
         if self._services is not None:
@@ -78,11 +79,17 @@ class EventSinkResource(ConfigurableResource):
             return emit(session, event, topic=self.topics.events, source=source)
         with self.ledger.transaction() as own:
             cloud_event = emit(own, event, topic=self.topics.events, source=source)
-        self.relay()
+        self._relay_in_step()
         return cloud_event
 
     def relay(self, *, max_seconds: float = 10.0) -> RelayStats:
-        """Publish pending events now, best effort: failures are logged and left for the relay."""
-        self._start()
+        """Publish pending events now (the relay sensor's catch-up): failures are logged and left for
+        the next pass, and tell the steps' in-step relays whether the broker is up."""
+        services = self._start()
         assert self._sink is not None
-        return relay_best_effort(self.ledger, self._sink, max_seconds=max_seconds)
+        return relay_catch_up(self.ledger, self._sink, publish_breaker(services.settings), max_seconds=max_seconds)
+
+    def _relay_in_step(self) -> RelayStats:
+        services = self._start()
+        assert self._sink is not None
+        return relay_in_step(self.ledger, self._sink, publish_breaker(services.settings))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import dagster as dg
 from pydantic import Field, PrivateAttr
@@ -14,11 +14,16 @@ from wflo_core.calls import LLMRequest, LLMResponse, Message
 from wflo_core.errors import ConfigError
 from wflo_core.keys import BUDGET_TAG, PARENT_RUN_TAG
 from wflo_core.ledger.rollups import Dimension, RollupRow, cost_rollup
+from wflo_core.llm.dropin import DropinClients
 from wflo_core.llm.providers.base import StreamChunk
 from wflo_core.money import parse_usd
 from wflo_core.services import WfloServices, release_services
 from wflo_core.steps.recorder import BudgetDefaults, StepInfo, StepRecorder
 from wflo_dagster.resources.wflo import WfloResource, acquire
+
+if TYPE_CHECKING:
+    import anthropic
+    import openai
 
 StepContext = dg.AssetExecutionContext | dg.OpExecutionContext
 LLM_RESOURCE_KEY = "llm"
@@ -74,7 +79,8 @@ class LLMResource(dg.ConfigurableResource):
     default_provider: str = Field(default="openai", description="Provider used when a call names none.")
     default_model: str = Field(default="gpt-4o-mini", description="Model used when a call names none.")
     llm_mode: str | None = Field(
-        default=None, description="replay, live or record; unset = WFLO_LLM_MODE (default replay)."
+        default=None, description="auto, replay, live or record; unset = WFLO_LLM_MODE (default auto: live "
+        "where the provider's key is set, recorded answers elsewhere)."
     )
     cassette_path: str | None = Field(default=None, description="Cassette for replay/record mode.")
     run_budget_usd: str | None = Field(
@@ -83,6 +89,7 @@ class LLMResource(dg.ConfigurableResource):
     wflo: WfloResource | None = Field(default=None, description="Ledger, cache and provider settings.")
 
     _services: WfloServices | None = PrivateAttr(default=None)
+    _dropin: DropinClients | None = PrivateAttr(default=None)
     _recorders: dict[tuple[str, str], StepRecorder] = PrivateAttr(default_factory=dict)
     _lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)
 
@@ -90,6 +97,9 @@ class LLMResource(dg.ConfigurableResource):
         self._services = acquire(self.wflo, llm_mode=self.llm_mode, cassette_path=self.cassette_path)
 
     def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
+        if self._dropin is not None:
+            self._dropin.close()
+            self._dropin = None
         if self._services is not None:
             self._services.relay_events()  # in-step best effort; the relay sensor does the rest
             release_services(self._services)
@@ -133,6 +143,26 @@ class LLMResource(dg.ConfigurableResource):
         with self._recorder(context).sub_agent(name):
             yield
 
+    def openai_client(self, context: StepContext, **options: Any) -> openai.OpenAI:
+        """A real ``openai.OpenAI`` whose every request is held, cached, retried and recorded for this step.
+
+        Give it to any agent framework (pydantic-ai, LangChain/LangGraph, the OpenAI Agents SDK). Options:
+        ``api_key`` and ``base_url`` (default: settings), ``provider`` (the name calls are priced under).
+        """
+        return self._dropin_clients().openai(**self._recorder(context).sdk_hooks(), **options)
+
+    def async_openai_client(self, context: StepContext, **options: Any) -> openai.AsyncOpenAI:
+        """A real ``openai.AsyncOpenAI`` on the same path; its calls never block the event loop."""
+        return self._dropin_clients().async_openai(**self._recorder(context).sdk_hooks(), **options)
+
+    def anthropic_client(self, context: StepContext, **options: Any) -> anthropic.Anthropic:
+        """A real ``anthropic.Anthropic`` whose every request goes through the gateway."""
+        return self._dropin_clients().anthropic(**self._recorder(context).sdk_hooks(), **options)
+
+    def async_anthropic_client(self, context: StepContext, **options: Any) -> anthropic.AsyncAnthropic:
+        """A real ``anthropic.AsyncAnthropic`` on the same path."""
+        return self._dropin_clients().async_anthropic(**self._recorder(context).sdk_hooks(), **options)
+
     def run_costs(self, context: StepContext, by: Dimension = "step") -> list[RollupRow]:
         """This run's cost so far from the ledger, rolled up ``by`` step, model, asset..."""
         with self._wflo_services.ledger.transaction() as session:
@@ -145,6 +175,12 @@ class LLMResource(dg.ConfigurableResource):
         if self._services is None:  # used outside a run (direct invocation in tests)
             self._services = acquire(self.wflo, llm_mode=self.llm_mode, cassette_path=self.cassette_path)
         return self._services
+
+    def _dropin_clients(self) -> DropinClients:
+        with self._lock:
+            if self._dropin is None:
+                self._dropin = DropinClients(self._wflo_services.gateway, self._wflo_services.settings)
+            return self._dropin
 
     def _recorder(self, context: StepContext) -> StepRecorder:
         run_id, step_key, _ = step_identity(context)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from wflo_core.config import WfloSettings
+from wflo_core.events.breaker import PublishBreaker
 from wflo_core.events.sinks.base import Delivery, EventSink, OutboundMessage
 from wflo_core.events.sinks.jsonl import JsonlEventSink
 from wflo_core.events.sinks.memory import MemoryEventSink
@@ -17,6 +18,11 @@ def build_event_sink(settings: WfloSettings, *, delivery_timeout_s: float = 30.0
     return JsonlEventSink(settings.events_path)
 
 
+def publish_breaker(settings: WfloSettings) -> PublishBreaker:
+    """The in-step relay's breaker for the sink ``settings`` choose (see ``events.breaker``)."""
+    return PublishBreaker.for_target(settings.home, settings.kafka_bootstrap_servers or str(settings.events_path))
+
+
 __all__ = [
     "Delivery",
     "EventSink",
@@ -24,4 +30,5 @@ __all__ = [
     "MemoryEventSink",
     "OutboundMessage",
     "build_event_sink",
+    "publish_breaker",
 ]

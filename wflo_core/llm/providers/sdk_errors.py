@@ -8,12 +8,10 @@ from __future__ import annotations
 
 import email.utils
 import re
+import sys
 import time
 from collections.abc import Mapping
 from typing import Any
-
-import anthropic
-import openai
 
 from wflo_core.errors import (
     ProviderAuthFailed,
@@ -23,9 +21,7 @@ from wflo_core.errors import (
     ProviderUnavailable,
 )
 
-_STATUS_ERRORS = (openai.APIStatusError, anthropic.APIStatusError)
-_TIMEOUT_ERRORS = (openai.APITimeoutError, anthropic.APITimeoutError)
-_CONNECTION_ERRORS = (openai.APIConnectionError, anthropic.APIConnectionError)
+_SDKS = ("openai", "anthropic")
 _SECRET_LIKE = re.compile(r"(sk-[A-Za-z0-9_\-*]{3,}|sk-ant-[A-Za-z0-9_\-*]+|Bearer\s+\S+)")
 _DETAIL_CHARS = 300
 
@@ -58,7 +54,7 @@ def parse_retry_after(headers: Mapping[str, str], *, now: float | None = None) -
 def translate_sdk_error(err: Exception, *, provider: str, model: str) -> ProviderError:
     """The wflo error for an SDK exception; raise it ``from err`` so the SDK error stays the cause."""
     where = f"{provider} model {model!r}"
-    if isinstance(err, _TIMEOUT_ERRORS):
+    if isinstance(err, _sdk_classes("APITimeoutError")):
         return ProviderUnavailable(
             f"ProviderUnavailable: {where} did not answer before the timeout; wflo retries this, "
             f"raise WFLO_LLM_TIMEOUT_SECONDS if the model is slow",
@@ -67,7 +63,7 @@ def translate_sdk_error(err: Exception, *, provider: str, model: str) -> Provide
             status_code=None,
             billed=None,
         )
-    if isinstance(err, _CONNECTION_ERRORS):
+    if isinstance(err, _sdk_classes("APIConnectionError")):
         return ProviderUnavailable(
             f"ProviderUnavailable: the connection to {where} failed ({type(err.__cause__ or err).__name__}); "
             f"wflo retries this; if it persists check the base URL and the network",
@@ -76,7 +72,7 @@ def translate_sdk_error(err: Exception, *, provider: str, model: str) -> Provide
             status_code=None,
             billed=None,
         )
-    if isinstance(err, _STATUS_ERRORS):
+    if isinstance(err, _sdk_classes("APIStatusError")):
         return _from_status(err, provider=provider, model=model, where=where)
     return ProviderUnavailable(
         f"ProviderUnavailable: {where} failed with {type(err).__name__}",
@@ -85,6 +81,12 @@ def translate_sdk_error(err: Exception, *, provider: str, model: str) -> Provide
         status_code=None,
         billed=None,
     )
+
+
+def _sdk_classes(name: str) -> tuple[type[Exception], ...]:
+    """``name`` (e.g. ``APIStatusError``) of each SDK already imported: an SDK that is not loaded
+    cannot have raised, and importing it here would cost the seconds the lazy import saved."""
+    return tuple(getattr(sys.modules[sdk], name) for sdk in _SDKS if sdk in sys.modules)
 
 
 def _from_status(err: Any, *, provider: str, model: str, where: str) -> ProviderError:
