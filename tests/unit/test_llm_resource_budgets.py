@@ -1,10 +1,13 @@
-"""Run budgets come from the run tag, the resource's config or the settings, in that order."""
+"""Run budgets come from the run tag, the resource's config, the asset's declared run budget or the settings,
+in that order."""
 
 from __future__ import annotations
 
 import dagster as dg
 import pytest
 
+from wflo_dagster import llm_asset
+from wflo_dagster.pipelines import research_agent as ra
 from wflo_dagster.pipelines.research_agent import research_plan
 from wflo_dagster.resources.llm import LLMResource
 
@@ -31,10 +34,29 @@ def test_the_run_tag_wins_over_the_resource_config() -> None:
     assert result.success
 
 
-def test_settings_apply_when_neither_is_set(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_assets_declared_run_budget_applies_when_no_tag_or_config_sets_one(
+        monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("WFLO_BUDGET_RUN_USD", "0.00002")
     result = _materialize(LLMResource())
+    assert result.success, "research_plan declares run_budget_usd=0.50, which beats the settings' default"
+
+
+def test_settings_apply_when_nothing_else_sets_a_run_budget(monkeypatch: pytest.MonkeyPatch) -> None:
+    @llm_asset(name="undeclared")
+    def undeclared(context: dg.AssetExecutionContext, llm: LLMResource) -> str:
+        return research_plan_call(context, llm)
+
+    monkeypatch.setenv("WFLO_BUDGET_RUN_USD", "0.00002")
+    with dg.instance_for_test() as instance:
+        result = dg.materialize([undeclared], resources={"llm": LLMResource()}, instance=instance,
+                                raise_on_error=False)
     assert not result.success and "limit $0.00002" in _failure(result)
+
+
+def research_plan_call(context: dg.AssetExecutionContext, llm: LLMResource) -> str:
+    provider, model = ra.PLANNER_MODEL
+    return llm.complete(context, messages=ra.plan_messages(ra.QUESTION), provider=provider, model=model,
+                        max_tokens=300, temperature=0.0).text
 
 
 def test_a_malformed_budget_is_one_clear_line() -> None:
