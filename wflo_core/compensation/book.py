@@ -19,7 +19,7 @@ import traceback
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypedDict
 
 from sqlalchemy import func, select, text, update
 
@@ -30,6 +30,15 @@ from wflo_core.ledger.models import Compensation, Run, utcnow
 from wflo_core.ledger.store import Ledger
 
 REGISTERED, RUNNING, DONE, FAILED = "registered", "running", "done", "failed"
+
+
+class _Identity(TypedDict):
+    """The fields of a ``CompensationOutcome`` that name its compensation."""
+
+    run_id: str
+    seq: int
+    step_key: str
+    action: str
 
 
 @dataclass(frozen=True)
@@ -146,7 +155,7 @@ class CompensationBook:
             row = session.get(Compensation, comp_id)
             assert row is not None
             resumed = row.status == RUNNING
-            base = {"run_id": row.run_id, "seq": row.seq, "step_key": row.step_key, "action": row.action}
+            base: _Identity = {"run_id": row.run_id, "seq": row.seq, "step_key": row.step_key, "action": row.action}
             if row.status not in claimable:
                 return CompensationOutcome(**base, status=f"already_{row.status}", error=row.error)
             session.execute(
