@@ -105,7 +105,8 @@ class WfloSettings(BaseSettings):
     sandbox_runtime: str | None = None
     """Docker runtime for sandbox containers, e.g. ``runsc`` (gVisor); unset = the engine default."""
     sandbox_warm_pool: int = Field(default=0, ge=0, le=32)
-    """Docker sandbox containers kept started ahead of time (0 = start one per run)."""
+    """Sandboxes kept ready ahead of time: Docker containers started, or (process backend) the next
+    run's sandbox set up; 0 = set each up when its run starts."""
     docker_host: str | None = None
 
     @field_validator("database_url")

@@ -7,6 +7,7 @@ import uuid
 
 import pytest
 
+from tests.fakes import FakeClock
 from wflo_core.errors import CircuitOpen, ProviderAuthFailed, ProviderUnavailable
 from wflo_core.resilience.breaker import (
     BreakerConfig,
@@ -23,14 +24,6 @@ CONFIG = BreakerConfig(failure_threshold=3, reset_timeout_seconds=30, half_open_
                        probe_timeout_seconds=60)
 
 
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 1_700_000_000.25
-
-    def __call__(self) -> float:
-        return self.now
-
-
 @pytest.fixture(params=["memory", "redis"])
 def store(request: pytest.FixtureRequest) -> BreakerStore:
     if request.param == "memory":
@@ -40,7 +33,7 @@ def store(request: pytest.FixtureRequest) -> BreakerStore:
 
 @pytest.fixture
 def clock() -> FakeClock:
-    return FakeClock()
+    return FakeClock(1_700_000_000.25)
 
 
 @pytest.fixture

@@ -19,7 +19,7 @@ from sqlalchemy import select
 from wflo_core.budgets import CallScope
 from wflo_core.calls import LLMRequest, Message
 from wflo_core.config import WfloSettings, load_settings
-from wflo_core.errors import ConfigError, RetriesExhausted
+from wflo_core.errors import BudgetExceeded, ConfigError, RetriesExhausted
 from wflo_core.events.schemas import LLMCallOverBound, LLMCallSettled
 from wflo_core.ledger.migrations import upgrade
 from wflo_core.ledger.models import BudgetHold, LLMCall, OutboxEvent
@@ -316,3 +316,33 @@ def test_a_long_dynamic_step_key_is_recorded(services: WfloServices, llm_server)
     services.gateway.complete(_request("long key"), scope, f"run-k:{step}:0:1")
     (row,) = _rows(services)
     assert row.step_key == step and row.status == "settled"
+
+
+# ---------------------------------------------------------------------------------------------- fit (issue 16.3)
+
+
+def test_fit_sends_a_call_with_max_tokens_lowered_to_what_the_budget_has_left(services: WfloServices,
+                                                                               llm_server) -> None:
+    wanted = _request("fit me in", max_tokens=4000)
+    full_bound = _bound(services, wanted)
+    with services.ledger.transaction() as s:
+        services.budgets.set_limit(s, "run", "run-fit", full_bound / 2, on_breach="fit")
+    scope = CallScope(run_id="run-fit", workflow="wf")
+    _, outcome = services.gateway.complete(wanted, scope, "fit1")
+    (row,) = _rows(services)
+    sent = llm_server.requests(CHAT)[-1]["body"]
+    assert row.requested_max_tokens == 4000 and row.max_output_tokens == sent["max_completion_tokens"] < 4000
+    assert row.bound_usd <= full_bound / 2 and row.status == "settled"
+    with services.ledger.transaction() as s:
+        event = s.scalar(select(OutboxEvent.payload).where(OutboxEvent.event_type == LLMCallSettled.type))
+    assert '"requested_max_tokens":4000' in event.replace(" ", "")
+    assert assert_accounted(services, "run-fit") == outcome.cost_usd
+
+
+def test_fit_still_refuses_below_its_floor(services: WfloServices, llm_server) -> None:
+    with services.ledger.transaction() as s:
+        services.budgets.set_limit(s, "run", "run-fit", D("0.0000001"), on_breach="fit")
+    with pytest.raises(BudgetExceeded):
+        services.gateway.complete(_request("no room at all", max_tokens=4000),
+                                  CallScope(run_id="run-fit", workflow="wf"), "fit1")
+    assert llm_server.request_count(CHAT) == 0 and _rows(services) == []

@@ -309,7 +309,9 @@ def test_cpu_spin_is_stopped_by_the_cpu_limit(sandbox: Sandbox) -> None:
     limits = SandboxLimits(timeout_seconds=60, cpu_seconds=1)
     result, slowest = run_probing(sandbox, "while True:\n    pass\n", limits)
     assert result.killed_reason is KilledReason.CPU
-    assert result.cpu_ms is not None and 900 <= result.cpu_ms <= 5000
+    # RLIMIT_CPU fires on tick-sampled CPU time; the cgroup reports the exact runtime, which on a
+    # busy (virtual) machine can be well below the tick count, hence the low bound.
+    assert result.cpu_ms is not None and 500 <= result.cpu_ms <= 5000
     assert slowest < 3.0
 
 

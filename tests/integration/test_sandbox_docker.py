@@ -3,8 +3,11 @@ cleanup when the caller is killed mid-run."""
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -18,7 +21,7 @@ from tests.integration.sandbox_backends import assert_nothing_left
 from wflo_core.errors import SandboxError
 from wflo_core.sandbox import KilledReason, SandboxLimits
 from wflo_core.sandbox.docker import DockerSandbox
-from wflo_core.sandbox.docker_labels import LABEL, OWNER_LABEL
+from wflo_core.sandbox.docker_labels import DEADLINE_LABEL, LABEL, OWNER_LABEL
 
 pytestmark = pytest.mark.integration
 
@@ -31,7 +34,7 @@ def client(docker_host: str) -> Iterator[docker.DockerClient]:
 
 
 def _owned_by(client: docker.DockerClient, pid: int) -> list:
-    found = client.containers.list(all=True, filters={"label": LABEL})
+    found = client.containers.list(all=True, filters={"label": LABEL}, ignore_removed=True)
     return [c for c in found if c.labels.get(OWNER_LABEL, "").endswith(f":{pid}")]
 
 
@@ -74,7 +77,7 @@ def test_warm_pool_serves_fresh_containers_and_is_removed_on_close(
     sandbox = DockerSandbox(image=sandbox_image, docker_host=docker_host, warm_pool_size=2)
     try:
         assert sandbox.pool is not None and sandbox.pool.idle_count() == 2
-        assert len(_owned_by(client, os.getpid())) == 2
+        _wait_for(lambda: len(_owned_by(client, os.getpid())) == 2)  # earlier tests' may still be going
         probe = "import os\nprint(os.path.exists('left.txt'))\nopen('left.txt', 'w').write('x')\n"
         outputs = [sandbox.run(probe, timeout=20).stdout for _ in range(4)]
         assert outputs == [b"False\n"] * 4  # never a container a previous run used
@@ -89,13 +92,13 @@ def test_warm_pool_serves_fresh_containers_and_is_removed_on_close(
 CALLER = """
 import sys
 from wflo_core.sandbox.docker import DockerSandbox
-sandbox = DockerSandbox(image=sys.argv[1], docker_host=sys.argv[2], warm_pool_size=1)
+sandbox = DockerSandbox(image=sys.argv[1], docker_host=sys.argv[2], warm_pool_size=2)
 print("running", flush=True)
-sandbox.run("import time; time.sleep(600)", timeout=600)
+sandbox.run("import time; time.sleep(600)", timeout=120)
 """
 
 
-def test_containers_of_a_killed_caller_are_reaped(
+def test_containers_of_a_killed_caller_end_with_it(
     docker_host: str, sandbox_image: str, client: docker.DockerClient
 ) -> None:
     caller = subprocess.Popen(
@@ -109,9 +112,31 @@ def test_containers_of_a_killed_caller_are_reaped(
     finally:
         caller.send_signal(signal.SIGKILL)
         caller.wait()
-    assert len(_owned_by(client, caller.pid)) == 2  # Docker itself does not stop them
-    DockerSandbox(image=sandbox_image, docker_host=docker_host).close()  # starting a sandbox reaps
+    # Nobody reaps them: each runner sees its stdin close with the dead caller's connection and
+    # exits, and the engine auto-removes the container.
     _wait_for(lambda: not _owned_by(client, caller.pid), timeout=15)
+
+
+def test_containers_a_dead_caller_never_attached_to_are_reaped(
+    docker_host: str, sandbox_image: str, client: docker.DockerClient
+) -> None:
+    finished = subprocess.Popen(["true"])
+    finished.wait()
+    labels = {
+        LABEL: "1",
+        OWNER_LABEL: f"{socket.gethostname()}:{finished.pid}",
+        DEADLINE_LABEL: str(int(time.time()) + 600),
+    }
+    stray = client.containers.run(
+        sandbox_image, ["sleep", "600"], detach=True, network_mode="none", labels=labels, auto_remove=True
+    )
+    try:
+        assert stray.id in [c.id for c in _owned_by(client, finished.pid)]  # the engine keeps it
+        DockerSandbox(image=sandbox_image, docker_host=docker_host).close()  # starting a sandbox reaps
+        _wait_for(lambda: not _owned_by(client, finished.pid), timeout=15)
+    finally:
+        with contextlib.suppress(docker.errors.NotFound, docker.errors.APIError):
+            stray.remove(force=True)
 
 
 def test_missing_image_or_engine_is_a_clear_error(docker_host: str) -> None:
@@ -138,3 +163,49 @@ def test_a_container_killed_under_the_code_is_reported_promptly(
         assert time.monotonic() - started < 5
         assert box["r"].killed_reason is KilledReason.CONTAINER_DIED
         assert_nothing_left(sandbox)
+
+
+WHICH_CONTAINER = "print(open('/proc/self/cgroup').read().split('/docker/')[1].split()[0])"
+
+
+def test_a_pooled_container_serves_one_job_and_is_gone(
+    docker_host: str, sandbox_image: str, client: docker.DockerClient
+) -> None:
+    with DockerSandbox(image=sandbox_image, docker_host=docker_host, warm_pool_size=1) as sandbox:
+        (waiting,) = [c.id for c in _owned_by(client, os.getpid())]
+        first = sandbox.run(WHICH_CONTAINER, timeout=20)
+        assert first.ok and first.stdout_text.strip() == waiting  # the job ran in the pooled container
+        # its runner exits after that one job, and the container removes itself
+        _wait_for(lambda: waiting not in [c.id for c in _owned_by(client, os.getpid())], timeout=15)
+        _wait_for(lambda: sandbox.pool is not None and sandbox.pool.idle_count() == 1)
+        second = sandbox.run(WHICH_CONTAINER, timeout=20)
+        assert second.ok and second.stdout_text.strip() not in ("", waiting)
+        assert sandbox.pool is not None and sandbox.pool.served == 2
+
+
+REACH_THE_RUNNER = r"""
+import ctypes, json, os, signal
+out = {}
+libc = ctypes.CDLL(None, use_errno=True)
+out["ptrace"] = "attached" if libc.ptrace(16, 1, 0, 0) == 0 else "blocked: " + os.strerror(ctypes.get_errno())
+for path in ("/proc/1/fd/1", "/proc/1/fd/0", "/proc/1/environ", "/proc/1/mem"):
+    try:
+        open(path, "wb" if "/fd/" in path else "rb").close(); out[path] = "opened"
+    except OSError as err:
+        out[path] = "blocked: " + type(err).__name__
+for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGKILL, signal.SIGSTOP):
+    os.kill(1, sig)  # PID 1 of the container: ignored unless it has a handler
+print(json.dumps(out))
+"""
+
+
+@pytest.mark.parametrize("pool_size", [0, 1], ids=["cold", "pool"])
+def test_the_job_cannot_reach_its_runner(docker_host: str, sandbox_image: str, pool_size: int) -> None:
+    """The runner shares the container and uid with the job; it must stay out of the job's reach."""
+    with DockerSandbox(image=sandbox_image, docker_host=docker_host, warm_pool_size=pool_size) as sandbox:
+        result = sandbox.run(REACH_THE_RUNNER, timeout=20)
+        assert result.ok and result.killed_reason is None, (result.killed_reason, result.stderr_text)
+        seen = json.loads(result.stdout_text)
+        assert all(value.startswith("blocked") for value in seen.values()), seen
+        assert result.files_out["main.py"]  # the runner still collected and reported after the signals
+    assert_nothing_left(sandbox)

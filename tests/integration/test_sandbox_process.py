@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -46,7 +49,9 @@ def test_each_run_gets_its_own_uid_and_cgroup_limits(bubblewrap: str) -> None:
         target=sandbox.run, args=("import time; time.sleep(2)",), kwargs={"limits": limits}
     )
     worker.start()
-    group = CGROUP_ROOT / "{}" / PARENT / _wait_for(lambda: _groups_of(os.getpid()))[0]
+    # a group with processes in it: its limits were written before the launcher joined it
+    running = _wait_for(lambda: [n for n in _groups_of(os.getpid()) if RunCgroup(n).pids_in_group()])
+    group = CGROUP_ROOT / "{}" / PARENT / running[0]
     assert (Path(str(group).format("memory")) / "memory.limit_in_bytes").read_text().strip() == str(
         64 * 2**20
     )
@@ -107,33 +112,33 @@ print(json.dumps({"root": sandbox.is_root, "cgroups": sandbox.use_cgroups, **{
 def test_unprivileged_caller_gets_the_documented_fallback(bubblewrap: str, redis_url: str) -> None:
     """Run as uid 65534 (no cgroups, no tmpfs, rlimits only), as on a developer laptop.
 
-    /root is private here, so the venv's interpreter is out of reach for nobody; Debian's
-    /usr/bin/python3 (same 3.11 ABI) runs the code with the venv's packages on PYTHONPATH.
+    The checkout and its venv may sit in a private directory (CI clones into mode-0700 dirs), out
+    of nobody's reach, so the packages the sandbox imports are copied into a world-readable
+    directory first; Debian's /usr/bin/python3 (same 3.11 ABI as the venv) runs the code there.
     """
-    root = Path(__file__).resolve().parents[2]
-    site = next((root / ".venv" / "lib").glob("python3*/site-packages"))
     port = redis_url.rsplit(":", 1)[1].split("/")[0]
-    done = subprocess.run(
-        [
-            "setpriv",
-            "--reuid=65534",
-            "--regid=65534",
-            "--clear-groups",
-            "/usr/bin/python3",
-            "-c",
-            UNPRIVILEGED.replace("PORT", port),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        cwd="/tmp",
-        env={
-            "PATH": "/usr/bin:/bin",
-            "HOME": "/tmp",
-            "PYTHONPATH": f"{root}:{site}",
-            "OPENAI_API_KEY": "sk-canary-unprivileged",
-        },
-    )
+    with readable_copy_of_imports("wflo_core.sandbox.process") as site:
+        done = subprocess.run(
+            [
+                "setpriv",
+                "--reuid=65534",
+                "--regid=65534",
+                "--clear-groups",
+                "/usr/bin/python3",
+                "-c",
+                UNPRIVILEGED.replace("PORT", port),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            cwd="/tmp",
+            env={
+                "PATH": "/usr/bin:/bin",
+                "HOME": "/tmp",
+                "PYTHONPATH": str(site),
+                "OPENAI_API_KEY": "sk-canary-unprivileged",
+            },
+        )
     assert done.returncode == 0, done.stderr[-500:]
     seen = json.loads(done.stdout)
     assert (seen["root"], seen["cgroups"]) == (False, False)
@@ -143,3 +148,36 @@ def test_unprivileged_caller_gets_the_documented_fallback(bubblewrap: str, redis
     assert seen["memory"][0] == 1 and "MemoryError" in seen["memory"][3]  # RLIMIT_AS, not an OOM kill
     assert seen["net"][0] == 1 and "Error" in seen["net"][3]  # no route to the host's redis
     assert seen["cpu"][:2] == [152, "cpu"]
+
+
+# Prints the file of every top-level non-stdlib module that importing the named module loads.
+_IMPORTED_ROOTS = """
+import importlib, json, sys
+before = set(sys.modules)
+importlib.import_module(sys.argv[1])
+tops = {name.split(".")[0] for name in set(sys.modules) - before} - set(sys.stdlib_module_names)
+print(json.dumps(sorted(f for f in (getattr(sys.modules.get(t), "__file__", None) for t in tops) if f)))
+"""
+
+
+@contextlib.contextmanager
+def readable_copy_of_imports(module: str) -> Iterator[Path]:
+    """A world-readable directory holding every package that importing ``module`` loads."""
+    files = json.loads(
+        subprocess.run(
+            [sys.executable, "-c", _IMPORTED_ROOTS, module], capture_output=True, text=True, check=True
+        ).stdout
+    )
+    site = Path(tempfile.mkdtemp(prefix="wflo-readable-site-", dir="/tmp"))
+    try:
+        site.chmod(0o755)
+        for file in map(Path, files):
+            if file.name == "__init__.py":
+                shutil.copytree(file.parent, site / file.parent.name, ignore=shutil.ignore_patterns("__pycache__"))
+            else:
+                shutil.copy2(file, site / file.name)
+        for path in site.rglob("*"):
+            path.chmod(0o755 if path.is_dir() else 0o644 | (path.stat().st_mode & 0o111))
+        yield site
+    finally:
+        shutil.rmtree(site, ignore_errors=True)

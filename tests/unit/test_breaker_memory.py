@@ -6,17 +6,10 @@ import threading
 
 import pytest
 
+from tests.fakes import FakeClock
 from wflo_core.config import load_settings
 from wflo_core.errors import CircuitOpen, ProviderRateLimited, ProviderRequestRejected, ProviderUnavailable
 from wflo_core.resilience.breaker import BreakerConfig, BreakerState, CircuitBreaker, MemoryBreakerStore
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 1_700_000_000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def fail(error: Exception):
@@ -27,7 +20,7 @@ def fail(error: Exception):
 
 @pytest.fixture
 def clock() -> FakeClock:
-    return FakeClock()
+    return FakeClock(1_700_000_000.0)
 
 
 @pytest.fixture

@@ -5,19 +5,12 @@ from __future__ import annotations
 
 import pytest
 
+from tests.fakes import FakeClock
 from wflo_core.cache.locks import MemoryLocks
 from wflo_core.cache.memory import MemoryCache
 from wflo_core.calls import LLMResponse
 from wflo_core.errors import ConfigError
 from wflo_core.pricing.usage import Usage
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def response(text: str) -> LLMResponse:
@@ -36,7 +29,7 @@ def test_least_recently_used_entry_is_evicted_first() -> None:
 
 
 def test_entries_expire_after_their_ttl_and_default_ttl_applies() -> None:
-    clock = FakeClock()
+    clock = FakeClock(1000.0)
     cache = MemoryCache(default_ttl_seconds=60, clock=clock)
     cache.put("short", response("s"), ttl_seconds=5)
     cache.put("default", response("d"))
@@ -50,7 +43,7 @@ def test_entries_expire_after_their_ttl_and_default_ttl_applies() -> None:
 
 
 def test_no_default_ttl_means_entries_never_expire() -> None:
-    clock = FakeClock()
+    clock = FakeClock(1000.0)
     cache = MemoryCache(default_ttl_seconds=None, clock=clock)
     cache.put("k", response("k"))
     clock.now += 10**9
@@ -73,7 +66,7 @@ def test_nonpositive_ttl_is_refused(bad: float) -> None:
 
 
 def test_memory_lock_expires_on_the_clock_and_the_old_owner_cannot_release_it() -> None:
-    clock = FakeClock()
+    clock = FakeClock(1000.0)
     locks = MemoryLocks(clock=clock)
     a = locks.lock("job", ttl_seconds=10)
     b = locks.lock("job", ttl_seconds=10)
@@ -89,7 +82,7 @@ def test_memory_lock_expires_on_the_clock_and_the_old_owner_cannot_release_it() 
 
 
 def test_memory_lock_extend_pushes_expiry() -> None:
-    clock = FakeClock()
+    clock = FakeClock(1000.0)
     locks = MemoryLocks(clock=clock)
     a = locks.lock("job", ttl_seconds=10)
     assert a.acquire()

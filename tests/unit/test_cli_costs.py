@@ -18,3 +18,37 @@ def test_costs_with_an_unreachable_ledger_is_one_line_without_the_password(capsy
         err.startswith("error: ledger at postgresql+psycopg://wflo:***@127.0.0.1:") and "unreachable" in err
     )
     assert len(err.strip().splitlines()) == 1 and "Pw-S3cret" not in err
+
+
+def test_costs_separate_estimated_from_settled_cost() -> None:
+    """A stream abandoned before its usage is charged at its bound; `wflo costs` shows it apart."""
+    import json
+    from decimal import Decimal
+
+    from typer.testing import CliRunner
+
+    from wflo_core.budgets import CallScope
+    from wflo_core.calls import LLMRequest
+    from wflo_core.config import load_settings
+    from wflo_core.services import shared_services
+    from wflo_dagster.cli import app
+    from wflo_dagster.pipelines import triage_agent
+
+    provider, model = triage_agent.TRIAGE_MODEL
+    tickets = triage_agent.inbox_for("2026-11-24")
+    scope = CallScope(run_id="r-est", workflow="wf")
+    with shared_services(load_settings(cache_mode="never")) as services:
+        def request(i: int) -> LLMRequest:
+            return LLMRequest(provider=provider, model=model, messages=tuple(triage_agent.triage_messages(tickets[i])),
+                              max_tokens=120, temperature=0.0)
+
+        stream = services.gateway.stream(request(0), scope, "est-1")
+        next(stream)
+        stream.close()
+        _, settled = services.gateway.complete(request(1), scope, "set-1")
+    result = CliRunner().invoke(app, ["costs", "--by", "run", "--format", "json"])
+    assert result.exit_code == 0, result.output
+    (row,) = json.loads(result.output)
+    assert Decimal(row["settled_usd"]) == settled.cost_usd > 0
+    assert Decimal(row["estimated_usd"]) > 0
+    assert Decimal(row["cost_usd"]) == Decimal(row["settled_usd"]) + Decimal(row["estimated_usd"])

@@ -32,8 +32,12 @@ def test_pool_hands_out_each_container_once_and_refills() -> None:
     pool.fill()
     assert pool.idle_count() == 2
     assert pool.take(needed_seconds=60) == 1
+    assert pool.idle_count() == 1  # refilling waits for the run, so it never competes with it
+    pool.refill_async()
     _wait_until_full(pool)
     assert pool.take(needed_seconds=60) == 2 and pool.take(needed_seconds=60) == 3
+    assert pool.take(needed_seconds=60) is None and pool.served == 3
+    pool.refill_async()
     _wait_until_full(pool)
     pool.close()
     assert pool.idle_count() == 0 and sorted(engine.discarded) == [4, 5]

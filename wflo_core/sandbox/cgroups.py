@@ -41,12 +41,20 @@ class RunCgroup:
     def create(self, *, memory_bytes: int, pids: int, cpus: float) -> None:
         for path in self.dirs.values():
             path.mkdir(parents=True, exist_ok=True)
+        self.set_limits(memory_bytes=memory_bytes, pids=pids, cpus=cpus)
+
+    def set_limits(self, *, memory_bytes: int, pids: int, cpus: float) -> None:
         self._write("memory", "memory.limit_in_bytes", memory_bytes)
         with contextlib.suppress(FileNotFoundError):  # no swap accounting configured: nothing to cap
             self._write("memory", "memory.memsw.limit_in_bytes", memory_bytes)
         self._write("pids", "pids.max", pids)
         self._write("cpu", "cpu.cfs_period_us", CFS_PERIOD_US)
         self._write("cpu", "cpu.cfs_quota_us", max(1000, int(cpus * CFS_PERIOD_US)))
+
+    def reset_usage(self) -> None:
+        """Zero the CPU time and peak memory counters (v1 allows writing 0 to both)."""
+        self._write("cpuacct", "cpuacct.usage", 0)
+        self._write("memory", "memory.max_usage_in_bytes", 0)
 
     @property
     def procs_files(self) -> list[Path]:
@@ -56,7 +64,7 @@ class RunCgroup:
     def pids_in_group(self) -> list[int]:
         try:
             text = (self.dirs["pids"] / "cgroup.procs").read_text()
-        except FileNotFoundError:
+        except OSError:  # gone, or being removed (ENODEV)
             return []
         return [int(line) for line in text.split()]
 
@@ -67,7 +75,7 @@ class RunCgroup:
             for pid in pids:
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, signal.SIGKILL)
-            time.sleep(0.01)
+            time.sleep(0.001)
 
     def cpu_ms(self) -> int | None:
         return _int_or_none(self._read("cpuacct", "cpuacct.usage"), 1_000_000)

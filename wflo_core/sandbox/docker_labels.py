@@ -1,8 +1,9 @@
 """Labels that tie every sandbox container to its owner, and the reaper that uses them.
 
-A container is removed when its run ends, and auto-removed when its PID 1 (``sleep``) ends at
-its deadline. If the owning process is killed mid-run, the next sandbox started on the same host
-removes the container at once: its owner label names a host and pid that no longer runs.
+A container removes itself when its runner exits: after its one job, at its deadline, or as soon
+as the owning process's connection to it closes (the owner was killed). If a container was never
+started or attached (the owner died in between), the next sandbox started on the same host removes
+it: its owner label names a host and pid that no longer runs, or its deadline has passed.
 """
 
 from __future__ import annotations
@@ -13,7 +14,6 @@ import socket
 import time
 
 import docker
-from docker.models.containers import Container
 
 LABEL = "io.wflo.sandbox"
 OWNER_LABEL = "io.wflo.sandbox.owner"
@@ -46,17 +46,21 @@ def is_orphaned(labels: dict[str, str], *, now: float | None = None) -> bool:
     return False
 
 
-def remove_container(container: Container) -> None:
+def remove_container(api: docker.APIClient, container_id: str) -> None:
     """Kill and remove, ignoring a container that is already gone or being auto-removed."""
     with contextlib.suppress(docker.errors.NotFound, docker.errors.APIError):
-        container.remove(force=True)
+        api.remove_container(container_id, force=True)
 
 
 def reap_orphaned_containers(client: docker.DockerClient) -> list[str]:
-    """Remove sandbox containers whose owner died or whose deadline passed; their names."""
+    """Remove sandbox containers whose owner died or whose deadline passed; their names.
+
+    One listing call (no inspect per container): containers remove themselves all the time, and
+    one gone between listing and inspecting must not fail the caller.
+    """
     reaped = []
-    for container in client.containers.list(all=True, filters={"label": LABEL}):
-        if is_orphaned(container.labels):
-            remove_container(container)
-            reaped.append(container.name)
+    for summary in client.api.containers(all=True, filters={"label": LABEL}):
+        if is_orphaned(summary.get("Labels") or {}):
+            remove_container(client.api, summary["Id"])
+            reaped.append((summary.get("Names") or [summary["Id"]])[0].lstrip("/"))
     return reaped

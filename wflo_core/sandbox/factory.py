@@ -40,4 +40,5 @@ def open_sandbox(
         )
     from wflo_core.sandbox.process import ProcessSandbox
 
-    return ProcessSandbox(limits=limits)
+    warm = settings.sandbox_warm_pool if warm_pool_size is None else warm_pool_size
+    return ProcessSandbox(limits=limits, prestart=warm > 0)

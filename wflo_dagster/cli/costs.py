@@ -24,22 +24,26 @@ def rollup_table(rows: list[RollupRow], by: str, title: str) -> Table:
     table = Table(title=title, show_footer=True)
     total = sum((r.cost_usd for r in rows), Decimal(0))
     saved = sum((r.saved_usd for r in rows), Decimal(0))
+    estimated = sum((r.estimated_usd for r in rows), Decimal(0))
     table.add_column(by, footer="total")
     table.add_column("calls", justify="right", footer=str(sum(r.calls for r in rows)))
     table.add_column("cache hits", justify="right", footer=str(sum(r.cache_hits for r in rows)))
     table.add_column("input tok", justify="right", footer=str(sum(r.input_tokens for r in rows)))
     table.add_column("output tok", justify="right", footer=str(sum(r.output_tokens for r in rows)))
     table.add_column("cost USD", justify="right", footer=f"{total:.6f}")
+    table.add_column("of which estimated", justify="right", footer=f"{estimated:.6f}")
     table.add_column("saved USD", justify="right", footer=f"{saved:.6f}")
     for r in rows:
         table.add_row(r.key or "-", str(r.calls), str(r.cache_hits), str(r.input_tokens), str(r.output_tokens),
-                      f"{r.cost_usd:.6f}", f"{r.saved_usd:.6f}")
+                      f"{r.cost_usd:.6f}", f"{r.estimated_usd:.6f}", f"{r.saved_usd:.6f}")
     return table
 
 
 def _row_dict(r: RollupRow) -> dict[str, object]:
     return {"key": r.key, "calls": r.calls, "cache_hits": r.cache_hits, "input_tokens": r.input_tokens,
-            "output_tokens": r.output_tokens, "cost_usd": str(r.cost_usd), "saved_usd": str(r.saved_usd)}
+            "output_tokens": r.output_tokens, "cost_usd": str(r.cost_usd),
+            "settled_usd": str(r.cost_usd - r.estimated_usd), "estimated_usd": str(r.estimated_usd),
+            "saved_usd": str(r.saved_usd)}
 
 
 def costs(

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import importlib.util
+import importlib.metadata
 import json
 import threading
 from pathlib import Path
@@ -23,7 +23,6 @@ from wflo_core.calls import LLMRequest, LLMResponse, Message, ToolCall, Usage
 from wflo_core.errors import ConfigError
 
 CASSETTE_FORMAT = 1
-SHIPPED_CASSETTE = "research_agent.jsonl"
 
 
 def request_fingerprint(request: LLMRequest) -> str:
@@ -83,14 +82,17 @@ def prompt_excerpt(messages: tuple[Message, ...], limit: int = 80) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
+CASSETTE_ENTRY_POINTS = "wflo.cassettes"
+"""Packages register the cassettes they ship (the example pipelines do) under this entry-point group."""
+
+
 def default_cassette_path() -> Path:
-    """The cassette shipped with the example pipelines (found without importing Dagster)."""
-    spec = importlib.util.find_spec("wflo_dagster")
-    if spec is None or not spec.submodule_search_locations:
-        raise ConfigError(
-            "the wflo_dagster package is not installed; set WFLO_CASSETTE_PATH to a cassette file"
-        )
-    return Path(next(iter(spec.submodule_search_locations))) / "pipelines" / "cassettes" / SHIPPED_CASSETTE
+    """The cassette registered under the ``wflo.cassettes`` entry points (the example pipelines' one),
+    so the core finds it without knowing which package ships it."""
+    for entry_point in sorted(importlib.metadata.entry_points(group=CASSETTE_ENTRY_POINTS), key=lambda e: e.name):
+        return Path(entry_point.load())
+    raise ConfigError("no replay cassette is registered (is wflo installed with `pip install -e .`?); "
+                      "set WFLO_CASSETTE_PATH to a cassette file")
 
 
 class Cassette:

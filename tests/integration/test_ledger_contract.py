@@ -1,4 +1,5 @@
-"""The ledger on real Postgres: migrations round-trip, schema matches the models, constraints hold."""
+"""The ledger contract, on both backends (embedded SQLite and real Postgres): migrations round-trip, the
+schema matches the models, constraints hold and money stays exact."""
 
 from __future__ import annotations
 
@@ -32,8 +33,15 @@ def test_single_head() -> None:
     assert len(heads()) == 1
 
 
-def test_upgrade_downgrade_upgrade_and_no_autogenerate_diff(fresh_postgres_url: str) -> None:
-    url = _url(fresh_postgres_url)
+@pytest.fixture(params=["sqlite", "postgres"])
+def ledger_url(request: pytest.FixtureRequest, tmp_path) -> str:  # type: ignore[no-untyped-def]
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path}/ledger.db"
+    return _url(request.getfixturevalue("fresh_postgres_url"))
+
+
+def test_upgrade_downgrade_upgrade_and_no_autogenerate_diff(ledger_url: str) -> None:
+    url = ledger_url
     upgrade(url)
     ledger = Ledger(url)
     tables = set(inspect(ledger.engine).get_table_names())
@@ -47,14 +55,19 @@ def test_upgrade_downgrade_upgrade_and_no_autogenerate_diff(fresh_postgres_url: 
 
 
 @pytest.fixture
-def ledger(fresh_postgres_url: str):
-    url = _url(fresh_postgres_url)
+def ledger(ledger_url: str):
+    url = ledger_url
     upgrade(url)
     ledger = Ledger(url)
     with ledger.transaction() as s:
         ledger.ensure_run(s, "run-1", "research_agent")
     yield ledger
     ledger.close()
+
+
+def _names(ledger: Ledger, postgres: str, sqlite: str) -> str:
+    """What the one-line error names: Postgres reports the constraint's name, SQLite only its kind."""
+    return postgres if ledger.dialect == "postgresql" else sqlite
 
 
 def _call(key: str, run_id: str = "run-1", cost: Decimal = Decimal("0.0012345678")) -> dict:
@@ -81,7 +94,7 @@ def test_duplicate_idempotency_key_is_ignored_not_double_counted(ledger: Ledger)
 def test_duplicate_key_through_the_orm_is_a_clear_error_and_session_recovers(ledger: Ledger) -> None:
     with ledger.transaction() as s:
         s.add(LLMCall(**_call("dup")))
-    with pytest.raises(LedgerError, match="uq_llm_calls_idempotency_key"):
+    with pytest.raises(LedgerError, match=_names(ledger, "uq_llm_calls_idempotency_key", "llm_calls.idempotency_key")):
         with ledger.transaction() as s:
             s.add(LLMCall(**_call("dup")))
     with ledger.transaction() as s:  # usable afterwards
@@ -91,7 +104,7 @@ def test_duplicate_key_through_the_orm_is_a_clear_error_and_session_recovers(led
 
 
 def test_foreign_key_violation_is_a_clear_error(ledger: Ledger) -> None:
-    with pytest.raises(LedgerError, match="fk_llm_calls_run_id_runs"):
+    with pytest.raises(LedgerError, match=_names(ledger, "fk_llm_calls_run_id_runs", "FOREIGN KEY")):
         with ledger.transaction() as s:
             s.add(LLMCall(**_call("orphan", run_id="no-such-run")))
 
