@@ -30,7 +30,8 @@ TIMEOUT_ACTOR = "wflo:timeout"
 def json_safe(value: Mapping[str, Any]) -> dict[str, Any]:
     """The mapping as plain JSON values (Decimals become strings, exactly)."""
     try:
-        return json.loads(json.dumps(dict(value), default=_encode))  # type: ignore[no-any-return]
+        decoded: dict[str, Any] = json.loads(json.dumps(dict(value), default=_encode))  # a dict dumped is a JSON object
+        return decoded
     except (TypeError, ValueError) as err:
         raise ConfigError(f"approval context must be JSON-serializable: {err}") from None
 

@@ -223,6 +223,7 @@ class CompensationBook:
 
 def _json_payload(path: str, payload: Mapping[str, Any]) -> dict[str, Any]:
     try:
-        return json.loads(json.dumps(dict(payload), allow_nan=False))  # type: ignore[no-any-return]
+        decoded: dict[str, Any] = json.loads(json.dumps(dict(payload), allow_nan=False))  # a JSON object
+        return decoded
     except (TypeError, ValueError) as err:
         raise CompensationError(f"payload of compensation {path} must be JSON: {err}") from None
