@@ -61,7 +61,11 @@ def test_demo_then_costs_match_ledger_and_events() -> None:
     ledger.close()
     assert set(by_run) == {run_id for run_id, _ in runs}
     for run_id, printed in runs:
-        assert by_run[run_id] == in_ledger[run_id] == settled[run_id] == succeeded[run_id] == printed > 0
+        assert by_run[run_id] == in_ledger[run_id] == settled[run_id] == succeeded[run_id] == printed
+    (_, paid), (second, repeat) = runs
+    assert paid > 0 and repeat == 0, "the second demo is answered by the cache that outlives each process"
+    saved = {row["key"]: Decimal(row["saved_usd"]) for row in json.loads(costs.stdout)}
+    assert saved[second] == paid, "what the cache hits saved is exactly what the first run paid"
 
     csv_total = sum(
         Decimal(line.split(",")[5]) for line in wflo("costs", "--format", "csv").stdout.splitlines()[1:]

@@ -7,6 +7,7 @@ run-launcher ``env_vars``, wflo's settings (``WfloSettings``, prefix ``WFLO_``) 
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import subprocess
@@ -139,6 +140,11 @@ def test_dagster_storage_and_run_launcher_match_the_stack(stack: dict, instance_
     for name in ("webserver", "daemon"):
         mounts = {tuple(m.split(":")[:2]) for m in stack["services"][name]["volumes"]}  # "src:dst:mode"
         assert ("dagster_storage", daemon["DAGSTER_STORAGE_DIR"]) in mounts, name
+        assert ("/var/run/docker.sock", "/var/run/docker.sock") in mounts, name  # DOCKER_SOCKET's default
+    # compose gives run containers their mounts through the code location's container context (it
+    # replaces dagster.yaml's list, so DOCKER_SOCKET can move the socket): with the default, the same list
+    context = json.loads(user_code["DAGSTER_CONTAINER_CONTEXT"])["docker"]["container_kwargs"]["volumes"]
+    assert context == launcher_volumes
 
 
 def test_workspace_points_at_the_user_code_server(stack: dict) -> None:

@@ -17,6 +17,7 @@ from typing import Any
 import dagster as dg
 from sqlalchemy import select
 
+from wflo_core.calls import LLMRequest
 from wflo_core.config import load_settings
 from wflo_core.ledger.models import Budget, LLMCall, Run, Workflow
 from wflo_core.services import shared_services
@@ -112,3 +113,52 @@ def test_a_generator_step_gets_its_cost_metadata_and_clean_failures() -> None:
         (event,) = result.get_asset_materialization_events()
         metadata = event.materialization.metadata
     assert metadata["wflo/llm_calls"].value == 1 and metadata["wflo/cost_usd"].value > 0
+
+
+def test_a_sensor_requested_run_has_the_pipelines_budget() -> None:
+    @dg.sensor(asset_selection=dg.AssetSelection.assets(*research_assets))
+    def new_question(context: dg.SensorEvaluationContext) -> dg.RunRequest:
+        return dg.RunRequest(run_key="q1")
+
+    with dg.instance_for_test() as instance:
+        request = new_question(dg.build_sensor_context(instance=instance))
+        assert isinstance(request, dg.RunRequest)
+        result = dg.materialize(research_assets, instance=instance, tags=request.tags,
+                                resources={"llm": LLMResource(), "sandbox": SandboxResource()})
+    assert result.success and _run_facts(result.run_id)["limit"] == Decimal("0.50")
+
+
+def test_a_backfill_run_of_one_partition_has_the_pipelines_budget() -> None:
+    day = "2026-11-24"
+    with dg.instance_for_test() as instance:
+        result = dg.materialize(triage_agent.triage_assets, instance=instance, partition_key=day,
+                                tags={"dagster/backfill": "bf-1"}, resources={"llm": LLMResource()})
+    assert result.success
+    facts = _run_facts(result.run_id)
+    assert facts["limit"] == Decimal("0.05") and facts["workflow"] == "assets:triage_agent"
+
+
+def test_budget_day_usd_sets_the_limit_of_every_day(monkeypatch) -> None:
+    monkeypatch.setenv("WFLO_BUDGET_DAY_USD", "0.25")
+    with shared_services(load_settings()) as services, services.ledger.transaction() as s:
+        (day,) = s.scalars(select(Budget).where(Budget.scope == "day")).all()
+    assert (day.scope_key, day.limit_usd) == ("*", Decimal("0.25"))
+
+
+def test_a_stream_reuses_an_answer_its_run_chain_already_paid_for() -> None:
+    @llm_asset(name="streamer")
+    def streamer(context: dg.AssetExecutionContext, llm: LLMResource) -> str:
+        ticket = triage_agent.inbox_for("2026-11-24")[0]
+        provider, model = triage_agent.TRIAGE_MODEL
+        request = LLMRequest(provider=provider, model=model, messages=tuple(triage_agent.triage_messages(ticket)),
+                             max_tokens=120, temperature=0.0)
+        return next(c.response for c in llm.stream(context, request) if c.response is not None).text
+
+    with dg.instance_for_test() as instance:
+        first = dg.materialize([streamer], instance=instance, resources={"llm": LLMResource()})
+        again = dg.materialize([streamer], instance=instance, resources={"llm": LLMResource()},
+                               tags={"wflo/parent_run_id": first.run_id})
+    assert first.output_for_node("streamer") == again.output_for_node("streamer")
+    with shared_services(load_settings()) as services, services.ledger.transaction() as s:
+        rows = s.scalars(select(LLMCall.run_id)).all()
+    assert rows == [first.run_id], "the continuation reused the paid answer: not sent, not charged"
