@@ -7,13 +7,14 @@ reviewers racing cannot both decide, and a timeout cannot overrule a human who j
 
 from __future__ import annotations
 
+import builtins
 import hashlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Literal, cast
 
-from sqlalchemy import select, update
+from sqlalchemy import CursorResult, select, update
 from sqlalchemy.orm import Session
 
 from wflo_core.approvals.policy import (
@@ -261,7 +262,8 @@ class ApprovalBook:
             )
         return self._decide_row(session, row, EXPIRED, TIMEOUT_ACTOR, f"{waited}; timeout policy rejects")
 
-    def _decide_row(self, session: Session, row: Approval, status: str, by: str, reason: str) -> bool:
+    def _decide_row(self, session: Session, row: Approval, status: Decision | Literal["expired"], by: str,
+                    reason: str) -> bool:
         now = self.clock()
         if not self._transition(session, row, status, decided_by=by, decided_at=now, decision_reason=reason):
             return False
@@ -275,7 +277,7 @@ class ApprovalBook:
                 decided_by=by,
                 reason=reason,
             ),
-        )  # type: ignore[arg-type]
+        )
         verdict = "approved" if status == APPROVED else status
         close_waiting_run(
             self.ledger,
@@ -289,11 +291,12 @@ class ApprovalBook:
 
     def _transition(self, session: Session, row: Approval, status: str, **values: Any) -> bool:
         """Move an open row to ``status``; False if someone else closed it first."""
-        moved = session.execute(
+        # an UPDATE answers with a CursorResult, which Session.execute's signature does not say
+        moved = cast(CursorResult[Any], session.execute(
             update(Approval)
             .where(Approval.id == row.id, Approval.status.in_(OPEN_STATUSES))
             .values(status=status, **values)
-        ).rowcount
+        )).rowcount
         session.refresh(row)
         return bool(moved)
 
@@ -312,7 +315,7 @@ class ApprovalBook:
         with self.ledger.transaction() as session:
             return [ApprovalView.of(a) for a in session.scalars(query)]
 
-    def awaiting_continuation(self) -> list[ApprovalView]:
+    def awaiting_continuation(self) -> builtins.list[ApprovalView]:  # `list` here is the method above
         """Approved requests whose stopped run has not been continued yet (the sensor launches them)."""
         with self.ledger.transaction() as session:
             rows = session.scalars(

@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 from decimal import Decimal, InvalidOperation
-from typing import Any, Literal, Protocol
+from typing import Any, Final, Literal, Protocol
 
 from wflo_core.errors import ConfigError
 
@@ -16,8 +16,11 @@ TimeoutPolicy = Literal["reject", "approve", "escalate"]
 Decision = Literal["approved", "rejected"]
 RequestKind = Literal["gate", "budget"]
 
-PENDING, ESCALATED = "pending", "escalated"
-APPROVED, REJECTED, EXPIRED = "approved", "rejected", "expired"
+PENDING: Final = "pending"
+ESCALATED: Final = "escalated"
+APPROVED: Final = "approved"
+REJECTED: Final = "rejected"
+EXPIRED: Final = "expired"
 OPEN_STATUSES = (PENDING, ESCALATED)
 """Still waiting for a decision."""
 TIMEOUT_ACTOR = "wflo:timeout"
@@ -27,7 +30,8 @@ TIMEOUT_ACTOR = "wflo:timeout"
 def json_safe(value: Mapping[str, Any]) -> dict[str, Any]:
     """The mapping as plain JSON values (Decimals become strings, exactly)."""
     try:
-        return json.loads(json.dumps(dict(value), default=_encode))  # type: ignore[no-any-return]
+        decoded: dict[str, Any] = json.loads(json.dumps(dict(value), default=_encode))  # a dict dumped is a JSON object
+        return decoded
     except (TypeError, ValueError) as err:
         raise ConfigError(f"approval context must be JSON-serializable: {err}") from None
 

@@ -20,7 +20,7 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any, Literal, TypeVar
 
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import ColumnElement, Row, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from wflo_core.budgets.scopes import PERIOD_TEMPLATE_KEY, ScopeRef
@@ -263,11 +263,11 @@ class BudgetBook:
         self._mark_unknown(session, LLMCall.idempotency_key == call_key)
         return 1 if amount is not None or self.unknown_billing == "release" else 0
 
-    def _mark_unknown(self, session: Session, which: object) -> None:
+    def _mark_unknown(self, session: Session, which: ColumnElement[bool]) -> None:
         """The ledger rows of attempts closed with unknown billing: ``estimated`` at their bound, or ``failed``."""
         values = ({"status": "estimated", "cost_usd": LLMCall.bound_usd} if self.unknown_billing == "charge"
                   else {"status": "failed", "error": "closed before the provider answered; not charged"})
-        session.execute(update(LLMCall).where(which, LLMCall.status == "held").values(**values))  # type: ignore[arg-type]
+        session.execute(update(LLMCall).where(which, LLMCall.status == "held").values(**values))
 
     @staticmethod
     def _lock_budgets_of(session: Session, *holds: Any) -> None:
@@ -300,7 +300,8 @@ class BudgetBook:
                        Budget.alerts_sent)).all()
         return self._thresholds(session, rows) if spent > 0 else []
 
-    def _thresholds(self, session: Session, rows: Sequence[tuple]) -> list[ThresholdCrossed]:  # type: ignore[type-arg]
+    def _thresholds(self, session: Session,
+                    rows: Sequence[Row[int, str, str, Decimal, Decimal, list[int]]]) -> list[ThresholdCrossed]:
         """Alerts due on budgets this transaction just updated (their rows are locked until commit)."""
         crossed: list[ThresholdCrossed] = []
         for budget_id, scope, key, limit, spent, sent in rows:

@@ -22,12 +22,20 @@ import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from types import TracebackType
-from typing import Protocol
+from typing import Protocol, Required, TypedDict, Unpack
 
 from wflo_core.errors import ConfigError, LockTimeout
 
 _FIRST_POLL_SECONDS = 0.002
 _MAX_POLL_SECONDS = 0.05
+
+
+class LockOptions(TypedDict, total=False):
+    """``DistributedLock``'s keyword options, as a backend's lock passes them on."""
+
+    ttl_seconds: Required[float]
+    wait_seconds: float
+    auto_renew: bool
 
 
 class DistributedLock(ABC):
@@ -153,8 +161,8 @@ class MemoryLocks:
 
 
 class _MemoryLock(DistributedLock):
-    def __init__(self, store: MemoryLocks, key: str, **options: float | bool) -> None:
-        super().__init__(key, **options)  # type: ignore[arg-type]
+    def __init__(self, store: MemoryLocks, key: str, **options: Unpack[LockOptions]) -> None:
+        super().__init__(key, **options)
         self._store = store
 
     def _try_acquire(self) -> bool:

@@ -10,6 +10,8 @@ server is a sensible backstop but not relied on: every entry has a TTL unless to
 
 from __future__ import annotations
 
+from typing import TypedDict, Unpack
+
 import redis as redis_lib
 
 from wflo_core.cache.base import check_ttl
@@ -50,6 +52,14 @@ return redis.call('ZCARD', KEYS[1])
 """
 
 
+class RedisCacheOptions(TypedDict, total=False):
+    """``RedisCache``'s keyword options, for :meth:`RedisCache.from_url`."""
+
+    namespace: str
+    max_entries: int
+    default_ttl_seconds: float | None
+
+
 class RedisCache:
     """Encoded ``LLMResponse``s under ``namespace + key`` with a TTL and a max-entries bound."""
 
@@ -73,8 +83,8 @@ class RedisCache:
         self._len = client.register_script(_LEN_SCRIPT)
 
     @classmethod
-    def from_url(cls, url: str, **options: object) -> RedisCache:
-        return cls(redis_lib.Redis.from_url(url), **options)  # type: ignore[arg-type]
+    def from_url(cls, url: str, **options: Unpack[RedisCacheOptions]) -> RedisCache:
+        return cls(redis_lib.Redis.from_url(url), **options)
 
     def get(self, key: str) -> LLMResponse | None:
         data = self.client.get(self.namespace + key)

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import time
+from typing import Unpack
 
 import redis as redis_lib
 
-from wflo_core.cache.locks import DistributedLock
+from wflo_core.cache.locks import DistributedLock, LockOptions
 
 DEFAULT_NAMESPACE = "wflo:lock:"
 
@@ -41,8 +42,8 @@ class RedisLocks:
 
 
 class _RedisLock(DistributedLock):
-    def __init__(self, locks: RedisLocks, key: str, **options: float | bool) -> None:
-        super().__init__(key, **options)  # type: ignore[arg-type]
+    def __init__(self, locks: RedisLocks, key: str, **options: Unpack[LockOptions]) -> None:
+        super().__init__(key, **options)
         self._locks = locks
         self._redis_key = locks.namespace + key
 

@@ -14,10 +14,11 @@ import sqlite3
 import threading
 import time
 from pathlib import Path
+from typing import Unpack
 
 from wflo_core.cache.base import check_ttl
 from wflo_core.cache.codec import decode_response, encode_response
-from wflo_core.cache.locks import DistributedLock
+from wflo_core.cache.locks import DistributedLock, LockOptions
 from wflo_core.calls import LLMResponse
 
 _NO_EXPIRY = 1e18  # far past any real expiry (seconds since the epoch)
@@ -111,8 +112,8 @@ class SQLiteLocks:
 
 
 class _SQLiteLock(DistributedLock):
-    def __init__(self, file: _File, key: str, **options: float | bool) -> None:
-        super().__init__(key, **options)  # type: ignore[arg-type]
+    def __init__(self, file: _File, key: str, **options: Unpack[LockOptions]) -> None:
+        super().__init__(key, **options)
         self._file = file
 
     def _try_acquire(self) -> bool:

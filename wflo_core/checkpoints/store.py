@@ -94,7 +94,8 @@ def _json_object(name: str, state: Mapping[str, Any]) -> dict[str, Any]:
             f"checkpoint {name!r} state must be a JSON object (a dict), got {type(state).__name__}"
         )
     try:
-        return json.loads(json.dumps(dict(state), allow_nan=False))  # type: ignore[no-any-return]
+        decoded: dict[str, Any] = json.loads(json.dumps(dict(state), allow_nan=False))  # a dict dumped is a JSON object
+        return decoded
     except (TypeError, ValueError) as err:
         raise ConfigError(
             f"checkpoint {name!r} state must be JSON (str, numbers, lists, dicts): {err}"

@@ -19,7 +19,7 @@ import traceback
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypedDict
 
 from sqlalchemy import func, select, text, update
 
@@ -30,6 +30,15 @@ from wflo_core.ledger.models import Compensation, Run, utcnow
 from wflo_core.ledger.store import Ledger
 
 REGISTERED, RUNNING, DONE, FAILED = "registered", "running", "done", "failed"
+
+
+class _Identity(TypedDict):
+    """The fields of a ``CompensationOutcome`` that name its compensation."""
+
+    run_id: str
+    seq: int
+    step_key: str
+    action: str
 
 
 @dataclass(frozen=True)
@@ -146,7 +155,7 @@ class CompensationBook:
             row = session.get(Compensation, comp_id)
             assert row is not None
             resumed = row.status == RUNNING
-            base = {"run_id": row.run_id, "seq": row.seq, "step_key": row.step_key, "action": row.action}
+            base: _Identity = {"run_id": row.run_id, "seq": row.seq, "step_key": row.step_key, "action": row.action}
             if row.status not in claimable:
                 return CompensationOutcome(**base, status=f"already_{row.status}", error=row.error)
             session.execute(
@@ -214,6 +223,7 @@ class CompensationBook:
 
 def _json_payload(path: str, payload: Mapping[str, Any]) -> dict[str, Any]:
     try:
-        return json.loads(json.dumps(dict(payload), allow_nan=False))  # type: ignore[no-any-return]
+        decoded: dict[str, Any] = json.loads(json.dumps(dict(payload), allow_nan=False))  # a JSON object
+        return decoded
     except (TypeError, ValueError) as err:
         raise CompensationError(f"payload of compensation {path} must be JSON: {err}") from None

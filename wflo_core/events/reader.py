@@ -98,6 +98,7 @@ def read_kafka(
                         continue
                     raise EventError(f"reading {topic!r} failed: {error.str()}", topic=topic)
                 p, offset = msg.partition(), msg.offset()
+                assert p is not None and offset is not None  # a consumed record without an error has both
                 yield Record(topic, p, offset, msg.key(), msg.value() or b"")
                 count += 1
                 if not follow and offset + 1 >= ends[p]:

@@ -75,7 +75,8 @@ def create_topics(
     if partitions < 1:
         raise ConfigError(f"partitions must be >= 1, got {partitions}; set WFLO_KAFKA_PARTITIONS")
     admin = AdminClient(
-        {"bootstrap.servers": bootstrap_servers, "logger": logging.getLogger("wflo.events.kafka")}
+        # the stubs type config values as scalars; librdkafka's binding also takes a Logger here
+        {"bootstrap.servers": bootstrap_servers, "logger": logging.getLogger("wflo.events.kafka")}  # type: ignore[dict-item]
     )
     futures = admin.create_topics(
         [NewTopic(t, num_partitions=partitions, replication_factor=replication_factor) for t in topics],

@@ -5,9 +5,15 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
+
+if TYPE_CHECKING:
+    from sqlite3 import Connection as SQLiteConnection
+
+    from sqlalchemy.pool import ConnectionPoolEntry
 
 
 def make_engine(url: str, *, pool_size: int = 5) -> Engine:
@@ -23,7 +29,7 @@ def make_engine(url: str, *, pool_size: int = 5) -> Engine:
         engine = create_engine(url, connect_args={"timeout": 60, "check_same_thread": False})
 
         @event.listens_for(engine, "connect")
-        def _sqlite_pragmas(dbapi_conn, _record) -> None:  # type: ignore[no-untyped-def]
+        def _sqlite_pragmas(dbapi_conn: SQLiteConnection, _record: ConnectionPoolEntry) -> None:
             dbapi_conn.isolation_level = None  # let the "begin" listener below issue BEGIN itself
             cur = dbapi_conn.cursor()
             cur.execute("PRAGMA foreign_keys=ON")
@@ -33,7 +39,7 @@ def make_engine(url: str, *, pool_size: int = 5) -> Engine:
             cur.close()
 
         @event.listens_for(engine, "begin")
-        def _sqlite_begin_immediate(conn) -> None:  # type: ignore[no-untyped-def]
+        def _sqlite_begin_immediate(conn: Connection) -> None:
             # Take the write lock at BEGIN so read-then-write transactions never deadlock-upgrade.
             conn.exec_driver_sql("BEGIN IMMEDIATE")
 

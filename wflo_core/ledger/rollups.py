@@ -6,15 +6,16 @@ from collections import defaultdict
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
-from typing import Literal
+from typing import Any, Literal, TypeVarTuple
 
-from sqlalchemy import Select, String, case, cast, func, select
+from sqlalchemy import Label, Select, SQLColumnExpression, String, case, cast, func, select
 from sqlalchemy.orm import Session
 
 from wflo_core.ledger.models import BILLED_STATUSES, LLMCall, Run, Workflow
 
 Dimension = Literal["run", "step", "workflow", "asset", "model", "provider", "tag", "day"]
 DIMENSIONS: tuple[Dimension, ...] = ("run", "step", "workflow", "asset", "model", "provider", "tag", "day")
+_Row = TypeVarTuple("_Row")
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,7 +31,7 @@ class RollupRow:
     """The part of ``cost_usd`` charged at a call's bound because its billing is unknown."""
 
 
-def _group_column(dimension: Dimension):  # type: ignore[no-untyped-def]
+def _group_column(dimension: Dimension) -> SQLColumnExpression[str]:
     return {
         "run": LLMCall.run_id,
         "step": func.coalesce(LLMCall.step_key, ""),
@@ -42,7 +43,8 @@ def _group_column(dimension: Dimension):  # type: ignore[no-untyped-def]
     }[dimension]
 
 
-def _filtered(query: Select, run_id: str | None, workflow: str | None, since: datetime | None) -> Select:
+def _filtered(query: Select[*_Row], run_id: str | None, workflow: str | None,
+              since: datetime | None) -> Select[*_Row]:
     query = query.select_from(LLMCall).join(Run, Run.id == LLMCall.run_id).join(Workflow)
     query = query.where(LLMCall.status.in_(BILLED_STATUSES))
     if run_id:
@@ -59,7 +61,7 @@ def cost_rollup(session: Session, by: Dimension, *, run_id: str | None = None, w
     """Totals per value of ``by``, most expensive first. Attempts not billed, or still in flight, are not counted."""
     if by == "tag":
         return _tag_rollup(session, run_id, workflow, since)
-    key = _group_column(by).label("key")
+    key: Label[str] = _group_column(by).label("key")  # SQLAlchemy types this label with an unbound TypeVar
     query = _filtered(select(
         key,
         func.count(LLMCall.id),
@@ -77,7 +79,7 @@ def cost_rollup(session: Session, by: Dimension, *, run_id: str | None = None, w
 
 def _tag_rollup(session: Session, run_id: str | None, workflow: str | None,
                 since: datetime | None) -> list[RollupRow]:
-    acc: dict[str, list] = defaultdict(lambda: [0, 0, 0, 0, Decimal(0), Decimal(0), Decimal(0)])
+    acc: dict[str, list[Any]] = defaultdict(lambda: [0, 0, 0, 0, Decimal(0), Decimal(0), Decimal(0)])
     query = _filtered(select(LLMCall.tags, LLMCall.status, LLMCall.input_tokens, LLMCall.output_tokens,
                              LLMCall.cost_usd, LLMCall.saved_usd), run_id, workflow, since)
     for tags, status, inp, out, cost, saved in session.execute(query):

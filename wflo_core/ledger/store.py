@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session
 from wflo_core.calls import Usage
 from wflo_core.errors import LedgerError
 from wflo_core.ledger.engine import make_engine, make_session_factory
-from wflo_core.ledger.models import LLMCall, Run, Step, Workflow, utcnow
+from wflo_core.ledger.models import Base, LLMCall, Run, Step, Workflow, utcnow
 
 if TYPE_CHECKING:
     from sqlalchemy.dialects.postgresql import Insert as PgInsert
@@ -87,10 +87,10 @@ class Ledger:
 
     # ------------------------------------------------------------------ idempotent lifecycle writes
 
-    def insert_ignore(self, session: Session, model: type, values: dict[str, Any], keys: list[str]) -> bool:
+    def insert_ignore(self, session: Session, model: type[Base], values: dict[str, Any], keys: list[str]) -> bool:
         """INSERT ... ON CONFLICT DO NOTHING; True if the row is new."""
         stmt = self.upsert_insert(model).values(**values).on_conflict_do_nothing(index_elements=keys)
-        return session.execute(stmt.returning(*model.__table__.primary_key.columns)).first() is not None
+        return session.execute(stmt.returning(*model.__table__.primary_key)).first() is not None
 
     def ensure_run(
         self,

@@ -11,7 +11,7 @@ from sqlalchemy.types import TypeDecorator
 MONEY_SCALE = 10
 """Digits after the decimal point kept for USD amounts (1e-10 USD)."""
 _QUANTUM = Decimal(1).scaleb(-MONEY_SCALE)
-_FACTOR = 10**MONEY_SCALE
+_FACTOR: int = 10**MONEY_SCALE
 
 
 def quantize_usd(value: Decimal) -> Decimal:

@@ -20,20 +20,22 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextvars
+import functools
 import json
 import logging
 import threading
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncGenerator, Callable, Generator, Iterator
 from dataclasses import dataclass, replace
 from datetime import timedelta
 from decimal import Decimal
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol, cast
 
 from sqlalchemy.orm import Session
 
 from wflo_core.approvals.budget_ask import awaiting as awaiting_approval
 from wflo_core.budgets import BudgetBook, CallScope, ThresholdCrossed
+from wflo_core.budgets.scopes import Scope
 from wflo_core.cache.base import ResponseCache
 from wflo_core.calls import CallOutcome, LLMRequest, LLMResponse, Usage
 from wflo_core.errors import BudgetExceeded, ConfigError, PricingError, ProviderError, UsageInvalid
@@ -181,7 +183,7 @@ class Gateway:
     @traced_stream
     def stream(self, request: LLMRequest, scope: CallScope, call_key: str,
                on_outcome: Callable[[CallOutcome], None] | None = None, *,
-               remember: Remember | None = None) -> Iterator[StreamChunk]:
+               remember: Remember | None = None) -> Generator[StreamChunk, None, None]:
         """Stream the answer chunk by chunk, with the same promise as :meth:`complete`.
 
         Each attempt is held before it is sent; retries happen only before the first chunk arrives
@@ -254,17 +256,21 @@ class Gateway:
             self._pool(), context.run, self.complete, request, scope, call_key)
 
     async def astream(self, request: LLMRequest, scope: CallScope, call_key: str,
-                      on_outcome: Callable[[CallOutcome], None] | None = None) -> AsyncIterator[StreamChunk]:
+                      on_outcome: Callable[[CallOutcome], None] | None = None) -> AsyncGenerator[StreamChunk, None]:
         """:meth:`stream` for async code, each chunk read in a worker thread. Closing or cancelling the
         iterator closes the stream exactly as a sync caller stopping early would."""
-        context, end = contextvars.copy_context(), object()
+        context = contextvars.copy_context()
         chunks = self.stream(request, scope, call_key, on_outcome)
-        pending: concurrent.futures.Future[Any] | None = None
+        pending: concurrent.futures.Future[StreamChunk | None] | None = None
+
+        def read() -> StreamChunk | None:
+            return next(chunks, None)
+
         try:
             while True:
-                pending = self._pool().submit(context.run, next, chunks, end)
+                pending = self._pool().submit(context.run, read)
                 chunk = await asyncio.wrap_future(pending)
-                if chunk is end:
+                if chunk is None:
                     return
                 yield chunk
         finally:
@@ -328,7 +334,7 @@ class Gateway:
             attempt = _Attempt(key, number, replace(request, max_tokens=max_tokens), provider, bound,
                                requested_max, time.monotonic())
             try:
-                p.budgets.after_expiring_stale(lambda held=attempt: self._hold(held, scope, cache_key))
+                p.budgets.after_expiring_stale(functools.partial(self._hold, attempt, scope, cache_key))
                 return attempt
             except BudgetExceeded as err:
                 refusals += 1
@@ -373,8 +379,9 @@ class Gateway:
         p = self.parts
         with p.ledger.transaction() as session:
             approval_id = p.ask_approval(session, err, scope) if p.ask_approval else None
+            # a budget row's scope is one of SCOPES (the event validates it again)
             p.record_event(session, BudgetExceededEvent(
-                scope=err.scope, scope_key=err.scope_key, limit_usd=err.limit_usd, spent_usd=err.spent_usd,
+                scope=cast(Scope, err.scope), scope_key=err.scope_key, limit_usd=err.limit_usd, spent_usd=err.spent_usd,
                 held_usd=err.held_usd, requested_usd=err.requested_usd, run_id=scope.run_id,
                 action="approval_requested" if approval_id else "failed"))
         if approval_id:
@@ -405,7 +412,8 @@ class Gateway:
                 except (UsageInvalid, PricingError) as err:
                     log.warning("call %s: %s; charged at its bound", attempt.key, err)
                     return self._charge_bound(attempt, scope, response.usage, str(err))
-                status = "over_bound" if cost.total_usd > attempt.bound_usd else "settled"
+                status: Literal["over_bound", "settled"] = (
+                    "over_bound" if cost.total_usd > attempt.bound_usd else "settled")
                 outcome = CallOutcome(response.provider, attempt.request.model, response.usage, cost.total_usd,
                                       Decimal(0), False, cost.price_version, attempt.key)
                 with p.ledger.transaction() as session:  # budgets first: their locks come before any row's
@@ -493,8 +501,9 @@ class Gateway:
 
     def _record_thresholds(self, session: Session, scope: CallScope, crossed: list[ThresholdCrossed]) -> None:
         for alert in crossed:
+            # a budget row's scope is one of SCOPES (the event validates it again)
             self.parts.record_event(session, BudgetThresholdCrossed(
-                scope=alert.scope, scope_key=alert.scope_key, limit_usd=alert.limit_usd,
+                scope=cast(Scope, alert.scope), scope_key=alert.scope_key, limit_usd=alert.limit_usd,
                 spent_usd=alert.spent_usd, run_id=scope.run_id, threshold_pct=alert.percent))
 
     @staticmethod

@@ -147,7 +147,7 @@ class PriceCatalog:
                 PricePoint.compile(
                     entry.to_genai(), self._registry,
                     version=f"override:{sha}:{provider}/{entry.model}@{entry.effective_from or 'always'}",
-                    constraint=entry.effective_from and genai.StartDateConstraint(entry.effective_from),
+                    constraint=genai.StartDateConstraint(entry.effective_from) if entry.effective_from else None,
                 )
                 for entry in entries
             ))

@@ -50,7 +50,7 @@ class RetryPolicy:
         retry_after = getattr(error, "retry_after", None)
         if isinstance(retry_after, int | float) and retry_after >= 0:
             return min(float(retry_after), self.max_delay_seconds)
-        ceiling = min(self.base_delay_seconds * 2 ** (retry_number - 1), self.max_delay_seconds)
+        ceiling: float = min(self.base_delay_seconds * 2 ** (retry_number - 1), self.max_delay_seconds)
         return ceiling / 2 + rand * ceiling / 2
 
 

@@ -273,8 +273,8 @@ def _collect_files(budget: int, frames: list[bytes]) -> bool:
 def _json(report: dict[str, Any]) -> str:
     """The report as JSON; its values are only None, booleans and integers."""
 
-    def value(v: object) -> str:
-        return "null" if v is None else "true" if v is True else "false" if v is False else str(int(v))  # type: ignore[call-overload]
+    def value(v: int | None) -> str:  # a bool is an int
+        return "null" if v is None else "true" if v is True else "false" if v is False else str(int(v))
 
     return "{" + ",".join(f'"{key}":{value(v)}' for key, v in report.items()) + "}"
 

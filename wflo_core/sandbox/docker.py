@@ -25,7 +25,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import docker
 from docker.types import Ulimit
@@ -59,7 +59,7 @@ class Runner:
 class DockerSandbox(Sandbox):
     """Runs each job in a fresh hardened container on a Docker engine."""
 
-    name = "docker"
+    name: Literal["docker"] = "docker"
 
     def __init__(
         self,

@@ -18,7 +18,7 @@ _FENCE = re.compile(r"```[ \t]*([A-Za-z0-9_+-]*)[^\n]*\n(.*?)```", re.DOTALL)
 
 def extract_code(reply: str, language: str = "python") -> str:
     """The program in an LLM reply: the first fenced block in ``language`` (or untagged), else all of it."""
-    blocks = _FENCE.findall(reply)
+    blocks: list[tuple[str, str]] = _FENCE.findall(reply)  # two groups: the tag and the body
     for tag, body in blocks:
         if tag.lower() in (language, "py" if language == "python" else language, ""):
             return body

@@ -45,6 +45,7 @@ from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO, Literal, cast, overload
 
 from wflo_core.errors import SandboxError
 from wflo_core.sandbox.base import WORKDIR, Sandbox, SandboxJob
@@ -105,7 +106,7 @@ class ProcessSandbox(Sandbox):
     already waits; each prepared sandbox still serves exactly one run.
     """
 
-    name = "process"
+    name: Literal["process"] = "process"
 
     def __init__(
         self, *, limits: SandboxLimits | None = None, base_dir: Path | None = None, prestart: bool = False
@@ -309,6 +310,7 @@ class ProcessSandbox(Sandbox):
         deadline = started + limits.timeout_seconds
         os.write(run.release_fd, b"go")
         os.close(run.release_fd)
+        assert proc.stdout is not None and proc.stderr is not None  # started with both piped
         try:
             killed = _pump(proc, {proc.stdout: stdout, proc.stderr: stderr}, deadline)
             if killed is not None:
@@ -354,7 +356,7 @@ class ProcessSandbox(Sandbox):
         )
 
 
-def _pump(proc: subprocess.Popen, sinks: dict, deadline: float) -> KilledReason | None:
+def _pump(proc: subprocess.Popen[bytes], sinks: dict[IO[bytes], CappedBuffer], deadline: float) -> KilledReason | None:
     """Copy both pipes into their capped buffers until EOF, the deadline, or too much output."""
     with selectors.DefaultSelector() as selector:
         for stream in sinks:
@@ -365,12 +367,21 @@ def _pump(proc: subprocess.Popen, sinks: dict, deadline: float) -> KilledReason 
             if remaining <= 0:
                 return KilledReason.TIMEOUT
             for key, _ in selector.select(remaining):
-                chunk = os.read(key.fileobj.fileno(), 65536)
+                stream = cast(IO[bytes], key.fileobj)  # only the pipes in sinks are registered
+                chunk = os.read(stream.fileno(), 65536)
                 if not chunk:
-                    selector.unregister(key.fileobj)
-                elif sinks[key.fileobj].write(chunk):
+                    selector.unregister(stream)
+                elif sinks[stream].write(chunk):
                     return KilledReason.OUTPUT_LIMIT
     return None
+
+
+@overload
+def _reap(pid: int, deadline: None) -> int: ...
+
+
+@overload
+def _reap(pid: int, deadline: float) -> int | None: ...
 
 
 def _reap(pid: int, deadline: float | None) -> int | None:
@@ -428,7 +439,7 @@ def _child_pid(info: int, timeout: float = 30.0) -> int:
     return pid
 
 
-def _kill(proc: subprocess.Popen, cgroup: RunCgroup | None) -> None:
+def _kill(proc: subprocess.Popen[bytes], cgroup: RunCgroup | None) -> None:
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(proc.pid, signal.SIGKILL)
     if cgroup is not None:

@@ -2,11 +2,27 @@
 
 from __future__ import annotations
 
+from typing import TypedDict
+
 from wflo_core.events.outbox import EventRecorder
 from wflo_core.events.schemas import SandboxFinished, SandboxKilled
 from wflo_core.ledger.models import SandboxRun
 from wflo_core.ledger.store import Ledger
-from wflo_core.sandbox.result import SandboxResult
+from wflo_core.sandbox.result import Backend, SandboxResult
+
+
+class _SandboxFields(TypedDict):
+    """The fields ``SandboxFinished`` and ``SandboxKilled`` share."""
+
+    run_id: str
+    step_key: str
+    backend: Backend
+    exit_code: int | None
+    wall_ms: int
+    cpu_ms: int | None
+    peak_memory_bytes: int | None
+    stdout_truncated: bool
+    stderr_truncated: bool
 
 
 def record_sandbox_run(
@@ -19,7 +35,7 @@ def record_sandbox_run(
     record_event: EventRecorder,
 ) -> int:
     """Write the run's ledger row and its ``sandbox.finished``/``sandbox.killed`` event; the row id."""
-    common = {
+    common: _SandboxFields = {
         "run_id": run_id,
         "step_key": step_key,
         "backend": result.backend,

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from wflo_core.sandbox.policy import SandboxLimits
+
+Backend = Literal["docker", "process"]
 
 #: Characters of stdout/stderr kept in a ledger row or in Dagster metadata.
 EXCERPT_CHARS = 2000
@@ -32,7 +34,7 @@ class KilledReason(enum.StrEnum):
 class SandboxResult:
     """Exit status, separate capped outputs, files written, and resource use of one run."""
 
-    backend: str
+    backend: Backend
     exit_code: int | None
     """The process's exit status; ``128 + n`` when it was killed by signal ``n``; None if unknown."""
     stdout: bytes

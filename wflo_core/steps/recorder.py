@@ -14,6 +14,7 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field, replace
 from decimal import Decimal
+from typing import TypedDict
 
 from sqlalchemy.orm import Session
 
@@ -231,6 +232,16 @@ class StepRecorder:
                 self._last_call_id = outcome.call_id
 
 
+class _ClosedStep(TypedDict):
+    """The fields ``StepSucceeded`` and ``StepFailed`` share."""
+
+    run_id: str
+    step_key: str
+    attempt: int
+    asset_key: str | None
+    cost_usd: Decimal
+
+
 def close_step(ledger: Ledger, record_event: EventRecorder, run_id: str, step_key: str, workflow: str,
                status: str, error: str | None, totals: StepTotals) -> None:
     """Close a step's latest attempt and emit its event; a step that never opened a row gets one."""
@@ -242,7 +253,7 @@ def close_step(ledger: Ledger, record_event: EventRecorder, run_id: str, step_ke
             closed = ledger.finish_latest_attempt(session, run_id, step_key, status, error)
         assert closed is not None
         attempt, asset_key = closed
-        common = {"run_id": run_id, "step_key": step_key, "attempt": attempt, "asset_key": asset_key,
+        common: _ClosedStep = {"run_id": run_id, "step_key": step_key, "attempt": attempt, "asset_key": asset_key,
                   "cost_usd": totals.cost_usd}
         if status == "succeeded":
             record_event(session, StepSucceeded(**common, llm_calls=totals.calls, cache_hits=totals.cache_hits,

@@ -20,7 +20,7 @@ import functools
 import hashlib
 import os
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from contextlib import contextmanager
 from datetime import datetime
 from typing import Any, TypeVar
@@ -221,7 +221,9 @@ def _answered(span: trace.Span, response: LLMResponse, outcome: CallOutcome) -> 
         span.set_attribute(gen_ai.GEN_AI_RESPONSE_ID, response.response_id)
 
 
-def traced_complete(method: Callable[..., tuple[LLMResponse, CallOutcome]]) -> Callable[..., Any]:
+def traced_complete(
+    method: Callable[..., tuple[LLMResponse, CallOutcome]],
+) -> Callable[..., tuple[LLMResponse, CallOutcome]]:
     """Decorates ``Gateway.complete``: the call, cache hit or refusal is one span."""
 
     @functools.wraps(method)
@@ -235,12 +237,12 @@ def traced_complete(method: Callable[..., tuple[LLMResponse, CallOutcome]]) -> C
     return complete
 
 
-def traced_stream(method: Callable[..., Iterator[T]]) -> Callable[..., Iterator[T]]:
+def traced_stream(method: Callable[..., Iterator[T]]) -> Callable[..., Generator[T, None, None]]:
     """Decorates ``Gateway.stream``: the span lasts from the first chunk asked for to the stream's end."""
 
     @functools.wraps(method)
     def stream(self: Any, request: LLMRequest, scope: CallScope, call_key: str,
-               on_outcome: Callable[[CallOutcome], None] | None = None, **kwargs: Any) -> Iterator[T]:
+               on_outcome: Callable[[CallOutcome], None] | None = None, **kwargs: Any) -> Generator[T, None, None]:
         with call_span(request, scope, call_key) as answered:
             final: list[LLMResponse] = []
 

@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 from alembic import context
+from sqlalchemy import Connection
 
+from wflo_core.errors import ConfigError
 from wflo_core.ledger.engine import make_engine
 from wflo_core.ledger.models import Base
 
 config = context.config
-url = config.attributes.get("url") or config.get_main_option("sqlalchemy.url")
+url: str | None = config.attributes.get("url") or config.get_main_option("sqlalchemy.url")
 connection = config.attributes.get("connection")
 
 
-def _run(conn) -> None:  # type: ignore[no-untyped-def]
+def _run(conn: Connection) -> None:
     context.configure(
         connection=conn,
         target_metadata=Base.metadata,
@@ -25,6 +27,8 @@ def _run(conn) -> None:  # type: ignore[no-untyped-def]
 
 if connection is not None:
     _run(connection)
+elif url is None:
+    raise ConfigError("no ledger URL for the migrations: run them with `wflo db upgrade`, which passes it")
 else:
     engine = make_engine(url)
     try:

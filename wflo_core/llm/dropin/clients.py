@@ -14,7 +14,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable
 from dataclasses import replace
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypedDict, Unpack
 
 import httpx2
 
@@ -29,13 +29,24 @@ from wflo_core.llm.providers.base import Provider
 from wflo_core.llm.providers.factory import replay_provider
 from wflo_core.llm.providers.replay import RecordingProvider
 
-if TYPE_CHECKING:
-    import anthropic
-    import openai
+if TYPE_CHECKING:  # imported by name: the methods called openai and anthropic shadow the modules in the class
+    from anthropic import Anthropic, AsyncAnthropic
+    from openai import AsyncOpenAI, OpenAI
 
 OPENAI_URL = "https://api.openai.com/v1"
 ANTHROPIC_URL = "https://api.anthropic.com"
 ScopeSource = CallScope | Callable[[], CallScope]
+
+
+class RouteOptions(TypedDict, total=False):
+    """The keyword options every client method takes (see ``DropinClients._route``)."""
+
+    api_key: str | None
+    base_url: str | None
+    provider: str | None
+    call_key: Callable[[], str] | None
+    on_outcome: Callable[[CallOutcome], None] | None
+    upstream_transport: httpx2.BaseTransport | None
 
 
 class DropinClients:
@@ -46,7 +57,7 @@ class DropinClients:
         self.settings = settings
         self._providers: list[Provider] = []
 
-    def openai(self, scope: ScopeSource, **options: object) -> openai.OpenAI:
+    def openai(self, scope: ScopeSource, **options: Unpack[RouteOptions]) -> OpenAI:
         """An ``openai.OpenAI`` for ``scope``; options as in :meth:`route` plus ``api_key``/``base_url``."""
         import openai
 
@@ -54,21 +65,21 @@ class DropinClients:
         return openai.OpenAI(api_key=key, base_url=url, max_retries=0,
                              http_client=httpx2.Client(transport=GatewayTransport(route)))
 
-    def async_openai(self, scope: ScopeSource, **options: object) -> openai.AsyncOpenAI:
+    def async_openai(self, scope: ScopeSource, **options: Unpack[RouteOptions]) -> AsyncOpenAI:
         import openai
 
         key, url, route = self._route("openai", scope, **options)
         return openai.AsyncOpenAI(api_key=key, base_url=url, max_retries=0,
                                   http_client=httpx2.AsyncClient(transport=AsyncGatewayTransport(route)))
 
-    def anthropic(self, scope: ScopeSource, **options: object) -> anthropic.Anthropic:
+    def anthropic(self, scope: ScopeSource, **options: Unpack[RouteOptions]) -> Anthropic:
         import anthropic
 
         key, url, route = self._route("anthropic", scope, **options)
         return anthropic.Anthropic(api_key=key, base_url=url, max_retries=0,
                                    http_client=httpx2.Client(transport=GatewayTransport(route)))
 
-    def async_anthropic(self, scope: ScopeSource, **options: object) -> anthropic.AsyncAnthropic:
+    def async_anthropic(self, scope: ScopeSource, **options: Unpack[RouteOptions]) -> AsyncAnthropic:
         import anthropic
 
         key, url, route = self._route("anthropic", scope, **options)

@@ -45,11 +45,15 @@ class UpstreamAnswer:
     body: bytes
 
 
+_ANSWER_ATTR = "upstream_answer"
+"""Where a provider error carries its ``UpstreamAnswer``: set on the instance, it is not one of the error's fields."""
+
+
 def upstream_answer(err: BaseException) -> UpstreamAnswer | None:
     """The upstream HTTP answer behind a provider error (also through ``RetriesExhausted``), if any."""
     seen: BaseException | None = err
     while seen is not None:
-        answer = getattr(seen, "upstream_answer", None)
+        answer = getattr(seen, _ANSWER_ATTR, None)
         if isinstance(answer, UpstreamAnswer):
             return answer
         seen = seen.__cause__
@@ -139,5 +143,5 @@ class HTTPPassthroughProvider:
             err = ProviderRequestRejected(f"ProviderRequestRejected: {where} rejected the request with HTTP "
                                           f"{status}: {detail}", billed=False, **fields)
         keep = {k: v for k, v in headers.items() if k.lower() in ("content-type", "retry-after", "retry-after-ms")}
-        err.upstream_answer = UpstreamAnswer(status, keep, body)  # type: ignore[attr-defined]
+        setattr(err, _ANSWER_ATTR, UpstreamAnswer(status, keep, body))
         return err

@@ -10,7 +10,7 @@ upstream HTTP answer with ``x-should-retry: false``; a wflo refusal (``BudgetExc
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field, replace
 
 import httpx2
@@ -107,7 +107,7 @@ def _chain(first: StreamChunk, rest: Iterator[StreamChunk]) -> Iterator[StreamCh
 class _AsyncEvents(httpx2.AsyncByteStream):
     """The async twin of :class:`_SyncEvents`."""
 
-    def __init__(self, first: StreamChunk, rest: AsyncIterator[StreamChunk]) -> None:
+    def __init__(self, first: StreamChunk, rest: AsyncGenerator[StreamChunk, None]) -> None:
         self._first, self._rest = first, rest
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
@@ -121,7 +121,7 @@ class _AsyncEvents(httpx2.AsyncByteStream):
             chunk = await anext(self._rest, None)
 
     async def aclose(self) -> None:
-        await self._rest.aclose()  # type: ignore[attr-defined]
+        await self._rest.aclose()
 
 
 _SSE_HEADERS = {"content-type": "text/event-stream; charset=utf-8", "cache-control": "no-cache"}

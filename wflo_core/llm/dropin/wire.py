@@ -78,7 +78,7 @@ def parse_wire(path: str, body: bytes, headers: dict[str, str], *, default_max_t
 def output_limit(wire: WireRequest) -> int:
     """The most output tokens the request can be billed for (all ``n`` choices together)."""
     body = wire.body
-    limit = next(body[f] for f in _LIMIT_FIELDS[wire.api] if isinstance(body.get(f), int))
+    limit: int = next(body[f] for f in _LIMIT_FIELDS[wire.api] if isinstance(body.get(f), int))
     choices = body.get("n") or 1
     if not isinstance(choices, int) or choices < 1:
         raise ConfigError(f"n must be a positive integer, got {choices!r}")
