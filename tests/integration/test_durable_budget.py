@@ -38,6 +38,7 @@ def run_budget(ledger, run_id: str) -> Budget:  # type: ignore[no-untyped-def]
 def test_budget_breach_asks_and_approval_raises_that_runs_limit_only(
     fresh_postgres_url: str, postgres_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setenv("WFLO_CACHE_MODE", "never")  # each run pays: a cached answer would need no budget at all
     with durable_env(fresh_postgres_url, postgres_url, monkeypatch) as (instance, ledger):
         job = defs.get_job_def("reviewed_release_job")
         first = job.execute_in_process(instance=instance, tags=ASK, raise_on_error=False)

@@ -132,6 +132,11 @@ class BudgetBook:
                                .where(Budget.scope == "run", Budget.scope_key.in_(chain)))
         return total if total is not None else Decimal(0)
 
+    def remaining(self, session: Session, scope: str, key: str) -> Decimal | None:
+        """What a budget has left (limit − spent − held), or None if there is no such budget."""
+        budget = session.scalar(select(Budget).where(Budget.scope == scope, Budget.scope_key == key))
+        return None if budget is None else max(Decimal(0), budget.limit_usd - budget.spent_usd - budget.held_usd)
+
     def usage(self, session: Session, refs: Sequence[ScopeRef] | None = None) -> list[BudgetUsage]:
         rows = self.applicable(session, refs) if refs is not None else session.scalars(
             select(Budget).order_by(Budget.scope, Budget.scope_key)).all()

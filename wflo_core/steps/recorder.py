@@ -184,9 +184,12 @@ class StepRecorder:
                       info.op_tags.get(RUN_BUDGET_TAG), defaults.fallback_run_limit_usd)
         given = next((c for c in candidates if c is not None and c != ""), None)
         limit = parse_usd(given, "run budget (wflo/budget_usd)") if given is not None else None
-        if limit is not None:
-            if info.parent_run_id and APPROVAL_TAG not in info.run_tags:
+        if info.parent_run_id and APPROVAL_TAG not in info.run_tags:
+            if limit is not None:
                 limit = max(Decimal(0), limit - self._budgets.run_chain_spend(session, info.parent_run_id))
+            else:  # launched without the parent's tags: what the parent's own budget has left
+                limit = self._budgets.remaining(session, "run", info.parent_run_id)
+        if limit is not None:
             self._budgets.ensure_limit(session, "run", scope.run_id, limit, on_breach)
         if scope.materialization_key and BUDGET_TAG in info.op_tags:
             self._budgets.ensure_limit(session, "materialization", scope.materialization_key,

@@ -79,7 +79,8 @@ def resume(
         reconstructor_working_directory=os.getcwd(),
     )
     result = dg.execute_job(
-        job, instance, reexecution_options=dg.ReexecutionOptions.from_failure(run_id, instance)
+        job, instance, reexecution_options=dg.ReexecutionOptions.from_failure(run_id, instance),
+        tags={k: v for k, v in failed.tags.items() if not k.startswith("dagster/")},  # budget and attribution
     )
     typer.echo(f"run {result.run_id} resumed {run_id}: {'succeeded' if result.success else 'failed'}")
     if not result.success:
