@@ -1,17 +1,15 @@
 """Gateway overhead through the drop-in SDK client vs the same SDK calling the same server directly.
 
-Both sides are a real ``openai.OpenAI`` making the same chat completion over real HTTP to one
-loopback server. The drop-in side's httpx transport hands each request to the gateway: cache
-lookup, budget hold, send behind the breaker, settlement, ledger row and outbox event, on the
-embedded default (SQLite ledger and cache under a temporary WFLO_HOME) and, with ``--postgres``,
-on a Postgres ledger started for the run.
+Both sides are a real ``openai.OpenAI`` making the same chat completion over real HTTP to one loopback server.
+The drop-in side's httpx transport hands each request to the gateway: cache lookup, budget hold, send behind
+the breaker, settlement, ledger row and outbox event, on the embedded default (SQLite ledger and cache under a
+temporary WFLO_HOME) and, with ``--postgres``, on a Postgres ledger started for the run.
 
-Why a fast server: the tests' server (tests/llm_server.py, a ThreadingHTTPServer) makes the SDK
-wait about 45 ms per request, which would bury a few milliseconds of overhead in noise and make
-any ratio meaningless. This script starts a raw asyncio HTTP/1.1 server in its own process that
-answers from a prebuilt body in well under 0.5 ms, so the baseline is the SDK's own cost and the
-difference is wflo's. Requests carry no temperature, so none is served from the cache; the
-"cache hit" path repeats one temperature=0 request. Rounds alternate so machine noise hits both.
+Why a fast server: the tests' server (tests/llm_server.py) makes the SDK wait about 45 ms per request, which
+would bury a few milliseconds of overhead in noise; ``bench/fast_server.py`` answers in well under 0.5 ms, so
+the baseline is the SDK's own cost and the difference is wflo's. Requests carry no temperature, so none is
+served from the cache; the "cache hit" path repeats one temperature=0 request. Rounds alternate so machine
+noise hits both.
 
     .venv/bin/python bench/bench_dropin.py [--calls 300] [--postgres]
 
@@ -21,9 +19,6 @@ Prints ``RESULT | path | wflo | baseline | ratio | goal`` lines (milliseconds pe
 from __future__ import annotations
 
 import argparse
-import asyncio
-import json
-import multiprocessing
 import statistics
 import sys
 import tempfile
@@ -35,6 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import openai  # noqa: E402
 
+from bench.fast_server import fast_server  # noqa: E402
 from wflo_core.budgets import CallScope  # noqa: E402
 from wflo_core.config import load_settings  # noqa: E402
 from wflo_core.ledger.migrations import upgrade  # noqa: E402
@@ -44,38 +40,6 @@ from wflo_core.services import build_services  # noqa: E402
 ROUNDS = 10
 GOAL_MS = 5.0
 """Overhead per call we aim to stay under (LiteLLM's proxy reports a median of 2-12 ms)."""
-ANSWER = json.dumps({
-    "id": "chatcmpl-bench", "object": "chat.completion", "created": 1, "model": "gpt-4o-mini",
-    "choices": [{"index": 0, "message": {"role": "assistant", "content": "ok"}, "finish_reason": "stop"}],
-    "usage": {"prompt_tokens": 12, "completion_tokens": 2, "total_tokens": 14},
-}).encode()
-RESPONSE = (b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: "
-            + str(len(ANSWER)).encode() + b"\r\n\r\n" + ANSWER)
-
-
-async def _serve(conn: tuple[asyncio.StreamReader, asyncio.StreamWriter]) -> None:
-    reader, writer = conn
-    try:
-        while True:
-            head = await reader.readuntil(b"\r\n\r\n")
-            length = next((int(line.split(b":", 1)[1]) for line in head.split(b"\r\n")
-                           if line.lower().startswith(b"content-length:")), 0)
-            await reader.readexactly(length)
-            writer.write(RESPONSE)
-            await writer.drain()
-    except (asyncio.IncompleteReadError, ConnectionError):
-        writer.close()
-
-
-def _server_main(port_out: multiprocessing.Queue) -> None:
-    async def main() -> None:
-        server = await asyncio.start_server(lambda r, w: _serve((r, w)), "127.0.0.1", 0)
-        port_out.put(server.sockets[0].getsockname()[1])
-        await server.serve_forever()
-
-    asyncio.run(main())
-
-
 def _measure(sides: dict[str, callable], per_round: int) -> dict[str, float]:
     for fn in sides.values():
         fn()  # warm up connections, caches and the price catalog
@@ -95,10 +59,8 @@ def main() -> None:
     parser.add_argument("--postgres", action="store_true", help="also measure on a Postgres ledger")
     args = parser.parse_args()
     per_round = max(1, args.calls // ROUNDS)
-    ports: multiprocessing.Queue = multiprocessing.Queue()
-    server = multiprocessing.Process(target=_server_main, args=(ports,), daemon=True)
-    server.start()
-    base_url = f"http://127.0.0.1:{ports.get(timeout=30)}/v1"
+    server = fast_server()
+    base_url = server.__enter__()
     backends: list[tuple[str, str | None]] = [("sqlite", None)]
     postgres = None
     if args.postgres:
@@ -137,7 +99,7 @@ def main() -> None:
                 clients.close()
                 services.close()
     finally:
-        server.kill()
+        server.__exit__(None, None, None)
         if postgres is not None:
             postgres.stop()
 
