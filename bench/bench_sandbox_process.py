@@ -30,7 +30,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.result import result  # noqa: E402
 from tests.services import apt_install  # noqa: E402
-from wflo_core.sandbox.process import ProcessSandbox  # noqa: E402
+from wflo_core.sandbox.policy import SandboxLimits  # noqa: E402
+from wflo_core.sandbox.process import ProcessSandbox, _Slot  # noqa: E402
 
 GOAL = 1.5
 
@@ -67,10 +68,10 @@ def timed_setups(sandbox: ProcessSandbox) -> list[float]:
     durations: list[float] = []
     setup = sandbox._open_slot
 
-    def recorded(*args: object, **kwargs: object) -> object:
+    def recorded(limits: SandboxLimits) -> _Slot:
         started = time.perf_counter()
         try:
-            return setup(*args, **kwargs)  # type: ignore[arg-type]
+            return setup(limits)
         finally:
             durations.append(time.perf_counter() - started)
 
@@ -84,7 +85,8 @@ def main() -> None:
     args = parser.parse_args()
     if shutil.which("bwrap") is None:
         apt_install("bubblewrap")
-    with ProcessSandbox() as default, ProcessSandbox(warm_pool_size=0) as cold:
+    default, cold = ProcessSandbox(), ProcessSandbox(warm_pool_size=0)
+    try:
         setups = timed_setups(default)
         run_default = on(default)
 
@@ -109,6 +111,9 @@ def main() -> None:
                 samples[name].append(side())
         mode = "root: uid + tmpfs + cgroups" if cold.use_cgroups else "unprivileged: rlimits only"
         served = default.prestarted_runs
+    finally:
+        default.close()
+        cold.close()
     base = statistics.median(samples["bare python"])
     print(f"print(1) start to exit, {args.rounds} interleaved rounds ({mode})")
     print(f"{'side':<15}{'median ms':>10}{'p90 ms':>9}{'x bare':>9}")
