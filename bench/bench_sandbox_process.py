@@ -1,6 +1,6 @@
 """Start-to-exit latency of ``print(1)`` in the process sandbox vs a bare ``python3 -c 'print(1)'``.
 
-The sides run interleaved round by round, so machine noise hits them alike:
+The sides run interleaved round by round, in a shuffled order, so machine noise hits them alike:
   bare python    subprocess.run(["/usr/bin/python3", "-c", "print(1)"])   (the baseline)
   default        ProcessSandbox().run("print(1)"), what users get: one sandbox (fresh uid, tmpfs,
                  cgroups as root, namespaces, mounts, a shell waiting inside) is kept set up
@@ -18,6 +18,7 @@ Prints medians and p90s and the ratio of each median to bare python's. Goal: <= 
 from __future__ import annotations
 
 import argparse
+import random
 import shutil
 import statistics
 import subprocess
@@ -55,12 +56,15 @@ def took(run: Callable[[], None]) -> float:
     return time.perf_counter() - started
 
 
-def settled(sandbox: ProcessSandbox) -> None:
-    """Untimed: the next sandbox is set up and earlier ones are removed."""
-    deadline = time.monotonic() + 10
-    while sandbox.warm_pool_size and sandbox.prepared_run is None and time.monotonic() < deadline:
-        time.sleep(0.001)
-    sandbox._worker.submit(lambda: None).result()
+def settled(*sandboxes: ProcessSandbox) -> None:
+    """Untimed: the next sandbox is set up, earlier ones are removed, and the kernel has had a
+    moment for its asynchronous teardown of their namespaces (as between real runs)."""
+    for sandbox in sandboxes:
+        deadline = time.monotonic() + 10
+        while sandbox.warm_pool_size and sandbox.prepared_run is None and time.monotonic() < deadline:
+            time.sleep(0.001)
+        sandbox._worker.submit(lambda: None).result()
+    time.sleep(0.05)
 
 
 def timed_setups(sandbox: ProcessSandbox) -> list[float]:
@@ -85,6 +89,7 @@ def main() -> None:
     args = parser.parse_args()
     if shutil.which("bwrap") is None:
         apt_install("bubblewrap")
+    shuffle = random.Random(14).shuffle
     default, cold = ProcessSandbox(), ProcessSandbox(warm_pool_size=0)
     try:
         setups = timed_setups(default)
@@ -104,11 +109,12 @@ def main() -> None:
             side()
         setups.clear()
         samples: dict[str, list[float]] = {name: [] for name in sides}
+        order = list(sides)
         for _ in range(args.rounds):
-            for name, side in sides.items():
-                settled(default)
-                settled(cold)
-                samples[name].append(side())
+            shuffle(order)  # no side always follows the same one
+            for name in order:
+                settled(default, cold)
+                samples[name].append(sides[name]())
         mode = "root: uid + tmpfs + cgroups" if cold.use_cgroups else "unprivileged: rlimits only"
         served = default.prestarted_runs
     finally:
