@@ -116,7 +116,7 @@ def main() -> None:
                 settled(default, cold)
                 samples[name].append(sides[name]())
         mode = "root: uid + tmpfs + cgroups" if cold.use_cgroups else "unprivileged: rlimits only"
-        served = default.prestarted_runs
+        served = default.warm_runs
     finally:
         default.close()
         cold.close()

@@ -89,9 +89,9 @@ class WarmProcess(Sandbox):
             deadline = time.monotonic() + 30
             while self.inner.prepared_run is None and time.monotonic() < deadline:
                 time.sleep(0.01)
-            served = self.inner.prestarted_runs
+            served = self.inner.warm_runs
             result = self.inner._execute(job)
-            assert self.inner.prestarted_runs > served, "the job was not served by a sandbox set up ahead"
+            assert self.inner.warm_runs > served, "the job was not served by a sandbox set up ahead"
             return result
         finally:
             with self._lock:

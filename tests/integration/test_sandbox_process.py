@@ -20,7 +20,7 @@ import pytest
 from tests.integration.sandbox_backends import assert_nothing_left
 from wflo_core.errors import SandboxError
 from wflo_core.sandbox import SandboxLimits
-from wflo_core.sandbox.cgroups import CGROUP_ROOT, PARENT, RunCgroup
+from wflo_core.sandbox.cgroups import RunCgroup
 from wflo_core.sandbox.process import UID_RANGE, ProcessSandbox
 
 pytestmark = pytest.mark.integration
@@ -63,7 +63,7 @@ def test_each_run_gets_its_own_uid_and_cgroup_limits(bubblewrap: str, warm_pool_
     assert (group.dirs["memory"] / "memory.limit_in_bytes").read_text().strip() == str(64 * 2**20)
     assert (group.dirs["cpu"] / "cpu.cfs_quota_us").read_text().strip() == "25000"
     worker.join()
-    assert sandbox.prestarted_runs == (4 if warm_pool_size else 0)
+    assert sandbox.warm_runs == (4 if warm_pool_size else 0)
     sandbox.close()
     assert_nothing_left(sandbox)
 
@@ -91,7 +91,7 @@ def test_a_sandbox_set_up_ahead_serves_one_run_only(bubblewrap: str) -> None:
         second = sandbox.run(LOOK_AROUND, timeout=20)
         assert second.ok, second.stderr_text
         before, after = json.loads(first.stdout), json.loads(second.stdout)
-        assert second_name != first_name and sandbox.prestarted_runs == 2
+        assert second_name != first_name and sandbox.warm_runs == 2
         assert after["files"] == ["main.py"] and "secret.txt" not in second.files_out
         assert after["uid"] != before["uid"]
         assert len(after["pids"]) <= 3, f"run 1's sleeper is visible to run 2: {after['pids']}"

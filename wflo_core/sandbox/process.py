@@ -136,7 +136,7 @@ class ProcessSandbox(Sandbox):
         reap_stale_runs(self.base_dir)
         self.warm_pool_size = warm_pool_size
         #: How many runs were served by a sandbox set up ahead of them.
-        self.prestarted_runs = 0
+        self.warm_runs = 0
         self._ready: deque[Future[_Slot]] = deque()
         self._lock = threading.Lock()
         self._closed = False
@@ -197,7 +197,7 @@ class ProcessSandbox(Sandbox):
                 return None
             if slot.proc.poll() is None:
                 with self._lock:
-                    self.prestarted_runs += 1
+                    self.warm_runs += 1
                 return slot
             _discard(slot)
 
@@ -312,7 +312,7 @@ class ProcessSandbox(Sandbox):
             slot.control.sendall(b"go\n")
         except OSError:
             raise SandboxError("the process sandbox ended before its job could start") from None
-        slot.control.close()  # the job gets no channel to the host
+        slot.control.close()  # before the job starts: the socket it could find leads nowhere
         assert proc.stdout is not None and proc.stderr is not None  # started with both piped
         try:
             killed = _pump(proc, {proc.stdout: stdout, proc.stderr: stderr}, deadline)
