@@ -8,6 +8,7 @@ broker outage cannot lose it. :class:`~wflo_core.events.relay.OutboxRelay` publi
 from __future__ import annotations
 
 import functools
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from sqlalchemy import Insert, func, select
@@ -36,19 +37,22 @@ def emit(
     """
     cloud_event = event if isinstance(event, CloudEvent) else new_event(event, source=source)
     connection = session.connection()  # the caller's transaction; Core, not the ORM's bulk path
-    connection.execute(
-        _insert_for(connection.dialect.name),
-        {
-            "event_id": cloud_event.id,
-            "event_type": cloud_event.type,
-            "topic": topic,
-            "key": cloud_event.partitionkey,
-            "payload": encode_event(cloud_event).decode(),
-            "created_at": utcnow(),
-            "attempts": 0,
-        },
-    )
+    connection.execute(_insert_for(connection.dialect.name), outbox_row(cloud_event, topic=topic))
     return cloud_event
+
+
+def outbox_row(cloud_event: CloudEvent, *, topic: str) -> dict[str, Any]:
+    """The ``outbox`` row that queues ``cloud_event``: what ``emit`` inserts, for a statement that writes
+    a ledger change and its events at once."""
+    return {
+        "event_id": cloud_event.id,
+        "event_type": cloud_event.type,
+        "topic": topic,
+        "key": cloud_event.partitionkey,
+        "payload": encode_event(cloud_event).decode(),
+        "created_at": utcnow(),
+        "attempts": 0,
+    }
 
 
 @functools.cache
@@ -72,11 +76,23 @@ class EventRecorder(Protocol):
 
     def __call__(self, session: Session, event: EventData | CloudEvent) -> Any: ...
 
+    def row(self, event: EventData | CloudEvent) -> dict[str, Any]:
+        """The outbox row the call would insert (see :func:`outbox_row`)."""
+        ...
 
-def outbox_recorder(topic: str) -> EventRecorder:
-    """``emit`` bound to ``topic``; the composition root builds it from the configured topic prefix."""
-    return functools.partial(emit, topic=topic)
+
+@dataclass(frozen=True, slots=True)
+class OutboxRecorder:
+    """``emit`` bound to a topic; the composition root builds it from the configured topic prefix."""
+
+    topic: str
+
+    def __call__(self, session: Session, event: EventData | CloudEvent) -> CloudEvent:
+        return emit(session, event, topic=self.topic)
+
+    def row(self, event: EventData | CloudEvent) -> dict[str, Any]:
+        return outbox_row(event if isinstance(event, CloudEvent) else new_event(event), topic=self.topic)
 
 
-DEFAULT_RECORDER: EventRecorder = outbox_recorder(TopicLayout().events)
+DEFAULT_RECORDER: EventRecorder = OutboxRecorder(TopicLayout().events)
 """For code used outside the composition root (tests, scripts): the default prefix's events topic."""

@@ -198,6 +198,7 @@ class BudgetHold(Base):
         UniqueConstraint("budget_id", "call_key", name="uq_budget_holds_budget_call"),
         *_non_negative("amount_usd"),
         Index("ix_budget_holds_status_expires", "status", "expires_at"),
+        Index("ix_budget_holds_call_key", "call_key"),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
