@@ -35,7 +35,7 @@ from wflo_core.events.relay import IN_STEP_DELIVERY_TIMEOUT_S, RelayStats, relay
 from wflo_core.events.sinks import build_event_sink, publish_breaker
 from wflo_core.events.sinks.base import EventSink
 from wflo_core.events.topics import TopicLayout
-from wflo_core.ledger.migrations import upgrade
+from wflo_core.ledger.access import open_ledger
 from wflo_core.ledger.models import Run
 from wflo_core.ledger.rollups import run_total
 from wflo_core.ledger.store import Ledger
@@ -101,10 +101,9 @@ class WfloServices:
 
 
 def build_services(settings: WfloSettings, **part_overrides: Any) -> WfloServices:
-    """Wire the gateway from settings. Embedded mode migrates its SQLite ledger on first use."""
-    if settings.is_embedded:
-        upgrade(settings.ledger_url)
-    ledger = Ledger(settings.ledger_url)
+    """Wire the gateway from settings. Embedded mode migrates its SQLite ledger on first use (Alembic only
+    runs, and is only imported, when the schema is behind: the check is one query)."""
+    ledger = open_ledger(settings) if settings.is_embedded else Ledger(settings.ledger_url)
     attempt_ttl = timedelta(seconds=max(settings.hold_ttl_seconds, settings.llm_timeout_seconds + HOLD_MARGIN_SECONDS))
     budgets = BudgetBook(ledger, hold_ttl=attempt_ttl, alert_thresholds=settings.budget_alert_thresholds,
                          unknown_billing=settings.unknown_billing)
