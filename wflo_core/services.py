@@ -22,8 +22,6 @@ from wflo_core.cache.base import ResponseCache
 from wflo_core.cache.fail_open import FailOpenCache, fail_open_single_flight
 from wflo_core.cache.keys import cache_key, is_cacheable
 from wflo_core.cache.locks import LockFactory
-from wflo_core.cache.redis import RedisCache
-from wflo_core.cache.redis_locks import RedisLocks
 from wflo_core.cache.singleflight import SingleFlight
 from wflo_core.cache.sqlite import SQLiteCache, SQLiteLocks
 from wflo_core.calls import LLMRequest, LLMResponse
@@ -45,7 +43,6 @@ from wflo_core.llm.providers.factory import build_provider
 from wflo_core.pricing import PriceCatalog
 from wflo_core.resilience.breaker import BreakerConfig, BreakerStore, CircuitBreaker, MemoryBreakerStore
 from wflo_core.resilience.fail_open import FailOpenBreakerStore
-from wflo_core.resilience.redis_breaker import RedisBreakerStore
 from wflo_core.resilience.retry import RetryPolicy, call_with_retries
 from wflo_core.runs.close import close_run
 
@@ -119,6 +116,10 @@ def build_services(settings: WfloSettings, **part_overrides: Any) -> WfloService
 
     if settings.redis_url:
         import redis
+
+        from wflo_core.cache.redis import RedisCache
+        from wflo_core.cache.redis_locks import RedisLocks
+        from wflo_core.resilience.redis_breaker import RedisBreakerStore
 
         client = redis.Redis.from_url(settings.redis_url, socket_connect_timeout=2, socket_timeout=5)
         cache: ResponseCache = FailOpenCache(RedisCache(client, max_entries=settings.cache_max_entries,
