@@ -114,7 +114,6 @@ def test_a_sandbox_set_up_and_never_used_is_torn_down_on_close(bubblewrap: str) 
 
 
 ABANDON = """
-import sys
 from wflo_core.sandbox.process import ProcessSandbox
 sandbox = ProcessSandbox()
 sandbox.run("print(1)")
