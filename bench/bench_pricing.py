@@ -23,7 +23,6 @@ import random
 import statistics
 import sys
 import time
-from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from functools import partial
@@ -36,7 +35,7 @@ from genai_prices import calc_price  # noqa: E402
 from genai_prices.data import providers as CATALOG  # noqa: E402
 
 from bench.result import result  # noqa: E402
-from wflo_core.errors import ModelNotPriced, PricingError  # noqa: E402
+from tests.unit.test_pricing_identity import outcome  # noqa: E402  (the identity test's comparison)
 from wflo_core.pricing import PriceCatalog, Usage  # noqa: E402
 from wflo_core.pricing.cost import genai_usage  # noqa: E402
 
@@ -105,16 +104,6 @@ SWEEP_USAGES = (
 SWEEP_INSTANTS = (datetime(2024, 3, 1, tzinfo=UTC), datetime(2026, 6, 1, 12, tzinfo=UTC))
 
 
-def _outcome(price: Callable[[], tuple[Decimal, ...]]) -> tuple[object, ...]:
-    """The three amounts as exact digit tuples, or which kind of refusal."""
-    try:
-        return tuple(amount.as_tuple() for amount in price())
-    except (ModelNotPriced, LookupError):
-        return ("not priced",)
-    except (PricingError, ValueError):
-        return ("refused",)
-
-
 def _ours(catalog: PriceCatalog, provider: str, model: str, usage: Usage, at: datetime) -> tuple[Decimal, ...]:
     cost = catalog.cost(provider, model, usage, at)
     return cost.input_usd, cost.output_usd, cost.total_usd
@@ -133,8 +122,8 @@ def catalog_differences(catalog: PriceCatalog) -> tuple[int, list[str]]:
             for usage in SWEEP_USAGES:
                 for at in SWEEP_INSTANTS:
                     compared += 1
-                    mine = _outcome(partial(_ours, catalog, provider.id, model.id, usage, at))
-                    base = _outcome(partial(_theirs, provider.id, model.id, usage, at))
+                    mine = outcome(partial(_ours, catalog, provider.id, model.id, usage, at))
+                    base = outcome(partial(_theirs, provider.id, model.id, usage, at))
                     if mine != base:
                         found.append(f"{provider.id}/{model.id} {usage} at {at}: wflo {mine} != genai-prices {base}")
     return compared, found
