@@ -350,7 +350,11 @@ def start_subprocess() -> LLMServer:
 
     def stop() -> None:
         process.terminate()
-        process.wait(timeout=10)
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:  # a handler still sleeping out a [delay:S] on a loaded machine
+            process.kill()
+            process.wait(timeout=10)
 
     return LLMServer(line, stop)
 

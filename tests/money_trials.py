@@ -5,7 +5,8 @@ Used by ``tests/integration/test_money_property.py`` (20 trials in the suite) an
 random mix of complete, streams read to the end, streams dropped at a random chunk, 429/500/timeout
 answers with retries, cache hits and holds that expire while their call is in flight; then checks,
 for every budget: spent ≤ limit, spent == the ledger's total for that scope, nothing left held, and
-every request the server received is exactly one ledger row.
+every request the server received is one ledger row (a row whose request never arrived, because the
+client gave up first, is estimated).
 """
 
 from __future__ import annotations
@@ -30,6 +31,8 @@ from wflo_core.services import build_services
 PROCESSES, THREADS, OPS = 6, 4, 6
 SPAWN = mp.get_context("spawn")
 SENT_STATUSES = ("settled", "over_bound", "estimated", "failed")
+SHARED_QUESTION = "the shared question"
+"""Where requests and rows of the cacheable question all threads of a trial ask are counted together."""
 """Statuses of rows whose attempt reached the provider (a cache hit does not; a refused call has no row)."""
 OPERATIONS = ("complete", "complete", "cached", "stream", "drop_stream", "fail_500", "fail_429", "timeout",
               "slow_expiring")
@@ -42,8 +45,10 @@ class TrialReport:
     """(scope, key, limit, spent, held, ledger total) per budget."""
     held_rows: int = 0
     open_holds: int = 0
-    server_requests: int = 0
-    sent_rows: int = 0
+    requests_by_call: dict[str, int] = field(default_factory=dict)
+    """Requests the server received, by the call key in their prompt."""
+    sent_rows_by_call: dict[str, list[str]] = field(default_factory=dict)
+    """Statuses of the ledger rows whose attempt was sent, by call key (attempts ``#k`` included)."""
     rows_by_status: dict[str, int] = field(default_factory=dict)
     errors: list[str] = field(default_factory=list)
 
@@ -56,8 +61,14 @@ class TrialReport:
         found += [f"{s} {k}: held {held}" for s, k, _, _, held, _ in self.budgets if held != 0]
         if self.held_rows or self.open_holds:
             found.append(f"{self.held_rows} held rows, {self.open_holds} open holds")
-        if self.server_requests != self.sent_rows:
-            found.append(f"server got {self.server_requests} requests, ledger has {self.sent_rows} sent rows")
+        for call in sorted({*self.requests_by_call, *self.sent_rows_by_call}):
+            received, rows = self.requests_by_call.get(call, 0), self.sent_rows_by_call.get(call, [])
+            if received > len(rows):
+                found.append(f"{call}: the server got {received} requests, the ledger has {len(rows)} rows")
+            elif rows.count("estimated") < len(rows) - received:
+                # an attempt whose request never reached the server (the client gave up first) can only
+                # be estimated: nobody knows whether it was billed
+                found.append(f"{call}: {len(rows)} rows {rows} for {received} requests")
         return found + self.errors
 
 
@@ -165,11 +176,17 @@ class Trials:
             report.held_rows = s.scalar(select(func.count()).select_from(LLMCall).where(LLMCall.status == "held")) or 0
             report.open_holds = s.scalar(select(func.count()).select_from(BudgetHold)
                                          .where(BudgetHold.status == "held")) or 0
-            report.sent_rows = s.scalar(select(func.count()).select_from(LLMCall).where(
-                LLMCall.run_id == run_id, LLMCall.status.in_(SENT_STATUSES))) or 0
+            sent = select(LLMCall.idempotency_key, LLMCall.status, LLMCall.cache_key).where(
+                LLMCall.run_id == run_id, LLMCall.status.in_(SENT_STATUSES))
+            for key, status, cache_key in s.execute(sent):
+                call = SHARED_QUESTION if cache_key else key.split("#")[0]
+                report.sent_rows_by_call.setdefault(call, []).append(status)
             report.rows_by_status = dict(s.execute(select(LLMCall.status, func.count()).where(
                 LLMCall.run_id == run_id).group_by(LLMCall.status)).all())
-        report.server_requests = self.server.request_count()
+        for request in self.server.requests():
+            prompt = request["body"]["messages"][0]["content"]
+            call = next((word for word in prompt.split() if word.startswith(f"{run_id}:")), SHARED_QUESTION)
+            report.requests_by_call[call] = report.requests_by_call.get(call, 0) + 1
 
     def close(self) -> None:
         for inbox in self.inboxes:
