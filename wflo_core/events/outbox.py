@@ -11,6 +11,7 @@ import functools
 from typing import Any, Protocol
 
 from sqlalchemy import Insert, func, select
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from wflo_core.events.envelope import DEFAULT_SOURCE, CloudEvent, encode_event, new_event
@@ -35,32 +36,30 @@ def emit(
     idempotency key, get a deterministic id).
     """
     cloud_event = event if isinstance(event, CloudEvent) else new_event(event, source=source)
-    connection = session.connection()  # the caller's transaction; Core, not the ORM's bulk path
-    connection.execute(
-        _insert_for(connection.dialect.name),
-        {
-            "event_id": cloud_event.id,
-            "event_type": cloud_event.type,
-            "topic": topic,
-            "key": cloud_event.partitionkey,
-            "payload": encode_event(cloud_event).decode(),
-            "created_at": utcnow(),
-            "attempts": 0,
-        },
-    )
+    row = (cloud_event.id, cloud_event.type, topic, cloud_event.partitionkey,
+           encode_event(cloud_event).decode(), utcnow())
+    connection = session.connection()  # the caller's transaction
+    if connection.dialect.name == "postgresql":
+        # One INSERT on the driver's cursor: the statement text never changes, so psycopg prepares
+        # it once per connection, and SQLAlchemy's per-execute work (half of emit's own cost) is skipped.
+        cursor = connection.connection.cursor()
+        try:
+            cursor.execute(_INSERT_PG, row)
+        finally:
+            cursor.close()
+    else:
+        connection.execute(_INSERT_SQLITE, dict(zip(_COLUMNS, row, strict=True)))
     return cloud_event
 
 
-@functools.cache
-def _insert_for(dialect: str) -> Insert:
-    """One prepared statement per dialect: building ``insert().values(...)`` per event cost ~1 ms."""
-    if dialect == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert as pg_insert
-
-        return pg_insert(OutboxEvent).on_conflict_do_nothing(index_elements=["event_id"])
-    from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-
-    return sqlite_insert(OutboxEvent).on_conflict_do_nothing(index_elements=["event_id"])
+_COLUMNS = ("event_id", "event_type", "topic", "key", "payload", "created_at")
+_INSERT_PG = (
+    f"INSERT INTO outbox ({', '.join(_COLUMNS)}, attempts) VALUES (%s, %s, %s, %s, %s, %s, 0)"
+    " ON CONFLICT (event_id) DO NOTHING"
+)
+_INSERT_SQLITE: Insert = (
+    sqlite_insert(OutboxEvent).values(attempts=0).on_conflict_do_nothing(index_elements=["event_id"])
+)
 
 
 def pending_count(session: Session) -> int:
