@@ -30,7 +30,7 @@ from wflo_core.calls import LLMRequest, LLMResponse
 from wflo_core.checkpoints import CheckpointStore, SettledResults
 from wflo_core.compensation import CompensationBook
 from wflo_core.config import WfloSettings
-from wflo_core.events.outbox import EventRecorder, outbox_recorder
+from wflo_core.events.outbox import EventRecorder, OutboxRecorder
 from wflo_core.events.relay import IN_STEP_DELIVERY_TIMEOUT_S, RelayStats, relay_in_step
 from wflo_core.events.sinks import build_event_sink, publish_breaker
 from wflo_core.events.sinks.base import EventSink
@@ -144,7 +144,7 @@ def build_services(settings: WfloSettings, **part_overrides: Any) -> WfloService
     def key_for(request: LLMRequest) -> str | None:
         return cache_key(request) if is_cacheable(request, settings.cache_mode) else None
 
-    record_event = outbox_recorder(TopicLayout.from_settings(settings).events)
+    record_event = OutboxRecorder(TopicLayout.from_settings(settings).events)
     checkpoints = CheckpointStore(ledger)
     approvals = ApprovalBook(ledger, record_event=record_event)
     parts = GatewayParts(

@@ -14,7 +14,7 @@ from datetime import timedelta
 from decimal import Decimal
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import func, select, text
 
 from wflo_core.budgets import CallScope
 from wflo_core.calls import LLMRequest, Message
@@ -111,21 +111,24 @@ def test_threads_sharing_one_gateway_record_every_paid_call(services: WfloServic
 
 
 def test_a_failure_after_the_provider_answered_still_charges_the_answer(services: WfloServices, llm_server) -> None:
-    """The outbox write of the settlement fails once: the settlement is retried, nothing is lost."""
-    record = services.gateway.parts.record_event
-    failures = []
-
-    def flaky(session, event):  # type: ignore[no-untyped-def]
-        if isinstance(event, LLMCallSettled) and not failures:
-            failures.append(event)
-            raise ConnectionError("outbox insert failed")
-        return record(session, event)
-
-    services.gateway.parts.record_event = flaky
+    """The outbox write of the settlement fails once (a trigger raises; a sequence, which no rollback
+    undoes, counts the tries): the settlement is retried, and nothing of the failed try was kept."""
+    with services.ledger.transaction() as s:
+        s.execute(text("CREATE SEQUENCE settled_inserts"))
+        s.execute(text(
+            "CREATE FUNCTION fail_first_settled() RETURNS trigger AS $$ BEGIN "
+            "IF NEW.event_type LIKE '%settled' AND nextval('settled_inserts') = 1 THEN "
+            "  RAISE EXCEPTION 'outbox insert failed'; END IF; RETURN NEW; END $$ LANGUAGE plpgsql"))
+        s.execute(text("CREATE TRIGGER fail_first BEFORE INSERT ON outbox FOR EACH ROW "
+                       "EXECUTE FUNCTION fail_first_settled()"))
     _limit(services, "run", "run-f", "1")
     _, outcome = services.gateway.complete(_request("pay me"), CallScope(run_id="run-f", workflow="wf"), "f1")
-    assert failures and outcome.cost_usd > 0
+    assert outcome.cost_usd > 0
     assert assert_accounted(services, "run-f") == outcome.cost_usd
+    with services.ledger.transaction() as s:
+        assert s.scalar(text("SELECT last_value FROM settled_inserts")) == 2  # failed once, then went in
+        assert s.scalar(select(func.count()).select_from(OutboxEvent)
+                        .where(OutboxEvent.event_type.like("%settled"))) == 1
 
 
 # ---------------------------------------------------------------------------------------------- 2. streams

@@ -137,3 +137,56 @@ def test_config_from_settings() -> None:
                              breaker_half_open_probes=3)
     config = BreakerConfig.from_settings(settings)
     assert (config.failure_threshold, config.reset_timeout_seconds, config.half_open_probes) == (2, 4, 3)
+
+
+class CountingStore(MemoryBreakerStore):
+    """The in-process store, counting how often the breaker asks it anything."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.asked = 0
+
+    def admit(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        self.asked += 1
+        return super().admit(*args, **kwargs)
+
+    def record_success(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        self.asked += 1
+        return super().record_success(*args, **kwargs)
+
+
+def test_a_closed_breaker_asks_its_store_once_per_local_view_not_per_call(clock: FakeClock) -> None:
+    store = CountingStore()
+    breaker = CircuitBreaker("openai", store=store, config=BreakerConfig(local_view_seconds=1.0), clock=clock)
+    for _ in range(100):
+        assert breaker.call(lambda: "ok") == "ok"
+    assert store.asked == 2  # the first call's admission and success; the other 99 went straight through
+    clock.now += 1.5
+    breaker.call(lambda: "ok")
+    assert store.asked == 4
+
+
+def test_a_breaker_opened_elsewhere_stops_this_process_within_the_local_view(clock: FakeClock) -> None:
+    store = MemoryBreakerStore()
+    config = BreakerConfig(failure_threshold=3, reset_timeout_seconds=30, local_view_seconds=1.0)
+    here, elsewhere = (CircuitBreaker("openai", store=store, config=config, clock=clock) for _ in range(2))
+    here.call(lambda: "ok")
+    open_it(elsewhere)
+    assert here.call(lambda: "still trusted") == "still trusted"  # the documented staleness, under 1 s
+    clock.now += 1.01
+    calls: list[int] = []
+    with pytest.raises(CircuitOpen):
+        here.call(lambda: calls.append(1))
+    assert calls == []
+
+
+def test_a_failure_in_the_local_view_reaches_the_store_and_ends_the_view(clock: FakeClock) -> None:
+    config = BreakerConfig(failure_threshold=2, reset_timeout_seconds=30, local_view_seconds=60)
+    breaker = CircuitBreaker("openai", store=MemoryBreakerStore(), config=config, clock=clock)
+    breaker.call(lambda: "ok")
+    for _ in range(2):
+        with pytest.raises(ProviderUnavailable):
+            breaker.call(fail(ProviderUnavailable("503")))
+    assert breaker.snapshot().state is BreakerState.OPEN
+    with pytest.raises(CircuitOpen):
+        breaker.call(lambda: "never sent")

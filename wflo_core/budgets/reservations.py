@@ -305,12 +305,23 @@ class BudgetBook:
                        Budget.alerts_sent)).all()
         return self._thresholds(session, rows) if spent > 0 else []
 
+    def alerts_due(self, limit_usd: Decimal, spent_usd: Decimal, sent: Sequence[int]) -> bool:
+        """Whether a budget at ``spent_usd`` has a threshold alert not sent yet."""
+        return limit_usd > 0 and any(p not in sent and spent_usd * 100 >= limit_usd * p for p in self.alert_thresholds)
+
+    def claim_alerts(self, session: Session, budget_ids: Sequence[int]) -> list[ThresholdCrossed]:
+        """Lock the budgets and mark their due alerts sent; the thresholds crossed (each claimed once)."""
+        rows = session.execute(
+            select(Budget.id, Budget.scope, Budget.scope_key, Budget.limit_usd, Budget.spent_usd, Budget.alerts_sent)
+            .where(Budget.id.in_(budget_ids)).order_by(Budget.id).with_for_update()).all()
+        return self._thresholds(session, rows)
+
     def _thresholds(self, session: Session,
                     rows: Sequence[Row[int, str, str, Decimal, Decimal, list[int]]]) -> list[ThresholdCrossed]:
         """Alerts due on budgets this transaction just updated (their rows are locked until commit)."""
         crossed: list[ThresholdCrossed] = []
         for budget_id, scope, key, limit, spent, sent in rows:
-            if limit <= 0:
+            if not self.alerts_due(limit, spent, sent):
                 continue
             due = [p for p in self.alert_thresholds if p not in sent and spent * 100 >= limit * p]
             if due:

@@ -8,10 +8,10 @@ broker outage cannot lose it. :class:`~wflo_core.events.relay.OutboxRelay` publi
 from __future__ import annotations
 
 import functools
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from sqlalchemy import Insert, func, select
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from wflo_core.events.envelope import DEFAULT_SOURCE, CloudEvent, encode_event, new_event
@@ -36,8 +36,7 @@ def emit(
     idempotency key, get a deterministic id).
     """
     cloud_event = event if isinstance(event, CloudEvent) else new_event(event, source=source)
-    row = (cloud_event.id, cloud_event.type, topic, cloud_event.partitionkey,
-           encode_event(cloud_event).decode(), utcnow())
+    row = outbox_row(cloud_event, topic=topic)
     connection = session.connection()  # the caller's transaction
     if connection.dialect.name == "postgresql":
         # One INSERT on the driver's cursor: the statement text never changes, so psycopg prepares
@@ -48,18 +47,41 @@ def emit(
         finally:
             cursor.close()
     else:
-        connection.execute(_INSERT_SQLITE, dict(zip(_COLUMNS, row, strict=True)))
+        connection.execute(_insert_for(connection.dialect.name), row)
     return cloud_event
 
 
-_COLUMNS = ("event_id", "event_type", "topic", "key", "payload", "created_at")
 _INSERT_PG = (
-    f"INSERT INTO outbox ({', '.join(_COLUMNS)}, attempts) VALUES (%s, %s, %s, %s, %s, %s, 0)"
+    "INSERT INTO outbox (event_id, event_type, topic, key, payload, created_at, attempts) VALUES"
+    " (%(event_id)s, %(event_type)s, %(topic)s, %(key)s, %(payload)s, %(created_at)s, %(attempts)s)"
     " ON CONFLICT (event_id) DO NOTHING"
 )
-_INSERT_SQLITE: Insert = (
-    sqlite_insert(OutboxEvent).values(attempts=0).on_conflict_do_nothing(index_elements=["event_id"])
-)
+
+
+def outbox_row(cloud_event: CloudEvent, *, topic: str) -> dict[str, Any]:
+    """The ``outbox`` row that queues ``cloud_event``: what ``emit`` inserts, for a statement that writes
+    a ledger change and its events at once."""
+    return {
+        "event_id": cloud_event.id,
+        "event_type": cloud_event.type,
+        "topic": topic,
+        "key": cloud_event.partitionkey,
+        "payload": encode_event(cloud_event).decode(),
+        "created_at": utcnow(),
+        "attempts": 0,
+    }
+
+
+@functools.cache
+def _insert_for(dialect: str) -> Insert:
+    """One prepared statement per dialect: building ``insert().values(...)`` per event cost ~1 ms."""
+    if dialect == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+        return pg_insert(OutboxEvent).on_conflict_do_nothing(index_elements=["event_id"])
+    from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+    return sqlite_insert(OutboxEvent).on_conflict_do_nothing(index_elements=["event_id"])
 
 
 def pending_count(session: Session) -> int:
@@ -71,11 +93,23 @@ class EventRecorder(Protocol):
 
     def __call__(self, session: Session, event: EventData | CloudEvent) -> Any: ...
 
+    def row(self, event: EventData | CloudEvent) -> dict[str, Any]:
+        """The outbox row the call would insert (see :func:`outbox_row`)."""
+        ...
 
-def outbox_recorder(topic: str) -> EventRecorder:
-    """``emit`` bound to ``topic``; the composition root builds it from the configured topic prefix."""
-    return functools.partial(emit, topic=topic)
+
+@dataclass(frozen=True, slots=True)
+class OutboxRecorder:
+    """``emit`` bound to a topic; the composition root builds it from the configured topic prefix."""
+
+    topic: str
+
+    def __call__(self, session: Session, event: EventData | CloudEvent) -> CloudEvent:
+        return emit(session, event, topic=self.topic)
+
+    def row(self, event: EventData | CloudEvent) -> dict[str, Any]:
+        return outbox_row(event if isinstance(event, CloudEvent) else new_event(event), topic=self.topic)
 
 
-DEFAULT_RECORDER: EventRecorder = outbox_recorder(TopicLayout().events)
+DEFAULT_RECORDER: EventRecorder = OutboxRecorder(TopicLayout().events)
 """For code used outside the composition root (tests, scripts): the default prefix's events topic."""

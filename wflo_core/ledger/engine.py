@@ -16,11 +16,12 @@ if TYPE_CHECKING:
     from sqlalchemy.pool import ConnectionPoolEntry
 
 
-def make_engine(url: str, *, pool_size: int = 5) -> Engine:
+def make_engine(url: str, *, pool_size: int = 5, pre_ping: bool = True) -> Engine:
     """An engine with the settings each backend needs for concurrent steps.
 
     SQLite: WAL, foreign keys on, a generous busy timeout (parallel step processes share the file).
-    Postgres: pre-ping so a restarted server does not fail the first query of a step.
+    Postgres: pre-ping (a round trip per checkout) so a restarted server does not fail the first
+    query of a step; without it, the caller retries a statement whose connection was lost.
     """
     if url.startswith("sqlite"):
         db_path = url.split(":///", 1)[1] if ":///" in url else ""
@@ -44,7 +45,7 @@ def make_engine(url: str, *, pool_size: int = 5) -> Engine:
             conn.exec_driver_sql("BEGIN IMMEDIATE")
 
         return engine
-    return create_engine(url, pool_pre_ping=True, pool_size=pool_size, max_overflow=10)
+    return create_engine(url, pool_pre_ping=pre_ping, pool_size=pool_size, max_overflow=10)
 
 
 def make_session_factory(engine: Engine) -> sessionmaker[Session]:

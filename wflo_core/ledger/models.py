@@ -199,6 +199,7 @@ class BudgetHold(Base):
         UniqueConstraint("budget_id", "call_key", name="uq_budget_holds_budget_call"),
         *_non_negative("amount_usd"),
         Index("ix_budget_holds_status_expires", "status", "expires_at"),
+        Index("ix_budget_holds_call_key", "call_key"),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
@@ -300,7 +301,7 @@ class OutboxEvent(Base):
 
     __tablename__ = "outbox"
     __table_args__ = (
-        # Pending rows only (migration 0003): the relay's keyset read costs its batch, whatever the history.
+        # Pending rows only (migration 0004): a relay read costs its batch, however long the history.
         Index("ix_outbox_pending", "id", postgresql_where=_OUTBOX_PENDING, sqlite_where=_OUTBOX_PENDING),
     )
 

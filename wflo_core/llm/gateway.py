@@ -43,11 +43,13 @@ from wflo_core.events.outbox import EventRecorder
 from wflo_core.events.schemas import (
     BudgetExceededEvent,
     BudgetThresholdCrossed,
+    EventData,
     LLMCallCacheHit,
     LLMCallOverBound,
     LLMCallSettled,
 )
 from wflo_core.ledger.store import Ledger
+from wflo_core.llm.attempt_writes import AttemptWrites, HeldRow, PostgresAttemptWrites, Settlement
 from wflo_core.llm.providers.base import Provider, StreamChunk
 from wflo_core.telemetry import traced_complete, traced_stream
 
@@ -149,6 +151,8 @@ class Gateway:
     def __init__(self, parts: GatewayParts) -> None:
         self.parts = parts
         self._known_runs: set[str] = set()
+        writes = PostgresAttemptWrites if parts.ledger.dialect == "postgresql" else AttemptWrites
+        self._writes = writes(parts.ledger, parts.budgets, parts.record_event)
         self._lock = threading.Lock()
         self._workers: concurrent.futures.ThreadPoolExecutor | None = None
         self._workers_lock = threading.Lock()
@@ -346,16 +350,15 @@ class Gateway:
 
     def _hold(self, attempt: _Attempt, scope: CallScope, cache_key: str | None) -> None:
         p = self.parts
-        with p.ledger.transaction() as session:
-            self._ensure_run(session, scope)
-            p.budgets.hold(session, scope.refs(), attempt.key, attempt.bound_usd, run_id=scope.run_id,
-                           ttl=p.attempt_ttl)
-            p.ledger.record_call(
-                session, idempotency_key=attempt.key, run_id=scope.run_id, step_key=scope.step_key,
-                asset_key=scope.asset_key, provider=attempt.provider, model=attempt.request.model, status="held",
-                attempt=attempt.number, bound_usd=attempt.bound_usd, max_output_tokens=attempt.request.max_tokens,
-                requested_max_tokens=attempt.requested_max_tokens, price_version="pending", cache_key=cache_key,
-                tags=dict(scope.tags), parent_call_id=scope.parent_call_id)
+        with self._lock:
+            known = scope.run_id in self._known_runs
+        self._writes.hold(HeldRow(
+            attempt.key, scope.run_id, scope.refs(), attempt.bound_usd, p.attempt_ttl,
+            {"step_key": scope.step_key, "asset_key": scope.asset_key, "provider": attempt.provider,
+             "model": attempt.request.model, "attempt": attempt.number, "max_output_tokens": attempt.request.max_tokens,
+             "requested_max_tokens": attempt.requested_max_tokens, "cache_key": cache_key, "tags": dict(scope.tags),
+             "parent_call_id": scope.parent_call_id},
+        ), None if known else functools.partial(self._ensure_run, scope=scope))
         with self._lock:
             self._known_runs.add(scope.run_id)  # only once the run row is committed
 
@@ -416,23 +419,18 @@ class Gateway:
                     "over_bound" if cost.total_usd > attempt.bound_usd else "settled")
                 outcome = CallOutcome(response.provider, attempt.request.model, response.usage, cost.total_usd,
                                       Decimal(0), False, cost.price_version, attempt.key)
-                with p.ledger.transaction() as session:  # budgets first: their locks come before any row's
-                    crossed = p.budgets.settle(session, attempt.key, cost.total_usd)
-                    call_id = p.ledger.settle_call(
-                        session, attempt.key, status=status, usage=response.usage, cost_usd=cost.total_usd,
-                        price_version=cost.price_version, latency_ms=latency_ms)
-                    p.record_event(session, LLMCallSettled(
-                        **self._event_fields(outcome, scope), latency_ms=latency_ms, attempt=attempt.number,
-                        status=status, bound_usd=attempt.bound_usd, max_output_tokens=attempt.request.max_tokens,
-                        requested_max_tokens=attempt.requested_max_tokens))
-                    if status == "over_bound":
-                        log.warning("call %s cost $%s, over its bound $%s", attempt.key, cost.total_usd,
-                                    attempt.bound_usd)
-                        p.record_event(session, LLMCallOverBound(**self._event_fields(outcome, scope),
-                                                                 bound_usd=attempt.bound_usd))
-                    self._record_thresholds(session, scope, crossed)
-                    if remember is not None:
-                        remember(session, response)
+                events: list[EventData] = [LLMCallSettled(
+                    **self._event_fields(outcome, scope), latency_ms=latency_ms, attempt=attempt.number,
+                    status=status, bound_usd=attempt.bound_usd, max_output_tokens=attempt.request.max_tokens,
+                    requested_max_tokens=attempt.requested_max_tokens)]
+                if status == "over_bound":
+                    log.warning("call %s cost $%s, over its bound $%s", attempt.key, cost.total_usd, attempt.bound_usd)
+                    events.append(LLMCallOverBound(**self._event_fields(outcome, scope), bound_usd=attempt.bound_usd))
+                call_id = self._writes.settle(
+                    Settlement(attempt.key, status, response.usage, cost.total_usd, cost.price_version, latency_ms,
+                               events),
+                    functools.partial(self._record_thresholds, scope=scope),
+                    None if remember is None else lambda session: remember(session, response))
                 return replace(outcome, call_id=call_id)
             except Exception:
                 if tries == SETTLE_ATTEMPTS:
@@ -470,7 +468,7 @@ class Gateway:
                 **self._event_fields(outcome, scope), attempt=attempt.number, status="estimated",
                 bound_usd=attempt.bound_usd, max_output_tokens=attempt.request.max_tokens,
                 requested_max_tokens=attempt.requested_max_tokens))
-            self._record_thresholds(session, scope, crossed)
+            self._record_thresholds(session, crossed, scope=scope)
         return outcome
 
     def _record_cache_hit(self, request: LLMRequest, response: LLMResponse, scope: CallScope, call_key: str,
@@ -499,7 +497,7 @@ class Gateway:
             self._known_runs.add(scope.run_id)
         return replace(outcome, call_id=call_id)
 
-    def _record_thresholds(self, session: Session, scope: CallScope, crossed: list[ThresholdCrossed]) -> None:
+    def _record_thresholds(self, session: Session, crossed: list[ThresholdCrossed], *, scope: CallScope) -> None:
         for alert in crossed:
             # a budget row's scope is one of SCOPES (the event validates it again)
             self.parts.record_event(session, BudgetThresholdCrossed(

@@ -10,6 +10,10 @@ timeouts, connection errors). A provider that answers 400 or 401 is up, so those
 The state lives in a ``BreakerStore``: ``RedisBreakerStore`` shares it between every process of a
 deployment with atomic Lua transitions; ``MemoryBreakerStore`` is the in-process twin with the same
 contract. A probe whose process died stops counting after ``probe_timeout_seconds``.
+
+While closed the breaker costs nothing: after a success, calls go straight through for
+``local_view_seconds`` without asking the store; a failure, and the success after it, always do.
+So a breaker opened by another process stops this one within ``local_view_seconds``.
 """
 
 from __future__ import annotations
@@ -47,12 +51,18 @@ class BreakerConfig:
     """How many calls may be in flight at once while half-open."""
     probe_timeout_seconds: float = 120.0
     """After this long an unfinished probe (its process died) no longer holds a probe slot."""
+    local_view_seconds: float = 1.0
+    """After a success, how long this process trusts that the breaker is closed with no failures and
+    sends without asking the store (Redis): a breaker opened elsewhere stops it within this long.
+    Failures always go to the store; so do the successes after them, which reset the count."""
 
     def __post_init__(self) -> None:
         if self.failure_threshold < 1 or self.half_open_probes < 1:
             raise ConfigError("failure_threshold and half_open_probes must be >= 1")
         if self.reset_timeout_seconds <= 0 or self.probe_timeout_seconds <= 0:
             raise ConfigError("reset_timeout_seconds and probe_timeout_seconds must be > 0")
+        if self.local_view_seconds < 0:
+            raise ConfigError("local_view_seconds must be >= 0 (0: ask the store before every call)")
 
     @classmethod
     def from_settings(cls, settings: WfloSettings) -> BreakerConfig:
@@ -110,9 +120,19 @@ class CircuitBreaker:
         self.store = store
         self.config = config or BreakerConfig()
         self._clock = clock
+        self._closed_until = 0.0
+        """Until then the breaker is known closed with no failures, and calls go through without the store."""
 
     def call(self, fn: Callable[[], T]) -> T:
         token = secrets.token_hex(8)
+        if self._clock() < self._closed_until:  # closed with no failures, as the store said moments ago
+            try:
+                return fn()
+            except Exception as error:
+                if is_retryable(error):
+                    self._closed_until = 0.0
+                    self.store.record_failure(self.name, token, now=self._clock(), config=self.config)
+                raise
         admission = self.store.admit(self.name, token, now=self._clock(), config=self.config)
         if not admission.allowed:
             raise CircuitOpen(
@@ -128,15 +148,21 @@ class CircuitBreaker:
             if is_retryable(error):
                 self.store.record_failure(self.name, token, now=self._clock(), config=self.config)
             elif isinstance(error, WfloError):  # e.g. 400/401: the provider answered, it is up
-                self.store.record_success(self.name, token, now=self._clock())
+                self._record_success(token)
             else:
                 self.store.release(self.name, token)
             raise
         except BaseException:
             self.store.release(self.name, token)
             raise
-        self.store.record_success(self.name, token, now=self._clock())
+        self._record_success(token)
         return result
+
+    def _record_success(self, token: str) -> None:
+        """Report a healthy answer: the store is closed with no failures now, so the next calls for
+        ``local_view_seconds`` need not ask it."""
+        self.store.record_success(self.name, token, now=self._clock())
+        self._closed_until = self._clock() + self.config.local_view_seconds
 
     def snapshot(self) -> BreakerSnapshot:
         return self.store.snapshot(self.name, now=self._clock())

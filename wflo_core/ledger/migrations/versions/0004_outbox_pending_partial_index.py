@@ -6,8 +6,8 @@ a primary-key scan that filtered past every published row: a read cost grew with
 history. The partial index on ``id`` holds the pending rows only, so a read costs its batch and an
 UPDATE that publishes a row adds no entry to it.
 
-Revision ID: 0003
-Revises: 0002
+Revision ID: 0004
+Revises: 0003
 Create Date: 2026-12-01
 """
 
@@ -16,8 +16,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = '0003'
-down_revision = '0002'
+revision = '0004'
+down_revision = '0003'
 branch_labels = None
 depends_on = None
 
