@@ -14,7 +14,7 @@ from typing import Any, Protocol
 from sqlalchemy import Insert, func, select
 from sqlalchemy.orm import Session
 
-from wflo_core.events.envelope import DEFAULT_SOURCE, CloudEvent, encode_event, new_event
+from wflo_core.events.envelope import DEFAULT_SOURCE, CloudEvent, encode_event, encode_new_event, new_event
 from wflo_core.events.schemas import EventData
 from wflo_core.events.topics import TopicLayout
 from wflo_core.ledger.models import OutboxEvent, utcnow
@@ -108,7 +108,11 @@ class OutboxRecorder:
         return emit(session, event, topic=self.topic)
 
     def row(self, event: EventData | CloudEvent) -> dict[str, Any]:
-        return outbox_row(event if isinstance(event, CloudEvent) else new_event(event), topic=self.topic)
+        if isinstance(event, CloudEvent):
+            return outbox_row(event, topic=self.topic)
+        event_id, payload = encode_new_event(event)  # no envelope model: the row is all the caller needs
+        return {"event_id": event_id, "event_type": event.type, "topic": self.topic, "key": event.partition_key,
+                "payload": payload, "created_at": utcnow(), "attempts": 0}
 
 
 DEFAULT_RECORDER: EventRecorder = OutboxRecorder(TopicLayout().events)
