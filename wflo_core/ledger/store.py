@@ -81,9 +81,8 @@ class Ledger:
         for tries in (1, 2):
             connection = engine.raw_connection()
             try:
-                cursor = connection.cursor()
-                cursor.execute(sql, params)
-                return list(cursor.fetchall())
+                driver: Any = connection.driver_connection  # psycopg: binary parameters need no escaping
+                return list(driver.execute(sql, params, binary=True).fetchall())
             except dbapi.IntegrityError as err:
                 raise LedgerError(_constraint_message(err)) from err
             except dbapi.Error as err:
