@@ -4,6 +4,9 @@ Per run (partition key) order is kept: once an event of a run fails with a retry
 run's later events in the batch stay pending too and are sent after it on the next pass. Events
 the sink can never accept are replaced by an ``io.wflo.event.dead_lettered`` record on the
 dead-letter topic (``<topic>.dlq``) and marked ``dead_lettered_at`` with the reason.
+
+Per batch: one keyset-paged read, one produce per event and one flush, one UPDATE. On Postgres the
+reads and UPDATEs run on a thread of their own, overlapping the sink's work.
 """
 
 from __future__ import annotations
@@ -233,13 +236,15 @@ class OutboxRelay:
         and their messages, built here: on Postgres this runs while the sink waits for the broker."""
         with self.ledger.engine.connect() as conn:
             if self.ledger.dialect == "postgresql":
-                cursor = conn.connection.cursor()
+                driver = conn.connection
+                cursor = driver.cursor()
                 cursor.execute(_PENDING_AFTER_PG, (after, limit))
                 rows: Sequence[Sequence[Any]] = cursor.fetchall()
                 cursor.close()
+                driver.rollback()
             else:
                 rows = conn.execute(_PENDING_AFTER, {"after": after, "limit": limit}).all()
-            conn.rollback()
+                conn.rollback()
         return rows, [OutboundMessage(r[3], r[4], sequenced(r[5], r[0]), r[1]) for r in rows]
 
     def relay_forever(
