@@ -45,6 +45,7 @@ CONTENT_TYPE = "application/cloudevents+json; charset=UTF-8"
 STRUCTURED_HEADERS: tuple[tuple[str, bytes], ...] = (("content-type", CONTENT_TYPE.encode()),)
 """The Kafka protocol binding's structured mode: without ``content-type``, a consumer following the
 spec (Knative, the CloudEvents SDKs) would read the message as binary mode."""
+_new_tuple = tuple.__new__
 _HEADERS: list[tuple[str, str | bytes | None]] = list(STRUCTURED_HEADERS)
 """confluent-kafka takes a list: one shared list, never mutated."""
 
@@ -155,7 +156,9 @@ class KafkaEventSink:
                     self._producer = None
                     return [Delivery(m.event_id, late) for m in messages]
             if not failed and not refused:
-                return list(map(Delivery, [m.event_id for m in messages]))
+                # tuple.__new__ skips NamedTuple's Python-level __new__: this list was a third of
+                # what the sink cost over a raw producer in one large batch.
+                return [_new_tuple(Delivery, (m.event_id, None, False)) for m in messages]
             if any(err.fatal() for err, _ in failed):
                 logger.warning("Kafka producer hit a fatal error; a new one will be created")
                 self._producer = None  # an idempotent producer that hit a fatal error cannot be reused
