@@ -3,7 +3,9 @@ whatever fails mid-batch or mid-pass, and two relays at once never publish the s
 
 from __future__ import annotations
 
+import os
 import shutil
+import signal
 import tempfile
 import threading
 import time
@@ -169,21 +171,40 @@ def test_two_relays_at_once_never_publish_an_event_twice(ledger: Ledger) -> None
     assert sorted(delivered) == sorted(emitted)  # each exactly once: the lease covers every UPDATE
 
 
-def test_a_broker_stopped_mid_pass_marks_only_acknowledged_rows(ledger: Ledger) -> None:
+class FreezesDuringBatch(KafkaEventSink):
+    """A real Kafka sink whose broker freezes a few milliseconds into the third batch."""
+
+    def __init__(self, bootstrap: str, pid: int) -> None:
+        super().__init__(bootstrap, delivery_timeout_s=1.5)
+        self.pid, self.batches = pid, 0
+        self.freezer: threading.Timer | None = None
+
+    def deliver(self, messages: Sequence[OutboundMessage]) -> list[Delivery]:
+        self.batches += 1
+        if self.batches == 3:
+            self.freezer = threading.Timer(0.003, os.kill, (self.pid, signal.SIGSTOP))
+            self.freezer.start()
+        return super().deliver(messages)
+
+
+def test_a_broker_down_mid_pass_marks_only_acknowledged_rows(ledger: Ledger) -> None:
+    # Frozen, not stopped: the test broker loses writes it acknowledged while shutting down
+    # (tests/integration/test_events_kafka_outage.py says more).
     broker = KafkaBroker(free_port(), Path(tempfile.mkdtemp(prefix="wflo-kafka-pipeline-")))
     broker.start()
+    assert broker.proc is not None
+    pid = broker.proc.pid
     try:
         create_topics(broker.bootstrap, [TOPIC], partitions=3)
         emitted = emit_calls(ledger, 6000)
-        sink = KafkaEventSink(broker.bootstrap, delivery_timeout_s=1.5)
+        sink = FreezesDuringBatch(broker.bootstrap, pid)
         relay = OutboxRelay(ledger, sink)
-        stopper = threading.Timer(0.3, broker.stop)
-        stopper.start()
         stats = relay.relay_until_idle(limit=500, max_seconds=60)
-        stopper.join()
+        assert sink.freezer is not None
+        sink.freezer.join()
         published = published_ids(ledger)
         assert stats.failed > 0 and len(published) == stats.published < len(emitted)
-        broker.start()
+        os.kill(pid, signal.SIGCONT)
         on_broker = {decode_event(r.value).id for r in read_kafka(broker.bootstrap, TOPIC, timeout_s=20)}
         assert published <= on_broker  # nothing marked published that the broker does not hold
         while relay.relay_until_idle(max_seconds=60).published:
@@ -193,5 +214,6 @@ def test_a_broker_stopped_mid_pass_marks_only_acknowledged_rows(ledger: Ledger) 
         assert on_broker == set(emitted)
         sink.close()
     finally:
+        os.kill(pid, signal.SIGCONT)
         broker.stop()
         shutil.rmtree(broker.data_dir, ignore_errors=True)
