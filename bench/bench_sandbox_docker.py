@@ -29,6 +29,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.result import result  # noqa: E402
 from tests.services import start_dockerd  # noqa: E402
 from wflo_core.sandbox.docker import DockerSandbox  # noqa: E402
 from wflo_core.sandbox.docker_labels import OWNER_LABEL  # noqa: E402
@@ -102,11 +103,24 @@ def main() -> None:
         p90 = statistics.quantiles(xs, n=10)[-1] * 1000
         print(f"{name:<13}{medians[name]:>9.1f}{p90:>9.1f}{min(xs) * 1000:>9.1f}")
     ratio = medians["cold"] / medians["docker run"]
-    print(f"cold / docker run = {ratio:.2f}x (goal <= 1.0x): {'met' if ratio <= 1.0 else 'NOT met'}")
     pool = medians["warm pool"]
-    verdict = "met" if pool <= POOL_GOAL_MS else "NOT met"
-    print(f"warm pool p50 = {pool:.1f} ms (goal <= {POOL_GOAL_MS:.0f} ms): {verdict}")
     print(f"warm pool p50 = {pool / medians['bare python']:.2f}x bare python, {pool / E2B_CLAIM_MS:.2f}x E2B's claim")
+    result(
+        "Docker sandbox print(1), cold",
+        f"{medians['cold']:.0f} ms",
+        f"hardened docker run {medians['docker run']:.0f} ms",
+        ratio,
+        "<= 1.0x docker run",
+        ratio <= 1.0,
+    )
+    result(
+        "Docker sandbox print(1), warm pool p50",
+        f"{pool:.1f} ms",
+        f"bare python {medians['bare python']:.1f} ms",
+        pool / medians["bare python"],
+        f"<= {POOL_GOAL_MS:.0f} ms",
+        pool <= POOL_GOAL_MS,
+    )
 
 
 def _settle(cold: DockerSandbox, pooled: DockerSandbox) -> None:

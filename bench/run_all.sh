@@ -17,7 +17,7 @@
 # A new bench needs no registration here: name it bench/bench_<what>.py and print RESULT lines.
 #
 #     bench/run_all.sh                  # every bench
-#     bench/run_all.sh cli pricing      # only bench_cli.py and bench_pricing.py
+#     bench/run_all.sh cli pricing      # only bench_cli.py and bench_pricing.py (other rows kept)
 set -uo pipefail
 
 cd "$(dirname "$0")/.."
@@ -52,10 +52,17 @@ for script in "${scripts[@]}"; do
     echo "   exit $code in ${took}s, $(echo -n "$found" | grep -c '^') result(s)" >&2
 done
 
+# A partial run (names given) keeps the other benches' rows from the last RESULTS.md.
+if [ $# -gt 0 ] && [ -f bench/RESULTS.md ]; then
+    rerun="$(for script in "${scripts[@]}"; do echo "\`$(basename "$script" .py)\`"; done)"
+    kept=$(grep '^| ' bench/RESULTS.md | grep -v '^| path |' | grep -vF "$rerun" || true)
+    [ -n "$kept" ] && rows="$kept"$'\n'"$rows"
+fi
 table="| path | wflo | baseline | ratio | goal | met | bench |
 |---|---|---|---|---|---|---|
 ${rows%$'\n'}"
 stamp="$(date -u '+%Y-%m-%d %H:%M UTC'), $machine"
+[ $# -gt 0 ] && stamp+="; only $* re-run then, the other rows are from the run before"
 {
     echo "# Benchmark results"
     echo

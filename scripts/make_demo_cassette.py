@@ -1,9 +1,10 @@
 """Regenerate the research-agent demo cassette from the pipeline's own prompt builders.
 
-No key and no network: a scripted local server (127.0.0.1) answers each call with a canned, realistic
-provider body, and the calls go through the real SDK adapters and ``RecordingProvider``, so the
-cassette holds exactly what a live recording would. Token counts follow the prompt and answer sizes
-(about four characters a token, plus per-message overhead). Run after changing a prompt:
+No key and no network: a scripted local server (127.0.0.1) answers each call with a canned answer,
+rendered as a provider body by the test server's own renderers (``tests/llm_server_answers.py``), and
+the calls go through the real SDK adapters and ``RecordingProvider``, so the cassette holds exactly
+what a live recording would. Token counts follow the prompt and answer sizes (about four characters a
+token, plus per-message overhead). Run after changing a prompt:
 
     .venv/bin/python scripts/make_demo_cassette.py
 """
@@ -12,7 +13,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 import os
 import sys
 import tempfile
@@ -24,8 +24,9 @@ from typing import Any
 
 import triage_cassette  # scripts/triage_cassette.py, next to this file
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # tests.llm_server answers the pydantic-ai agent
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the test server's answers, from tests/
 
+from tests.llm_server_answers import Answer, UsageExtras, anthropic_json, chat_json, tokens
 from wflo_core.calls import LLMRequest, LLMResponse, Message
 from wflo_core.llm.providers import (
     AnthropicProvider,
@@ -67,11 +68,8 @@ SUMMARY = (
 )
 
 
-def tokens(text: str) -> int:
-    return max(1, math.ceil(len(text) / 4))
-
-
 def prompt_tokens(request: LLMRequest) -> int:
+    """The test server's prompt count plus 3 tokens of reply priming, as the shipped cassette has it."""
     return (
         sum(tokens(m.content) + 4 for m in request.messages)
         + sum(tokens(json.dumps(t)) for t in request.tools)
@@ -79,60 +77,27 @@ def prompt_tokens(request: LLMRequest) -> int:
     )
 
 
+def _digest(request: LLMRequest) -> str:
+    return hashlib.sha256(json.dumps([m.content for m in request.messages]).encode()).hexdigest()
+
+
 def openai_body(request: LLMRequest, text: str, tool_call: dict[str, Any] | None = None) -> dict[str, Any]:
-    digest = hashlib.sha256(json.dumps([m.content for m in request.messages]).encode()).hexdigest()
-    message: dict[str, Any] = {"role": "assistant", "content": text or None, "refusal": None}
-    if tool_call:
-        message["tool_calls"] = [{"id": f"call_{digest[:24]}", "type": "function", "function": tool_call}]
-    completion = tokens(text + json.dumps(tool_call or ""))
-    prompt = prompt_tokens(request)
-    return {
-        "id": f"chatcmpl-{digest[:29]}",
-        "object": "chat.completion",
-        "created": 1_745_000_000,
-        "model": "gpt-4o-mini-2024-07-18",
-        "choices": [
-            {
-                "index": 0,
-                "message": message,
-                "logprobs": None,
-                "finish_reason": "tool_calls" if tool_call else "stop",
-            }
-        ],
-        "usage": {
-            "prompt_tokens": prompt,
-            "completion_tokens": completion,
-            "total_tokens": prompt + completion,
-            "prompt_tokens_details": {"cached_tokens": 0, "audio_tokens": 0},
-            "completion_tokens_details": {
-                "reasoning_tokens": 0,
-                "audio_tokens": 0,
-                "accepted_prediction_tokens": 0,
-                "rejected_prediction_tokens": 0,
-            },
-        },
-        "service_tier": "default",
-        "system_fingerprint": "fp_b376dfbbd5",
-    }
+    """A chat completion answering ``request`` with ``text`` (or a call of ``tool_call``)."""
+    digest = _digest(request)
+    tool = (f"call_{digest[:24]}", tool_call["name"], tool_call["arguments"]) if tool_call else None
+    return chat_json(Answer(
+        key=digest[:29], model="gpt-4o-mini-2024-07-18", text=text, tool=tool,
+        input_tokens=prompt_tokens(request), output_tokens=tokens(text + json.dumps(tool_call or "")),
+        truncated=False, extras=UsageExtras(),
+    ))
 
 
 def anthropic_body(request: LLMRequest, text: str) -> dict[str, Any]:
-    digest = hashlib.sha256(json.dumps([m.content for m in request.messages]).encode()).hexdigest()
-    return {
-        "id": f"msg_01{digest[:22]}",
-        "type": "message",
-        "role": "assistant",
-        "model": "claude-3-5-haiku-20241022",
-        "content": [{"type": "text", "text": text}],
-        "stop_reason": "end_turn",
-        "stop_sequence": None,
-        "usage": {
-            "input_tokens": prompt_tokens(request),
-            "output_tokens": tokens(text),
-            "cache_creation_input_tokens": 0,
-            "cache_read_input_tokens": 0,
-        },
-    }
+    """An Anthropic message answering ``request`` with ``text``."""
+    return anthropic_json(Answer(
+        key=f"01{_digest(request)[:22]}", model="claude-3-5-haiku-20241022", text=text, tool=None,
+        input_tokens=prompt_tokens(request), output_tokens=tokens(text), truncated=False, extras=UsageExtras(),
+    ))
 
 
 class ScriptedServer(ThreadingHTTPServer):

@@ -31,7 +31,7 @@ class UsageExtras:
     """With tools offered, ask for a tool call until the conversation holds this many tool results."""
 
 
-def _tokens(text: str) -> int:
+def tokens(text: str) -> int:
     """About four characters a token, like the real tokenizers on English text."""
     return max(1, math.ceil(len(text) / 4))
 
@@ -63,7 +63,7 @@ def _answer(
 ) -> Answer:
     key = hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:16]
     last = prompt[-1] if prompt else ""
-    input_tokens = sum(_tokens(p) + 4 for p in prompt) + sum(_tokens(json.dumps(t)) for t in tools)
+    input_tokens = sum(tokens(p) + 4 for p in prompt) + sum(tokens(json.dumps(t)) for t in tools)
     tool = None
     more_rounds = not last_is_tool_result or tool_results < extras.tool_rounds
     if tools and tool_choice not in ("none", {"type": "none"}) and more_rounds:
@@ -75,7 +75,7 @@ def _answer(
         text = f"Based on the tool result, here is the answer ({key[:6]}): {last[:120]}"
     else:
         text = f"Answer from {model} ({key[:6]}) to: {last[:160]}"
-    output_tokens = _tokens(text + (tool[2] if tool else "")) + extras.reasoning_tokens
+    output_tokens = tokens(text + (tool[2] if tool else "")) + extras.reasoning_tokens
     truncated = output_tokens > max_tokens
     if truncated:
         text = text[: max(0, (max_tokens - extras.reasoning_tokens) * 4)]

@@ -104,9 +104,9 @@ class WfloSettings(BaseSettings):
     sandbox_image: str = "wflo-sandbox:latest"
     sandbox_runtime: str | None = None
     """Docker runtime for sandbox containers, e.g. ``runsc`` (gVisor); unset = the engine default."""
-    sandbox_warm_pool: int = Field(default=0, ge=0, le=32)
-    """Sandboxes kept ready ahead of time: Docker containers started, or (process backend) the next
-    run's sandbox set up; 0 = set each up when its run starts."""
+    sandbox_warm_pool: int | None = Field(default=None, ge=0, le=32)
+    """Sandboxes kept ready ahead of time: Docker containers started, or process sandboxes set up;
+    0 = set each up when its run starts; unset = 1 for the process backend, 0 for Docker."""
     docker_host: str | None = None
 
     @field_validator("database_url")

@@ -22,8 +22,6 @@ from wflo_core.cache.base import ResponseCache
 from wflo_core.cache.fail_open import FailOpenCache, fail_open_single_flight
 from wflo_core.cache.keys import cache_key, is_cacheable
 from wflo_core.cache.locks import LockFactory
-from wflo_core.cache.redis import RedisCache
-from wflo_core.cache.redis_locks import RedisLocks
 from wflo_core.cache.singleflight import SingleFlight
 from wflo_core.cache.sqlite import SQLiteCache, SQLiteLocks
 from wflo_core.calls import LLMRequest, LLMResponse
@@ -35,7 +33,7 @@ from wflo_core.events.relay import IN_STEP_DELIVERY_TIMEOUT_S, RelayStats, relay
 from wflo_core.events.sinks import build_event_sink, publish_breaker
 from wflo_core.events.sinks.base import EventSink
 from wflo_core.events.topics import TopicLayout
-from wflo_core.ledger.migrations import upgrade
+from wflo_core.ledger.access import open_ledger
 from wflo_core.ledger.models import Run
 from wflo_core.ledger.rollups import run_total
 from wflo_core.ledger.store import Ledger
@@ -45,7 +43,6 @@ from wflo_core.llm.providers.factory import build_provider
 from wflo_core.pricing import PriceCatalog
 from wflo_core.resilience.breaker import BreakerConfig, BreakerStore, CircuitBreaker, MemoryBreakerStore
 from wflo_core.resilience.fail_open import FailOpenBreakerStore
-from wflo_core.resilience.redis_breaker import RedisBreakerStore
 from wflo_core.resilience.retry import RetryPolicy, call_with_retries
 from wflo_core.runs.close import close_run
 
@@ -101,10 +98,9 @@ class WfloServices:
 
 
 def build_services(settings: WfloSettings, **part_overrides: Any) -> WfloServices:
-    """Wire the gateway from settings. Embedded mode migrates its SQLite ledger on first use."""
-    if settings.is_embedded:
-        upgrade(settings.ledger_url)
-    ledger = Ledger(settings.ledger_url)
+    """Wire the gateway from settings. Embedded mode migrates its SQLite ledger on first use (Alembic only
+    runs, and is only imported, when the schema is behind: the check is one query)."""
+    ledger = open_ledger(settings) if settings.is_embedded else Ledger(settings.ledger_url)
     attempt_ttl = timedelta(seconds=max(settings.hold_ttl_seconds, settings.llm_timeout_seconds + HOLD_MARGIN_SECONDS))
     budgets = BudgetBook(ledger, hold_ttl=attempt_ttl, alert_thresholds=settings.budget_alert_thresholds,
                          unknown_billing=settings.unknown_billing)
@@ -120,6 +116,10 @@ def build_services(settings: WfloSettings, **part_overrides: Any) -> WfloService
 
     if settings.redis_url:
         import redis
+
+        from wflo_core.cache.redis import RedisCache
+        from wflo_core.cache.redis_locks import RedisLocks
+        from wflo_core.resilience.redis_breaker import RedisBreakerStore
 
         client = redis.Redis.from_url(settings.redis_url, socket_connect_timeout=2, socket_timeout=5)
         cache: ResponseCache = FailOpenCache(RedisCache(client, max_entries=settings.cache_max_entries,

@@ -3,13 +3,15 @@
 Shared by the sandbox contract modules (attack suite, legitimate programs): they import the
 module-scoped ``sandbox`` fixture (parametrized over :data:`BACKENDS`) and the autouse
 ``nothing_left_behind`` check from here. ``docker-pool`` is the Docker backend with every job
-served by a warm-pool container, and ``process-prestart`` the process backend with every job
-served by a sandbox set up ahead of it, so those paths are attacked too.
+served by a warm-pool container. ``process`` is the process backend as users get it (jobs served by
+the sandbox set up ahead of them) and ``process-cold`` the one that sets each sandbox up on the
+run's path, so both paths are attacked.
 """
 
 from __future__ import annotations
 
 import os
+import threading
 import time
 from collections.abc import Iterator
 
@@ -21,7 +23,7 @@ from wflo_core.sandbox.base import SandboxJob
 from wflo_core.sandbox.cgroups import RunCgroup
 from wflo_core.sandbox.docker_labels import LABEL, OWNER_LABEL
 
-BACKENDS = ["process", "process-prestart", "docker", "docker-pool"]
+BACKENDS = ["process", "process-cold", "docker", "docker-pool"]
 
 
 class PooledDocker(Sandbox):
@@ -54,8 +56,14 @@ class PooledDocker(Sandbox):
         self.client.close()
 
 
-class PrestartedProcess(Sandbox):
-    """The process backend, every job served by a sandbox that was set up before the job came."""
+class WarmProcess(Sandbox):
+    """The process backend as users get it: jobs served by the sandbox set up ahead of them.
+
+    That sandbox is set up with the default limits, so jobs with other limits also check that
+    those are applied when it is released (tmpfs size, cgroup limits). A job that starts while no
+    other runs first waits until the sandbox is ready, as between real runs, and is checked to have
+    been served by it; concurrent jobs beyond the one ready sandbox are set up on their own path.
+    """
 
     name = "process"
 
@@ -63,18 +71,34 @@ class PrestartedProcess(Sandbox):
         super().__init__()
         from wflo_core.sandbox.process import ProcessSandbox
 
-        self.opened = lambda limits: ProcessSandbox(limits=limits, prestart=True)
-        with ProcessSandbox() as plain:
-            self.base_dir = plain.base_dir
+        self.inner = ProcessSandbox()
+        self.base_dir = self.inner.base_dir
+        self._lock = threading.Lock()
+        self._running = 0
+
+    @property
+    def prepared_run(self) -> str | None:
+        return self.inner.prepared_run
 
     def _execute(self, job: SandboxJob) -> SandboxResult:
-        with self.opened(job.limits) as prestarted:
+        with self._lock:
+            alone, self._running = self._running == 0, self._running + 1
+        try:
+            if not alone:
+                return self.inner._execute(job)
             deadline = time.monotonic() + 30
-            while prestarted.prepared_run is None and time.monotonic() < deadline:
+            while self.inner.prepared_run is None and time.monotonic() < deadline:
                 time.sleep(0.01)
-            result = prestarted._execute(job)
-            assert prestarted.prestarted_runs == 1, "the job was not served by a prestarted sandbox"
-        return result
+            served = self.inner.warm_runs
+            result = self.inner._execute(job)
+            assert self.inner.warm_runs > served, "the job was not served by a sandbox set up ahead"
+            return result
+        finally:
+            with self._lock:
+                self._running -= 1
+
+    def close(self) -> None:
+        self.inner.close()
 
 
 def open_backend(request: pytest.FixtureRequest) -> Sandbox:
@@ -92,7 +116,7 @@ def open_backend(request: pytest.FixtureRequest) -> Sandbox:
     from wflo_core.sandbox.process import ProcessSandbox
 
     request.getfixturevalue("bubblewrap")
-    return PrestartedProcess() if request.param == "process-prestart" else ProcessSandbox()
+    return WarmProcess() if request.param == "process" else ProcessSandbox(warm_pool_size=0)
 
 
 @pytest.fixture(scope="module", params=BACKENDS)
@@ -120,8 +144,12 @@ def _leftovers(sandbox: Sandbox) -> list[str]:
         containers = sandbox.client.api.containers(all=True, filters={"label": LABEL})  # type: ignore[attr-defined]
         mine = [c for c in containers if (c.get("Labels") or {}).get(OWNER_LABEL, "").endswith(f":{os.getpid()}")]
         return [f"container {c['Names'][0]} ({c['State']})" for c in mine]
-    found = [f"cgroup {n}" for n in RunCgroup.stale_names() if n.startswith(f"{os.getpid()}-")]
-    found += [f"run dir {p.name}" for p in sandbox.base_dir.iterdir()]  # type: ignore[attr-defined]
-    for name in RunCgroup.stale_names():
+    # The one sandbox waiting, set up, for the next run is expected; nothing else is.
+    waiting = getattr(sandbox, "prepared_run", None)
+    names = [n for n in RunCgroup.stale_names() if n.startswith(f"{os.getpid()}-") and n != waiting]
+    found = [f"cgroup {n}" for n in names]
+    mine = [p.name for p in sandbox.base_dir.iterdir() if p.name.startswith(f"{os.getpid()}-")]  # type: ignore[attr-defined]
+    found += [f"run dir {name}" for name in mine if name != waiting]
+    for name in names:
         found += [f"process {pid}" for pid in RunCgroup(name).pids_in_group()]
     return found

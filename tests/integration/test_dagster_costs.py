@@ -13,7 +13,7 @@ from tests.integration.jobs import budgeted
 from wflo_core.budgets import BudgetBook
 from wflo_core.config import load_settings
 from wflo_core.ledger.migrations import upgrade
-from wflo_core.ledger.models import BudgetHold, LLMCall, Step
+from wflo_core.ledger.models import BudgetHold, LLMCall, OutboxEvent, Step
 from wflo_core.ledger.rollups import run_total
 from wflo_core.ledger.store import Ledger
 from wflo_core.runs.close import close_run
@@ -63,6 +63,26 @@ def test_parallel_steps_under_one_budget_the_breaching_step_fails_clearly(ledger
     assert cheap["wflo/llm_calls"].value == 1 and cheap["wflo/input_tokens"].value == calls[0].input_tokens
     run_budget = next(u for u in usage if u.scope == "run")
     assert run_budget.spent_usd == total and run_budget.held_usd == 0
+
+
+def test_a_later_step_opens_and_closes_with_its_own_budget_and_events(ledger, llm_server) -> None:
+    """The second step runs in its own process after its run is recorded (on Postgres it opens and closes
+    in one statement each): its row, its materialization budget and its events are all there."""
+    with dg.instance_for_test() as instance:
+        result = _run(budgeted.chain_job, instance)
+    assert not result.success
+    failure = next(e for e in result.all_events if e.is_step_failure)
+    assert failure.step_key == "capped_step"
+    assert "BudgetExceeded: materialization budget" in failure.event_specific_data.error.message
+    assert llm_server.request_count() == 1  # capped_step's call was refused before sending
+    with ledger.transaction() as s:
+        steps = {st.step_key: (st.attempt, st.status, st.ended_at is not None) for st in s.scalars(select(Step))}
+        budgets = {(u.scope, u.scope_key): u.limit_usd for u in BudgetBook(ledger).usage(s)}
+        events = sorted(s.scalars(select(OutboxEvent.event_type)))
+    assert steps == {"cheap_step": (0, "succeeded", True), "capped_step": (0, "failed", True)}
+    assert budgets[("materialization", f"capped_step@{result.run_id}")] == Decimal("0.00001")
+    assert events.count("io.wflo.step.started") == 2 and events.count("io.wflo.run.started") == 1
+    assert "io.wflo.step.succeeded" in events and "io.wflo.step.failed" in events
 
 
 def test_op_retries_record_each_physical_call_once(ledger, llm_server) -> None:

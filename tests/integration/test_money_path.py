@@ -20,9 +20,10 @@ from wflo_core.budgets import CallScope
 from wflo_core.calls import LLMRequest, Message
 from wflo_core.config import WfloSettings, load_settings
 from wflo_core.errors import BudgetExceeded, ConfigError, RetriesExhausted
+from wflo_core.events.envelope import decode_event
 from wflo_core.events.schemas import LLMCallOverBound, LLMCallSettled
 from wflo_core.ledger.migrations import upgrade
-from wflo_core.ledger.models import BudgetHold, LLMCall, OutboxEvent
+from wflo_core.ledger.models import Budget, BudgetHold, LLMCall, OutboxEvent
 from wflo_core.llm.gateway import output_token_upper_bound, prompt_token_upper_bound
 from wflo_core.services import WfloServices, build_services
 
@@ -349,3 +350,49 @@ def test_fit_still_refuses_below_its_floor(services: WfloServices, llm_server) -
         services.gateway.complete(_request("no room at all", max_tokens=4000),
                                   CallScope(run_id="run-fit", workflow="wf"), "fit1")
     assert llm_server.request_count(CHAT) == 0 and _rows(services) == []
+
+
+# ---------------------------------------------------------------------------------------------- 6. the hot path
+
+def test_a_day_budget_counts_every_call_from_the_first_of_the_day(fresh_postgres_url: str, llm_server) -> None:
+    """A day budget is a template: the first charge of the day creates its counter (the ORM path), every
+    later call holds against that counter in the one-statement path, and it refuses like any budget."""
+    services = build_services(_settings(fresh_postgres_url, llm_server, budget_day_usd="1"))
+    try:
+        outcomes = [services.gateway.complete(_request(f"call {i}"), CallScope(run_id=run, workflow="wf"),
+                                              f"{run}:{i}")[1]
+                    for run in ("run-a", "run-b") for i in range(2)]
+        today = CallScope(run_id="run-a", workflow="wf").refs()[-2]
+        with services.ledger.transaction() as s:
+            (day,) = [u for u in services.budgets.usage(s) if u.scope == "day" and u.scope_key == today.key]
+        assert day.spent_usd == sum(o.cost_usd for o in outcomes) > 0 and day.held_usd == 0
+        request = _request("one too many")
+        with services.ledger.transaction() as s:  # the day's counter leaves less than the next call's bound
+            services.budgets.set_limit(s, "day", today.key, day.spent_usd + _bound(services, request) / 2)
+        with pytest.raises(BudgetExceeded) as refused:
+            services.gateway.complete(request, CallScope(run_id="run-a", workflow="wf"), "run-a:refused")
+        assert (refused.value.scope, refused.value.scope_key) == ("day", today.key)
+        assert llm_server.request_count(CHAT) == 4
+    finally:
+        services.close()
+
+
+def test_threshold_alerts_fire_once_each_as_spend_crosses_them(services: WfloServices, llm_server) -> None:
+    scope = CallScope(run_id="run-t", workflow="wf")
+    request = _request("the same question", max_tokens=16)
+    bound = _bound(services, request)
+    _limit(services, "run", "run-t", "1")
+    cost = services.gateway.complete(request, scope, "t0")[1].cost_usd  # the run's first call: the ORM path
+    calls = int(9 * (bound - cost) / cost) + 2  # enough for the last hold to fit and spend to pass 90%
+    limit = (calls - 1) * cost + bound
+    _limit(services, "run", "run-t", str(limit))
+    for i in range(1, calls):
+        services.gateway.complete(request, scope, f"t{i}")
+    with services.ledger.transaction() as s:
+        (run,) = [u for u in services.budgets.usage(s) if u.scope == "run"]
+        sent = s.scalar(select(Budget.alerts_sent).where(Budget.scope == "run"))
+        alerts = [decode_event(p).data for p in s.scalars(select(OutboxEvent.payload).where(
+            OutboxEvent.event_type == "io.wflo.budget.threshold_crossed"))]
+    assert run.spent_usd == calls * cost and run.spent_usd * 100 >= run.limit_usd * 90
+    assert sent == [50, 75, 90] == sorted(a["threshold_pct"] for a in alerts)
+    assert all(D(a["spent_usd"]) * 100 >= run.limit_usd * a["threshold_pct"] for a in alerts)

@@ -10,7 +10,9 @@ from pathlib import Path
 import pytest
 from dagster import MaterializeResult, asset, materialize
 
-from wflo_core.sandbox import result_metadata, run_sandboxed
+from wflo_core.sandbox import open_sandbox, result_metadata, run_sandboxed
+from wflo_core.sandbox.docker import DockerSandbox
+from wflo_core.sandbox.process import ProcessSandbox
 from wflo_dagster.resources.sandbox import SandboxResource
 
 pytestmark = pytest.mark.integration
@@ -72,3 +74,18 @@ def test_resource_runs_llm_code_in_an_asset(bubblewrap: str) -> None:
     assert metadata["wflo/sandbox_backend"].value == "process"
     assert metadata["wflo/sandbox_exit_code"].value == 0
     assert metadata["wflo/sandbox_stdout"].value == "3\n"
+
+
+def test_warm_pool_defaults_per_backend(
+    bubblewrap: str, docker_host: str, sandbox_image: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Unset, the process backend keeps one sandbox set up ahead and Docker no idle container."""
+    monkeypatch.setenv("WFLO_SANDBOX_IMAGE", sandbox_image)
+    monkeypatch.setenv("WFLO_DOCKER_HOST", docker_host)
+    with open_sandbox(backend="process") as process, open_sandbox(backend="docker") as container:
+        assert isinstance(process, ProcessSandbox) and process.warm_pool_size == 1
+        assert isinstance(container, DockerSandbox) and container.pool is None
+    monkeypatch.setenv("WFLO_SANDBOX_WARM_POOL", "0")
+    with open_sandbox(backend="process") as cold:
+        assert isinstance(cold, ProcessSandbox) and cold.warm_pool_size == 0
+        assert cold.run("print(1)").ok and cold.warm_runs == 0

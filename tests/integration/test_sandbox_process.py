@@ -20,7 +20,7 @@ import pytest
 from tests.integration.sandbox_backends import assert_nothing_left
 from wflo_core.errors import SandboxError
 from wflo_core.sandbox import SandboxLimits
-from wflo_core.sandbox.cgroups import CGROUP_ROOT, PARENT, RunCgroup
+from wflo_core.sandbox.cgroups import RunCgroup
 from wflo_core.sandbox.process import UID_RANGE, ProcessSandbox
 
 pytestmark = pytest.mark.integration
@@ -39,8 +39,10 @@ def _wait_for(predicate, timeout: float = 30.0):
     raise AssertionError("condition not reached in time")
 
 
-def test_each_run_gets_its_own_uid_and_cgroup_limits(bubblewrap: str) -> None:
-    sandbox = ProcessSandbox()
+@pytest.mark.parametrize("warm_pool_size", [0, 1])
+def test_each_run_gets_its_own_uid_and_cgroup_limits(bubblewrap: str, warm_pool_size: int) -> None:
+    """Cold, the limits are written before bwrap's processes join the group; warm, at release."""
+    sandbox = ProcessSandbox(warm_pool_size=warm_pool_size)
     assert sandbox.is_root and sandbox.use_cgroups, "the CI machines run as root with cgroup v1"
     uids = {int(sandbox.run("import os; print(os.getuid())", timeout=20).stdout) for _ in range(3)}
     assert len(uids) == 3 and all(UID_RANGE[0] <= uid <= UID_RANGE[1] for uid in uids)
@@ -49,15 +51,102 @@ def test_each_run_gets_its_own_uid_and_cgroup_limits(bubblewrap: str) -> None:
         target=sandbox.run, args=("import time; time.sleep(2)",), kwargs={"limits": limits}
     )
     worker.start()
-    # a group with processes in it: its limits were written before the launcher joined it
-    running = _wait_for(lambda: [n for n in _groups_of(os.getpid()) if RunCgroup(n).pids_in_group()])
-    group = CGROUP_ROOT / "{}" / PARENT / running[0]
-    assert (Path(str(group).format("memory")) / "memory.limit_in_bytes").read_text().strip() == str(
-        64 * 2**20
-    )
-    assert (Path(str(group).format("pids")) / "pids.max").read_text().strip() == "12"
-    assert (Path(str(group).format("cpu")) / "cpu.cfs_quota_us").read_text().strip() == "25000"
+
+    def running_with_limits() -> list[str]:
+        return [
+            n
+            for n in _groups_of(os.getpid())
+            if RunCgroup(n).pids_in_group() and (RunCgroup(n).dirs["pids"] / "pids.max").read_text().strip() == "12"
+        ]
+
+    group = RunCgroup(_wait_for(running_with_limits)[0])
+    assert (group.dirs["memory"] / "memory.limit_in_bytes").read_text().strip() == str(64 * 2**20)
+    assert (group.dirs["cpu"] / "cpu.cfs_quota_us").read_text().strip() == "25000"
     worker.join()
+    assert sandbox.warm_runs == (4 if warm_pool_size else 0)
+    sandbox.close()
+    assert_nothing_left(sandbox)
+
+
+def _ready(sandbox: ProcessSandbox) -> str:
+    return _wait_for(lambda: sandbox.prepared_run)
+
+
+LOOK_AROUND = """
+import json, os
+print(json.dumps({"uid": os.getuid(), "files": sorted(os.listdir(".")),
+                  "pids": sorted(int(p) for p in os.listdir("/proc") if p.isdigit())}))
+"""
+
+
+def test_a_sandbox_set_up_ahead_serves_one_run_only(bubblewrap: str) -> None:
+    """What a run leaves (files, a process) never reaches the next run: each gets a fresh sandbox."""
+    with ProcessSandbox() as sandbox:
+        first_name = _ready(sandbox)
+        leave = "import subprocess\nopen('secret.txt', 'w').write('run 1')\n"
+        leave += "subprocess.Popen(['sleep', '60'], start_new_session=True)\n" + LOOK_AROUND
+        first = sandbox.run(leave, timeout=20)
+        assert first.ok and first.files_out["secret.txt"] == b"run 1", first.stderr_text
+        second_name = _ready(sandbox)
+        second = sandbox.run(LOOK_AROUND, timeout=20)
+        assert second.ok, second.stderr_text
+        before, after = json.loads(first.stdout), json.loads(second.stdout)
+        assert second_name != first_name and sandbox.warm_runs == 2
+        assert after["files"] == ["main.py"] and "secret.txt" not in second.files_out
+        assert after["uid"] != before["uid"]
+        assert len(after["pids"]) <= 3, f"run 1's sleeper is visible to run 2: {after['pids']}"
+        _wait_for(lambda: not (sandbox.base_dir / first_name).exists())
+    assert_nothing_left(sandbox)
+
+
+def test_a_sandbox_set_up_and_never_used_is_torn_down_on_close(bubblewrap: str) -> None:
+    sandbox = ProcessSandbox(warm_pool_size=2)
+    _wait_for(lambda: all(f.done() for f in sandbox._ready))
+    names = [f.result().name for f in sandbox._ready]
+    assert len(set(names)) == 2
+    groups = [RunCgroup(name) for name in names]
+    assert all(len(g.pids_in_group()) == 3 for g in groups)  # bwrap, its init, the waiting shell
+    assert all((sandbox.base_dir / name / "work").is_mount() for name in names)
+    sandbox.close()
+    assert not any(g.dirs["pids"].exists() for g in groups)
+    assert not any((sandbox.base_dir / name).exists() for name in names)
+    assert_nothing_left(sandbox)
+
+
+ABANDON = """
+from wflo_core.sandbox.process import ProcessSandbox
+sandbox = ProcessSandbox()
+sandbox.run("print(1)")
+while sandbox.prepared_run is None:
+    pass
+print(sandbox.prepared_run, flush=True)
+"""
+
+
+def test_a_sandbox_left_open_at_exit_is_torn_down(bubblewrap: str) -> None:
+    """A caller that never closes its sandbox still leaves no mount, cgroup or process behind."""
+    done = subprocess.run([sys.executable, "-c", ABANDON], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr[-500:]
+    name = done.stdout.strip()
+    group = RunCgroup(name)
+    work = Path(tempfile.gettempdir()) / f"wflo-sandbox-{os.geteuid()}" / name
+    assert name and not group.dirs["pids"].exists() and not work.exists()
+
+
+def test_a_failing_setup_is_a_clear_error(bubblewrap: str) -> None:
+    """A bubblewrap that cannot set up says why, and the run raises that instead of a result."""
+    shelf = Path(tempfile.mkdtemp(prefix="wflo-broken-bwrap-", dir="/tmp"))  # the sandbox uid can exec it
+    shelf.chmod(0o755)
+    broken = shelf / "bwrap"
+    broken.write_text("#!/bin/sh\necho 'bwrap: Creating new namespace failed: No space left on device' >&2\nexit 1\n")
+    broken.chmod(0o755)
+    with ProcessSandbox() as sandbox, contextlib.ExitStack() as cleanup:
+        cleanup.callback(shutil.rmtree, shelf)
+        _ready(sandbox)
+        sandbox.bwrap = str(broken)
+        assert sandbox.run("print(1)").ok  # the sandbox set up before is still good
+        with pytest.raises(SandboxError, match="could not start: bwrap: Creating new namespace failed"):
+            sandbox.run("print(1)")
     assert_nothing_left(sandbox)
 
 

@@ -12,6 +12,7 @@ import pytest
 
 from tests.unit.cli_support import run_wflo as wflo
 from wflo_core.budgets.scopes import SCOPES
+from wflo_core.ledger import access
 from wflo_core.ledger.access import migration_heads, schema_state
 from wflo_core.ledger.migrations import heads
 from wflo_core.ledger.rollups import DIMENSIONS
@@ -76,6 +77,22 @@ def test_heads_read_without_alembic_match_alembics() -> None:
     assert list(migration_heads()) == sorted(heads())
 
 
+def test_heads_are_read_from_either_alembic_template(monkeypatch, tmp_path: Path) -> None:
+    # Alembic's older template writes `revision = '...'`, its newer one annotates the assignments;
+    # a merge revision names a tuple of parents.
+    (tmp_path / "a.py").write_text('"""revision = \'not-this\'"""\nrevision = "a"\ndown_revision = None\n')
+    (tmp_path / "b.py").write_text("revision: str = 'b'\ndown_revision: Union[str, None] = 'a'\n")
+    (tmp_path / "c.py").write_text("revision: str = 'c'\ndown_revision: str | None = 'a'\n")
+    (tmp_path / "d.py").write_text("revision: str = 'd'\ndown_revision = ('b', 'c')\n")
+    (tmp_path / "e.py").write_text("revision = 'e'\ndown_revision = 'a'\n")
+    monkeypatch.setattr(access, "_VERSIONS", tmp_path)
+    migration_heads.cache_clear()
+    try:
+        assert migration_heads() == ("d", "e")
+    finally:
+        migration_heads.cache_clear()
+
+
 def test_help_texts_name_every_choice_the_core_accepts() -> None:
     assert all(d in costs.BY_HELP for d in DIMENSIONS)
     assert all(s in budgets.SCOPE_HELP for s in SCOPES)
@@ -106,11 +123,12 @@ def loaded_packages(*argv: str) -> set[str]:
 
 
 def test_help_loads_neither_the_sdks_nor_dagster_nor_sqlalchemy() -> None:
-    assert loaded_packages("--help") & {*HEAVY, "sqlalchemy", "pydantic_settings"} == set()
+    # Plain (click-style) help: typer's rich help alone imports rich, markdown-it and pygments.
+    assert loaded_packages("--help") & {*HEAVY, "sqlalchemy", "pydantic_settings", "pydantic", "rich"} == set()
 
 
 def test_costs_loads_only_the_ledger() -> None:
     loaded_packages("db", "upgrade")  # the first command on a home migrates it, with Alembic
     loaded = loaded_packages("costs", "--format", "json")
     assert "sqlalchemy" in loaded
-    assert loaded & set(HEAVY) == set()
+    assert loaded & {*HEAVY, "rich"} == set()  # JSON output needs no table renderer

@@ -95,7 +95,7 @@ class BudgetBook:
     def ensure_limit(self, session: Session, scope: str, key: str, limit_usd: Decimal,
                      on_breach: str = "fail") -> None:
         """Create the budget if it does not exist yet (run budgets from tags/settings); never lowers."""
-        _check_limit(scope, key, limit_usd, on_breach)
+        check_limit(scope, key, limit_usd, on_breach)
         self.ledger.insert_ignore(
             session, Budget,
             {"scope": scope, "scope_key": key, "limit_usd": limit_usd, "spent_usd": Decimal(0),
@@ -331,7 +331,7 @@ class BudgetBook:
         return crossed
 
 
-def _check_limit(scope: str, key: str, limit_usd: Decimal, on_breach: str) -> None:
+def check_limit(scope: str, key: str, limit_usd: Decimal, on_breach: str) -> None:
     if limit_usd < 0:
         raise ConfigError(f"budget limit for {scope} '{key}' must be >= 0, got {limit_usd}")
     if on_breach not in ON_BREACH:

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from wflo_core.cache.base import ResponseCache
 from wflo_core.cache.singleflight import SingleFlight
 from wflo_core.calls import LLMResponse
-from wflo_core.resilience.fail_open import OUTAGE_ERRORS, guarded, warn
+from wflo_core.resilience.fail_open import guarded, outage_errors, warn
 
 
 class FailOpenCache:
@@ -42,7 +42,7 @@ def fail_open_single_flight(flights: SingleFlight[LLMResponse]) -> Callable[...,
         try:
             value, leader = flights.run(key, tracked)
             return value, leader
-        except OUTAGE_ERRORS as err:
+        except outage_errors() as err:
             warn("single-flight", err)
             return (done[0] if done else tracked()), True
 

@@ -8,6 +8,7 @@ broker outage cannot lose it. :class:`~wflo_core.events.relay.OutboxRelay` publi
 from __future__ import annotations
 
 import functools
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -70,6 +71,25 @@ def outbox_row(cloud_event: CloudEvent, *, topic: str) -> dict[str, Any]:
         "created_at": utcnow(),
         "attempts": 0,
     }
+
+
+def outbox_insert(when: str) -> str:
+    """SQL that inserts the events given by :func:`outbox_params` if ``when`` holds: the part of a
+    Postgres statement that writes a ledger change and its events in one round trip."""
+    return f"""INSERT INTO outbox (event_id, event_type, topic, key, payload, created_at, attempts)
+    SELECT e.event_id, e.event_type, e.topic, e.key, e.payload, %(now)s, 0
+    FROM unnest(%(event_id)s::text[], %(event_type)s::text[], %(topic)s::text[], %(event_key)s::text[],
+                %(payload)s::text[]) AS e(event_id, event_type, topic, key, payload)
+    WHERE {when}
+    ON CONFLICT (event_id) DO NOTHING"""
+
+
+def outbox_params(record_event: EventRecorder, events: Sequence[EventData]) -> dict[str, list[str | None]]:
+    """The parameters of :func:`outbox_insert` for ``events`` (column by column)."""
+    rows = [record_event.row(event) for event in events]
+    return {"event_id": [r["event_id"] for r in rows], "event_type": [r["event_type"] for r in rows],
+            "topic": [r["topic"] for r in rows], "event_key": [r["key"] for r in rows],
+            "payload": [r["payload"] for r in rows]}
 
 
 @functools.cache

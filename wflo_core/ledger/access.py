@@ -3,18 +3,21 @@
 The embedded SQLite ledger is created and migrated on first use (as the pipelines do); a server
 ledger is never migrated behind the operator's back: ``wflo db upgrade`` does that.
 
-The check reads ``alembic_version`` with one query and finds the heads by parsing the revision
-files, without importing Alembic (half a second): every CLI command pays for this check.
+Every CLI command pays for this check, so it is cheap: it reads ``alembic_version`` with one query on
+the ledger's own engine (no second engine, no second connection) and finds the heads from the
+``revision`` / ``down_revision`` lines of the revision files, without importing Alembic (half a
+second) or parsing whole migrations.
 """
 
 from __future__ import annotations
 
 import ast
 import functools
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from sqlalchemy import Connection, inspect, text
+from sqlalchemy import Connection, Engine, inspect, text
 from sqlalchemy.exc import OperationalError, ProgrammingError, SQLAlchemyError
 
 from wflo_core.config import WfloSettings, redact_url
@@ -23,6 +26,8 @@ from wflo_core.ledger.engine import make_engine
 from wflo_core.ledger.store import Ledger
 
 _VERSIONS = Path(__file__).parent / "migrations" / "versions"
+_REVISION_LINE = re.compile(r"^(revision|down_revision)\s*(?::[^=\n]*)?=\s*(.+?)\s*$", re.MULTILINE)
+"""``revision = '0002'`` / ``down_revision: str | None = '0001'``, as Alembic's templates write them."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,6 +46,13 @@ def schema_state(url: str) -> SchemaState:
     """The ledger's Alembic revision and the heads; ``ConfigError`` (with ``reason``) if unreachable."""
     engine = make_engine(url, pool_size=1)
     try:
+        return _state_of(engine, url)
+    finally:
+        engine.dispose()
+
+
+def _state_of(engine: Engine, url: str) -> SchemaState:
+    try:
         with engine.connect() as conn:
             revision = _current_revision(conn)
     except SQLAlchemyError as err:
@@ -50,8 +62,6 @@ def schema_state(url: str) -> SchemaState:
             f"the database server is running",
             reason=reason,
         ) from None
-    finally:
-        engine.dispose()
     return SchemaState(revision, migration_heads())
 
 
@@ -70,13 +80,7 @@ def migration_heads() -> tuple[str, ...]:
     """Revisions no other revision builds on, read from the files Alembic's template writes."""
     revisions: dict[str, tuple[str, ...]] = {}
     for path in _VERSIONS.glob("*.py"):
-        fields: dict[str, object] = {}
-        for node in ast.parse(path.read_text()).body:
-            if isinstance(node, ast.Assign | ast.AnnAssign) and node.value is not None:
-                targets = node.targets if isinstance(node, ast.Assign) else [node.target]
-                for target in targets:
-                    if isinstance(target, ast.Name) and target.id in ("revision", "down_revision"):
-                        fields[target.id] = ast.literal_eval(node.value)
+        fields = {name: ast.literal_eval(value) for name, value in _REVISION_LINE.findall(path.read_text())}
         down = fields.get("down_revision")
         revisions[str(fields["revision"])] = tuple(down) if isinstance(down, tuple | list) else (
             (str(down),) if down else ()
@@ -87,7 +91,10 @@ def migration_heads() -> tuple[str, ...]:
 
 def ensure_migrated(url: str) -> None:
     """``ConfigError`` naming the fix unless the ledger schema is at the head revision."""
-    state = schema_state(url)
+    _refuse_unless_at_head(schema_state(url), url)
+
+
+def _refuse_unless_at_head(state: SchemaState, url: str) -> None:
     if not state.at_head:
         raise ConfigError(
             f"ledger at {redact_url(url)} is at revision {state.revision or 'none (empty database)'}, "
@@ -97,11 +104,17 @@ def ensure_migrated(url: str) -> None:
 
 def open_ledger(settings: WfloSettings) -> Ledger:
     """The ledger of ``settings``, checked; use it as ``with open_ledger(settings) as ledger:``."""
-    if settings.is_embedded:
-        if not schema_state(settings.ledger_url).at_head:
+    url = settings.ledger_url
+    ledger = Ledger(url)
+    try:
+        state = _state_of(ledger.engine, url)  # checked over the ledger's own engine: one connection
+        if settings.is_embedded and not state.at_head:
             from wflo_core.ledger.migrations import upgrade
 
-            upgrade(settings.ledger_url)
-    else:
-        ensure_migrated(settings.ledger_url)
-    return Ledger(settings.ledger_url)
+            upgrade(url)
+        elif not settings.is_embedded:
+            _refuse_unless_at_head(state, url)
+    except BaseException:
+        ledger.close()
+        raise
+    return ledger

@@ -150,7 +150,7 @@ class LLMCall(Base):
     cost_usd: Mapped[Decimal] = mapped_column(default=Decimal(0))
     saved_usd: Mapped[Decimal] = mapped_column(default=Decimal(0))
     """For cache hits: what the call would have cost."""
-    bound_usd: Mapped[Decimal] = mapped_column(default=Decimal(0))
+    bound_usd: Mapped[Decimal] = mapped_column(default=Decimal(0), server_default="0")  # as migration 0002 added it
     """The upper bound held before the attempt was sent (what an ``estimated`` attempt is charged)."""
     max_output_tokens: Mapped[int | None] = mapped_column(Integer)
     """The output limit sent with the attempt (after any default or ``fit``)."""

@@ -26,7 +26,7 @@ from wflo_core.budgets import BudgetBook, ThresholdCrossed
 from wflo_core.budgets.scopes import ScopeRef
 from wflo_core.calls import Usage
 from wflo_core.errors import BudgetExceeded
-from wflo_core.events.outbox import EventRecorder
+from wflo_core.events.outbox import EventRecorder, outbox_insert, outbox_params
 from wflo_core.events.schemas import EventData
 from wflo_core.ledger.models import utcnow
 from wflo_core.ledger.store import Ledger
@@ -123,14 +123,12 @@ class PostgresAttemptWrites(AttemptWrites):
     def settle(self, settlement: Settlement, on_crossed: OnCrossed,
                remember: Callable[[Session], None] | None) -> int | None:
         s, now = settlement, utcnow()
-        rows = [self.record_event.row(event) for event in s.events]
         params = {
             "key": s.key, "cost": s.cost_usd, "status": s.status, "price_version": s.price_version,
             "latency_ms": s.latency_ms, "now": now, "input_tokens": s.usage.input_tokens,
             "cached_input_tokens": s.usage.cached_input_tokens, "cache_write_tokens": s.usage.cache_write_tokens,
             "output_tokens": s.usage.output_tokens, "reasoning_tokens": s.usage.reasoning_tokens,
-            **{column: [r[column] for r in rows] for column in ("event_id", "event_type", "topic", "payload")},
-            "event_key": [r["key"] for r in rows],
+            **outbox_params(self.record_event, s.events),
         }
         if remember is None:
             charged: Sequence[Any] = self.ledger.statement(SETTLE, params)
@@ -232,12 +230,7 @@ WITH locked AS (
     FROM verdict v WHERE idempotency_key = %(key)s AND v.ok
     RETURNING llm_calls.id
 ), events AS (
-    INSERT INTO outbox (event_id, event_type, topic, key, payload, created_at, attempts)
-    SELECT e.event_id, e.event_type, e.topic, e.key, e.payload, %(now)s, 0
-    FROM unnest(%(event_id)s::text[], %(event_type)s::text[], %(topic)s::text[], %(event_key)s::text[],
-                %(payload)s::text[]) AS e(event_id, event_type, topic, key, payload), verdict v
-    WHERE v.ok
-    ON CONFLICT (event_id) DO NOTHING
+    """ + outbox_insert("(SELECT ok FROM verdict)") + """
 )
 SELECT v.ok, (SELECT id FROM call), c.id, c.limit_usd, c.spent_usd, c.alerts_sent
 FROM verdict v LEFT JOIN charged c ON true

@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, NamedTuple
 
 from genai_prices import types as genai
 from genai_prices.units import UnitDef, UnitRegistry
@@ -33,9 +33,11 @@ _DIRECTIONS = {"input": _INPUT, "output": _OUTPUT}
 Constraint = genai.StartDateConstraint | genai.TimeOfDateConstraint
 
 
-@dataclass(frozen=True, slots=True)
-class Cost:
-    """What one call cost, and exactly which price was used (recorded on the ledger row)."""
+class Cost(NamedTuple):
+    """What one call cost, and exactly which price was used (recorded on the ledger row).
+
+    A named tuple, because one is built per call: a third of the cost of a frozen dataclass.
+    """
 
     input_usd: Decimal
     output_usd: Decimal

@@ -7,17 +7,21 @@ with a per-process view of provider health, instead of failing every step.
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from collections.abc import Callable
 from typing import TypeVar
 
-import redis
-
 from wflo_core.resilience.breaker import Admission, BreakerConfig, BreakerSnapshot, BreakerStore
 
 log = logging.getLogger("wflo.redis_outage")
-OUTAGE_ERRORS = (redis.ConnectionError, redis.TimeoutError, OSError)
+@functools.cache
+def outage_errors() -> tuple[type[BaseException], ...]:
+    """What an unreachable Redis raises (redis-py is imported on first need: embedded runs never do)."""
+    import redis
+
+    return (redis.ConnectionError, redis.TimeoutError, OSError)
 T = TypeVar("T")
 
 
@@ -38,7 +42,7 @@ def guarded(what: str, fn: Callable[[], T], fallback: T) -> T:
     """``fn()``, or ``fallback`` (logged) when Redis is unreachable."""
     try:
         return fn()
-    except OUTAGE_ERRORS as err:
+    except outage_errors() as err:
         warn(what, err)
         return fallback
 

@@ -56,10 +56,14 @@ class RunCgroup:
         self._write("cpuacct", "cpuacct.usage", 0)
         self._write("memory", "memory.max_usage_in_bytes", 0)
 
-    @property
-    def procs_files(self) -> list[Path]:
-        """The files a process writes its pid to in order to join every controller."""
-        return [path / "cgroup.procs" for path in self.dirs.values()]
+    def join(self, pid: int) -> None:
+        """Move process ``pid`` (not its existing children) into every controller's group.
+
+        The first move after a quiet spell waits out an RCU grace period in the kernel (v1's
+        threadgroup lock, several ms); moves right after it are cheap.
+        """
+        for path in self.dirs.values():
+            (path / "cgroup.procs").write_text(str(pid))
 
     def pids_in_group(self) -> list[int]:
         try:

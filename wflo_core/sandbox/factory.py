@@ -22,12 +22,15 @@ def open_sandbox(
     """The sandbox the settings ask for: Docker in production, the process backend embedded.
 
     ``backend`` and ``warm_pool_size`` override ``WFLO_SANDBOX_BACKEND``/``WFLO_SANDBOX_WARM_POOL``.
+    Unset, the process backend keeps one sandbox set up ahead and Docker none (each would be an
+    idle container).
     Close it (or use it as a context manager) to release warm containers.
     """
     settings = settings or load_settings()
     chosen = backend or settings.effective_sandbox_backend
     if chosen not in ("docker", "process"):
         raise ConfigError(f"sandbox backend must be 'docker' or 'process', not {chosen!r}")
+    warm = settings.sandbox_warm_pool if warm_pool_size is None else warm_pool_size
     if chosen == "docker":
         from wflo_core.sandbox.docker import DockerSandbox
 
@@ -35,10 +38,9 @@ def open_sandbox(
             image=settings.sandbox_image,
             docker_host=settings.docker_host,
             runtime=settings.sandbox_runtime,
-            warm_pool_size=settings.sandbox_warm_pool if warm_pool_size is None else warm_pool_size,
+            warm_pool_size=0 if warm is None else warm,
             limits=limits,
         )
     from wflo_core.sandbox.process import ProcessSandbox
 
-    warm = settings.sandbox_warm_pool if warm_pool_size is None else warm_pool_size
-    return ProcessSandbox(limits=limits, prestart=warm > 0)
+    return ProcessSandbox(limits=limits, warm_pool_size=1 if warm is None else warm)

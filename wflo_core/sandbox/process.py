@@ -11,6 +11,14 @@ writable place. When the caller is root (the CI machines, a run container) it al
 * cgroup v1 groups: memory (OOM kill, reported as ``memory``), pids and CPU share, with exact CPU
   time and peak memory.
 
+Setting a sandbox up (uid, tmpfs, cgroups, namespaces, mounts) costs about as much as starting
+Python, so by default one is kept set up ahead: its shell waits inside for "go", and the run only
+writes its files, limits and launch script. The next one is set up in the background right after
+each run, so a run that follows the previous one at once still waits for that setup. What a waiting
+sandbox holds: three sleeping processes (bubblewrap, its init, the shell), an empty tmpfs and four
+empty cgroups. Each sandbox serves exactly one run and is then torn down; ``warm_pool_size=0`` sets
+each one up on its run's path instead.
+
 What it does NOT guarantee (use :class:`~wflo_core.sandbox.docker.DockerSandbox`, ideally with
 gVisor, where these matter):
 
@@ -29,7 +37,6 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
-import json
 import os
 import secrets
 import select
@@ -37,17 +44,20 @@ import selectors
 import shlex
 import shutil
 import signal
+import socket
 import subprocess
 import tempfile
 import threading
 import time
+import weakref
+from collections import deque
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Literal, cast, overload
 
-from wflo_core.errors import SandboxError
+from wflo_core.errors import ConfigError, SandboxError
 from wflo_core.sandbox.base import WORKDIR, Sandbox, SandboxJob
 from wflo_core.sandbox.cgroups import RunCgroup
 from wflo_core.sandbox.files import read_files, write_files
@@ -64,34 +74,30 @@ _SANDBOX_ENV = {
     "LANG": "C.UTF-8",
     "PYTHONDONTWRITEBYTECODE": "1",
 }
-_MS_NOSUID, _MS_NODEV, _MNT_DETACH = 2, 4, 2
-#: Runs as root first: joins the run's cgroups (one cgroup.procs file per argument up to ``--``),
-#: then becomes setpriv -> bwrap, so no process of the run ever exists outside them.
-_LAUNCH = (
-    'while [ "$1" != -- ]; do { echo $$ > "$1"; } 2>/dev/null'
-    ' || { echo "wflo-launch: cannot join cgroup $1" >&2; exit 125; }; shift; done; shift; exec "$@"'
-)
+_MS_NOSUID, _MS_NODEV, _MS_REMOUNT, _MNT_DETACH = 2, 4, 32, 2
 #: Inside the sandbox, read-only: the directory holding the script that starts the job.
 _LAUNCH_DIR = "/.wflo"
+#: The sandbox's first process once bubblewrap has set it up. Its stdin is a socket to the host:
+#: it says it is ready, waits for "go", puts /dev/null on stdin and sources the job's launch script
+#: (limits, then ``exec`` of the job), so the job is started by this very process.
+_WAIT_FOR_JOB = f'echo >&0 && read -r go && [ "$go" = go ] && exec </dev/null && . {_LAUNCH_DIR}/run'
+_SETUP_SECONDS = 30
 
 
 @dataclass
-class _Run:
-    """One run's own uid, work dir, cgroups and bubblewrap, which waits at its block fd for the job.
-
-    Everything slow (namespaces, mounts, cgroups) is set up before the job is known; the job's
-    argv, files and limits are applied to the waiting sandbox just before it is released.
-    """
+class _Slot:
+    """A sandbox set up for exactly one run: its uid, work dir, cgroups and waiting bubblewrap."""
 
     name: str
     dir: Path
     uid: int | None
     cgroup: RunCgroup | None
+    #: The work dir tmpfs's size and the cgroup limits (memory, pids, cpus) as last written.
     workdir_bytes: int
+    cgroup_limits: tuple[int, int, float]
     proc: subprocess.Popen[bytes]
-    #: The host pid of bwrap's sandboxed child (blocked; it forks the job once released).
-    child_pid: int
-    release_fd: int
+    #: The host's end of the waiting shell's stdin; writing "go" starts the job.
+    control: socket.socket
 
     @property
     def work(self) -> Path:
@@ -101,17 +107,21 @@ class _Run:
 class ProcessSandbox(Sandbox):
     """Runs code under bubblewrap on this host (the embedded default).
 
-    With ``prestart=True`` the next run's sandbox (uid, tmpfs, cgroups, namespaces) is set up in
-    the background after each run, so a run only writes its files and limits into a sandbox that
-    already waits; each prepared sandbox still serves exactly one run.
+    ``warm_pool_size`` sandboxes (default 1) are kept set up ahead: uid, tmpfs, cgroups,
+    namespaces and mounts done, a shell inside waiting for its job. A run then only writes its
+    files, limits and launch script and says "go"; the next sandbox is set up in the background
+    right after. Each sandbox serves exactly one run and is torn down after it. With 0, each
+    run's sandbox is set up when the run starts.
     """
 
     name: Literal["process"] = "process"
 
     def __init__(
-        self, *, limits: SandboxLimits | None = None, base_dir: Path | None = None, prestart: bool = False
+        self, *, limits: SandboxLimits | None = None, base_dir: Path | None = None, warm_pool_size: int = 1
     ) -> None:
         super().__init__(limits=limits)
+        if warm_pool_size < 0:
+            raise ConfigError(f"warm_pool_size={warm_pool_size} must be 0 or more (0 = no sandbox set up ahead)")
         self.bwrap = shutil.which("bwrap")
         if self.bwrap is None:
             raise SandboxError(
@@ -124,136 +134,121 @@ class ProcessSandbox(Sandbox):
         self.base_dir = base_dir or Path(tempfile.gettempdir()) / f"wflo-sandbox-{os.geteuid()}"
         self.base_dir.mkdir(mode=0o711, parents=True, exist_ok=True)
         reap_stale_runs(self.base_dir)
-        # Finished runs are removed, and the next one prepared, off the caller's path.
-        self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="wflo-sandbox-process")
-        self.prestart = prestart
+        self.warm_pool_size = warm_pool_size
         #: How many runs were served by a sandbox set up ahead of them.
-        self.prestarted_runs = 0
-        self._next: Future[_Run] | None = None
+        self.warm_runs = 0
+        self._ready: deque[Future[_Slot]] = deque()
         self._lock = threading.Lock()
-        if prestart:
-            self._prepare_next()
+        self._closed = False
+        # Sandboxes are set up, and used ones removed, in one long-lived thread: bubblewrap dies
+        # with the thread that started it (--die-with-parent), so that thread must outlive them.
+        self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="wflo-sandbox-process")
+        # Dropped or left open at exit: the sandboxes set up ahead are still torn down.
+        self._finalizer = weakref.finalize(self, _discard_ready, self._ready, self._worker)
+        self._refill()
 
     @property
     def prepared_run(self) -> str | None:
-        """The name of the sandbox waiting for the next run, if one is ready."""
-        upcoming = self._next
+        """The name of the sandbox that waits, set up, for the next run (None while none is ready)."""
+        with self._lock:
+            upcoming = self._ready[0] if self._ready else None
         if upcoming is None or not upcoming.done() or upcoming.exception() is not None:
             return None
         return upcoming.result().name
 
     def close(self) -> None:
+        """Tear down the sandboxes set up ahead and wait for used ones to be removed."""
         with self._lock:
-            upcoming, self._next, self.prestart = self._next, None, False
-        if upcoming is not None:
-            with contextlib.suppress(Exception):
-                self._discard(upcoming.result())
+            self._closed = True
+        self._finalizer()
         self._worker.shutdown(wait=True)
 
     def _execute(self, job: SandboxJob) -> SandboxResult:
-        run = self._take_prepared(job.limits) or self._start(job.limits)
+        slot = self._take_ready() or self._open_slot(job.limits)
         try:
-            return self._run(run, job)
+            return self._run(slot, job)
         finally:
-            # Every process of the run is dead here; what is left is bookkeeping.
+            # Every process of the run is dead here (or the run failed): set the next sandbox up
+            # first, then remove this one, both off the caller's path.
+            self._refill()
             try:
-                self._worker.submit(_remove_run, run)
+                self._worker.submit(_discard, slot)
             except RuntimeError:  # closed meanwhile
-                _remove_run(run)
-            if self.prestart:
-                self._prepare_next()
+                _discard(slot)
 
-    def _prepare_next(self) -> None:
+    def _refill(self) -> None:
         with self._lock:
-            if self._next is None and self.prestart:
-                self._next = self._worker.submit(self._start, self.default_limits)
+            while not self._closed and len(self._ready) < self.warm_pool_size:
+                try:
+                    self._ready.append(self._worker.submit(self._open_slot, self.default_limits))
+                except RuntimeError:  # the interpreter is shutting down
+                    return
 
-    def _take_prepared(self, limits: SandboxLimits) -> _Run | None:
-        with self._lock:
-            upcoming, self._next = self._next, None
-        if upcoming is None:
-            return None
-        try:
-            run = upcoming.result()  # usually ready long ago
-        except SandboxError:
-            return None
-        if run.workdir_bytes == limits.workdir_bytes and run.proc.poll() is None:
-            self.prestarted_runs += 1
-            return run
-        self._discard(run)
-        return None
+    def _take_ready(self) -> _Slot | None:
+        """A sandbox set up ahead (waiting for it if its setup is under way), or None."""
+        while True:
+            with self._lock:
+                if not self._ready:
+                    return None
+                upcoming = self._ready.popleft()
+            try:
+                slot = upcoming.result()
+            except Exception:  # noqa: BLE001  (setting up again on the caller's path reports it)
+                return None
+            if slot.proc.poll() is None:
+                with self._lock:
+                    self.warm_runs += 1
+                return slot
+            _discard(slot)
 
-    def _discard(self, run: _Run) -> None:
-        _kill(run.proc, run.cgroup)
-        _reap(run.proc.pid, None)
-        for stream in (run.proc.stdout, run.proc.stderr):
-            if stream is not None:
-                stream.close()
-        os.close(run.release_fd)
-        _remove_run(run)
-
-    def _start(self, limits: SandboxLimits) -> _Run:
-        """Set up a run's uid, work dir, cgroups and namespaces; bwrap then waits for the job."""
-        workdir_bytes = limits.workdir_bytes
+    def _open_slot(self, limits: SandboxLimits) -> _Slot:
+        """Set up a sandbox (uid, work dir, cgroups, namespaces, mounts) whose shell waits for a job."""
         name = f"{os.getpid()}-{secrets.token_hex(6)}"
         run_dir = self.base_dir / name
-        work = run_dir / "work"
-        work.mkdir(parents=True, mode=0o711)
+        (run_dir / "work").mkdir(parents=True, mode=0o711)
         (run_dir / "launch").mkdir(mode=0o755)
         os.chmod(run_dir, 0o711)
         uid = secrets.randbelow(UID_RANGE[1] - UID_RANGE[0]) + UID_RANGE[0] if self.is_root else None
         cgroup = RunCgroup(name) if self.use_cgroups else None
-        info_r, info_w = os.pipe()
-        block_r, block_w = os.pipe()
+        host_end, sandbox_end = socket.socketpair()
         try:
             if uid is not None:
-                _mount_tmpfs(work, size=workdir_bytes, uid=uid)
+                _mount_tmpfs(run_dir / "work", size=limits.workdir_bytes, uid=uid)
             if cgroup is not None:
                 cgroup.create(memory_bytes=limits.memory_bytes, pids=limits.pids, cpus=limits.cpus)
-            argv = self._argv(run_dir, uid, cgroup, info_fd=info_w, block_fd=block_r)
+            # setpriv, not Popen(user=...): that forks the whole caller instead of a vfork + exec.
+            drop = ["setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups"] if uid is not None else []
             proc = subprocess.Popen(
-                argv,
-                stdin=subprocess.DEVNULL,
+                [*drop, *self._bwrap_args(run_dir), "--", "/bin/sh", "-c", _WAIT_FOR_JOB, "wflo-run"],
+                stdin=sandbox_end.fileno(),
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,
                 start_new_session=True,
-                pass_fds=(info_w, block_r),
                 env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin"},
             )
         except BaseException:
-            os.close(block_w)
-            os.close(info_r)
+            host_end.close()
             _remove_parts(run_dir, cgroup, mounted=uid is not None)
             raise
         finally:
-            os.close(info_w)
-            os.close(block_r)
-        run = _Run(name, run_dir, uid, cgroup, workdir_bytes, proc, 0, block_w)
+            sandbox_end.close()
+        limits_written = (limits.memory_bytes, limits.pids, limits.cpus)
+        slot = _Slot(name, run_dir, uid, cgroup, limits.workdir_bytes, limits_written, proc, host_end)
         try:
-            run.child_pid = _child_pid(info_r)
-        except SandboxError as err:
-            errors = os.read(proc.stderr.fileno(), 2000) if proc.poll() is not None and proc.stderr else b""
-            self._discard(run)
-            raise SandboxError(f"{err}: {errors.decode(errors='replace').strip()}") from None
-        finally:
-            os.close(info_r)
-        return run
-
-    def _argv(
-        self, run_dir: Path, uid: int | None, cgroup: RunCgroup | None, *, info_fd: int, block_fd: int
-    ) -> list[str]:
-        launch = [
-            "/bin/sh",
-            "-c",
-            _LAUNCH,
-            "wflo-launch",
-            *map(str, cgroup.procs_files if cgroup else []),
-            "--",
-        ]
-        drop = ["setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups"] if uid is not None else []
-        bwrap = self._bwrap_args(run_dir)
-        bwrap += ["--info-fd", str(info_fd), "--block-fd", str(block_fd)]
-        return [*launch, *drop, *bwrap, "--", "/bin/sh", f"{_LAUNCH_DIR}/run"]
+            if cgroup is not None:
+                # The first move into a cgroup waits out a kernel grace period (several ms) while
+                # bubblewrap sets the sandbox up; whatever it started before the move is moved
+                # once the sandbox is ready, when nothing in it runs or forks until "go".
+                cgroup.join(proc.pid)
+            _wait_until_ready(slot)
+            if cgroup is not None:
+                _join_all(cgroup, proc.pid)
+        except (SandboxError, OSError) as err:
+            raise _setup_failed(slot, str(err)) from None
+        except BaseException:
+            _discard(slot)
+            raise
+        return slot
 
     def _bwrap_args(self, run_dir: Path) -> list[str]:
         args = [str(self.bwrap), "--unshare-all", "--die-with-parent", "--new-session", "--cap-drop", "ALL"]
@@ -272,15 +267,21 @@ class ProcessSandbox(Sandbox):
             args += ["--setenv", name, value]
         return args
 
-    def _run(self, run: _Run, job: SandboxJob) -> SandboxResult:
+    def _run(self, slot: _Slot, job: SandboxJob) -> SandboxResult:
         """Give the waiting sandbox its files, limits and command, release it, and supervise the job."""
         limits = job.limits
-        write_files(run.work, job.files, uid=run.uid)
-        if run.cgroup is not None:
-            run.cgroup.set_limits(memory_bytes=limits.memory_bytes, pids=limits.pids, cpus=limits.cpus)
-            run.cgroup.reset_usage()  # count the job, not the setup
+        if slot.uid is not None and slot.workdir_bytes != limits.workdir_bytes:
+            _remount_tmpfs(slot.work, size=limits.workdir_bytes)  # still empty: any size fits
+            slot.workdir_bytes = limits.workdir_bytes
+        write_files(slot.work, job.files, uid=slot.uid)
+        if slot.cgroup is not None:
+            wanted = (limits.memory_bytes, limits.pids, limits.cpus)
+            if slot.cgroup_limits != wanted:
+                slot.cgroup.set_limits(memory_bytes=limits.memory_bytes, pids=limits.pids, cpus=limits.cpus)
+                slot.cgroup_limits = wanted
+            slot.cgroup.reset_usage()  # count the job, not the setup
         cpu = limits.effective_cpu_seconds
-        nproc = limits.pids if run.uid is not None else _processes_of(os.getuid()) + limits.pids
+        nproc = limits.pids if slot.uid is not None else _processes_of(os.getuid()) + limits.pids
         # The job's own shell lowers its limits, then becomes the job (the host may lack
         # CAP_SYS_RESOURCE to set another uid's limits): nothing of the job runs before this.
         ulimits = [
@@ -291,25 +292,27 @@ class ProcessSandbox(Sandbox):
             "ulimit -n 256",
             f"ulimit -f {-(-limits.workdir_bytes // 512)}",
         ]
-        if run.cgroup is None:
+        if slot.cgroup is None:
             ulimits.append(f"ulimit -v {limits.memory_bytes // 1024}")
-        script = run.dir / "launch" / "run"
-        script.write_text(
+        (slot.dir / "launch" / "run").write_text(
             " && ".join(ulimits)
             + ' || { echo "wflo-launch: cannot set the sandbox limits" >&2; exit 125; }\n'
             + f"exec {shlex.join(job.argv)}\n"
         )
-        return self._supervise(run, job)
+        return self._supervise(slot, job)
 
-    def _supervise(self, run: _Run, job: SandboxJob) -> SandboxResult:
+    def _supervise(self, slot: _Slot, job: SandboxJob) -> SandboxResult:
         limits = job.limits
-        proc, cgroup, work = run.proc, run.cgroup, run.work
+        proc, cgroup, work = slot.proc, slot.cgroup, slot.work
         stdout, stderr = CappedBuffer(limits.max_output_bytes), CappedBuffer(limits.max_output_bytes)
         killed: KilledReason | None = None
         started = time.monotonic()
         deadline = started + limits.timeout_seconds
-        os.write(run.release_fd, b"go")
-        os.close(run.release_fd)
+        try:
+            slot.control.sendall(b"go\n")
+        except OSError:
+            raise SandboxError("the process sandbox ended before its job could start") from None
+        slot.control.close()  # before the job starts: the socket it could find leads nowhere
         assert proc.stdout is not None and proc.stderr is not None  # started with both piped
         try:
             killed = _pump(proc, {proc.stdout: stdout, proc.stderr: stderr}, deadline)
@@ -322,7 +325,7 @@ class ProcessSandbox(Sandbox):
                 reaped = _reap(proc.pid, None)
         except BaseException:
             _kill(proc, cgroup)
-            _reap(proc.pid, None)
+            proc.returncode = os.waitstatus_to_exitcode(_reap(proc.pid, None))
             raise
         finally:
             for stream in (proc.stdout, proc.stderr):
@@ -354,6 +357,47 @@ class ProcessSandbox(Sandbox):
             killed_reason=killed,
             limits=limits,
         )
+
+
+def _wait_until_ready(slot: _Slot) -> None:
+    """Wait for the sandbox's shell to say it is set up (SandboxError if it does not)."""
+    if not select.select([slot.control], [], [], _SETUP_SECONDS)[0]:
+        raise SandboxError(f"the process sandbox did not start within {_SETUP_SECONDS} s")
+    if slot.control.recv(1) != b"\n":
+        raise SandboxError("the process sandbox could not start")
+
+
+def _setup_failed(slot: _Slot, problem: str) -> SandboxError:
+    """Tear the half-made sandbox down; ``problem`` plus what bubblewrap said about it."""
+    _kill(slot.proc, slot.cgroup)
+    slot.proc.returncode = os.waitstatus_to_exitcode(_reap(slot.proc.pid, None))
+    stderr = slot.proc.stderr
+    said = os.read(stderr.fileno(), 2000) if stderr and select.select([stderr], [], [], 1)[0] else b""
+    _discard(slot)
+    return SandboxError(f"{problem}: {said.decode(errors='replace').strip()}" if said else problem)
+
+
+def _discard(slot: _Slot) -> None:
+    """Kill whatever still runs of a sandbox and remove its work dir, mount and cgroups."""
+    proc = slot.proc
+    if proc.returncode is None:
+        _kill(proc, slot.cgroup)
+        proc.returncode = os.waitstatus_to_exitcode(_reap(proc.pid, None))
+    for stream in (proc.stdout, proc.stderr):
+        if stream is not None:
+            stream.close()
+    slot.control.close()
+    _remove_parts(slot.dir, slot.cgroup, mounted=slot.uid is not None)
+
+
+def _discard_ready(ready: deque[Future[_Slot]], worker: ThreadPoolExecutor) -> None:
+    """Tear down the sandboxes set up ahead (one being set up now first finishes) and stop the worker."""
+    while ready:
+        upcoming = ready.popleft()
+        if not upcoming.cancel():
+            with contextlib.suppress(Exception):
+                _discard(upcoming.result())
+    worker.shutdown(wait=False)
 
 
 def _pump(proc: subprocess.Popen[bytes], sinks: dict[IO[bytes], CappedBuffer], deadline: float) -> KilledReason | None:
@@ -405,10 +449,6 @@ def _pidfd(pid: int) -> Iterator[int]:
         os.close(fd)
 
 
-def _remove_run(run: _Run) -> None:
-    _remove_parts(run.dir, run.cgroup, mounted=run.uid is not None)
-
-
 def _remove_parts(run_dir: Path, cgroup: RunCgroup | None, *, mounted: bool) -> None:
     if cgroup is not None:
         cgroup.remove()
@@ -422,21 +462,25 @@ def _nproc_flag() -> str:
     return "-u" if subprocess.run(["/bin/sh", "-c", "ulimit -u"], capture_output=True).returncode == 0 else "-p"
 
 
-def _child_pid(info: int, timeout: float = 30.0) -> int:
-    """The sandboxed child's host pid, from the JSON bwrap writes to its info fd."""
-    data = b""
-    deadline = time.monotonic() + timeout
-    while b"}" not in data:
-        if not select.select([info], [], [], max(0.0, deadline - time.monotonic()))[0]:
-            raise SandboxError("the process sandbox did not start within 30 s")
-        chunk = os.read(info, 4096)
-        if not chunk:
-            raise SandboxError("the process sandbox could not start (bubblewrap exited during setup)")
-        data += chunk
-    pid = json.loads(data).get("child-pid")
-    if not isinstance(pid, int):
-        raise SandboxError(f"bubblewrap reported no child pid: {data!r}")
-    return pid
+def _join_all(cgroup: RunCgroup, pid: int) -> None:
+    """Move ``pid`` and all its descendants into ``cgroup`` (SandboxError if any stays out)."""
+    tree = _process_tree(pid)
+    for missing in sorted(set(tree) - set(cgroup.pids_in_group())):
+        cgroup.join(missing)
+    if outside := set(tree) - set(cgroup.pids_in_group()):
+        raise SandboxError(f"sandbox processes {sorted(outside)} could not join their cgroup")
+
+
+def _process_tree(pid: int) -> list[int]:
+    """``pid`` and its descendants, from /proc/PID/task/TID/children."""
+    tree, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        tree.append(current)
+        for task in os.listdir(f"/proc/{current}/task"):
+            with open(f"/proc/{current}/task/{task}/children") as children:
+                todo += map(int, children.read().split())
+    return tree
 
 
 def _kill(proc: subprocess.Popen[bytes], cgroup: RunCgroup | None) -> None:
@@ -447,9 +491,16 @@ def _kill(proc: subprocess.Popen[bytes], cgroup: RunCgroup | None) -> None:
 
 
 def _mount_tmpfs(path: Path, *, size: int, uid: int) -> None:
+    _mount(path, _MS_NOSUID | _MS_NODEV, f"size={size},uid={uid},gid={uid},mode=0700")
+
+
+def _remount_tmpfs(path: Path, *, size: int) -> None:
+    _mount(path, _MS_REMOUNT | _MS_NOSUID | _MS_NODEV, f"size={size}")
+
+
+def _mount(path: Path, flags: int, options: str) -> None:
     libc = ctypes.CDLL(None, use_errno=True)
-    options = f"size={size},uid={uid},gid={uid},mode=0700".encode()
-    if libc.mount(b"wflo-sandbox", str(path).encode(), b"tmpfs", _MS_NOSUID | _MS_NODEV, options) != 0:
+    if libc.mount(b"wflo-sandbox", str(path).encode(), b"tmpfs", flags, options.encode()) != 0:
         err = ctypes.get_errno()
         raise SandboxError(f"could not mount the sandbox work dir tmpfs at {path}: {os.strerror(err)}")
 

@@ -19,6 +19,7 @@ from typing import TypedDict
 from sqlalchemy.orm import Session
 
 from wflo_core.budgets import BudgetBook, CallScope
+from wflo_core.budgets.reservations import check_limit
 from wflo_core.budgets.scopes import tags_from
 from wflo_core.calls import CallOutcome, LLMRequest, LLMResponse
 from wflo_core.checkpoints import SettledResults
@@ -29,6 +30,7 @@ from wflo_core.ledger.store import Ledger
 from wflo_core.llm.gateway import Gateway, Remember
 from wflo_core.llm.providers.base import StreamChunk
 from wflo_core.money import parse_usd
+from wflo_core.steps import statements
 from wflo_core.steps.totals import StepTotals
 
 _SUB_AGENT: ContextVar[tuple[str, int | None] | None] = ContextVar("wflo_sub_agent", default=None)
@@ -77,8 +79,18 @@ class StepRecorder:
     # ------------------------------------------------------------------ lifecycle
 
     def open(self, info: StepInfo) -> None:
-        """Open this attempt's ``steps`` row (and the run's, first time) with their events."""
+        """Open this attempt's ``steps`` row (and the run's, first time) with their events.
+
+        On Postgres a first attempt of a step whose run is already recorded (every step but the
+        run's first) opens in one statement; anything else in one ORM transaction.
+        """
         self.info = info
+        if self._ledger.dialect == "postgresql" and info.attempt == 0 and not info.parent_run_id:
+            scope = self._new_scope()
+            started = StepStarted(run_id=info.run_id, step_key=info.step_key, attempt=0, asset_key=scope.asset_key)
+            if statements.open_step(self._ledger, self._record_event, info, scope, self._limits(None), started):
+                self._scope = scope
+                return
         with self._ledger.transaction() as session:
             scope = self._scope_in(session)
             if self._ledger.ensure_run(session, info.run_id, info.workflow, tags=dict(info.run_tags),
@@ -97,9 +109,15 @@ class StepRecorder:
                                                     attempt=info.attempt, asset_key=scope.asset_key))
 
     def close(self, status: str, error: str | None = None) -> None:
-        """Close the latest attempt with its totals: ``succeeded`` or ``failed``."""
-        close_step(self._ledger, self._record_event, self.info.run_id, self.info.step_key, self.info.workflow,
-                   status, error, self.totals)
+        """Close the latest attempt with its totals: ``succeeded`` or ``failed`` (one statement on Postgres)."""
+        info, totals = self.info, self.totals
+        if self._ledger.dialect == "postgresql" and self._scope is not None:
+            event = step_closed_event(info.run_id, info.step_key, info.attempt, self._scope.asset_key, status,
+                                      error, totals)
+            if statements.close_step(self._ledger, self._record_event, info, status, error, event):
+                return
+        close_step(self._ledger, self._record_event, info.run_id, info.step_key, info.workflow, status, error,
+                   totals)
 
     # ------------------------------------------------------------------ calls
 
@@ -161,39 +179,50 @@ class StepRecorder:
 
     # ------------------------------------------------------------------ internals
 
+    def _new_scope(self) -> CallScope:
+        info = self.info
+        return CallScope(run_id=info.run_id, workflow=info.workflow, step_key=info.step_key,
+                         asset_key=info.asset_key, tags={**tags_from(info.run_tags), **tags_from(info.op_tags)},
+                         partition_key=info.partition_key)
+
     def _scope_in(self, session: Session) -> CallScope:
         if self._scope is None:
-            info = self.info
-            scope = CallScope(run_id=info.run_id, workflow=info.workflow, step_key=info.step_key,
-                              asset_key=info.asset_key, tags={**tags_from(info.run_tags), **tags_from(info.op_tags)},
-                              partition_key=info.partition_key)
-            self._ensure_tag_budgets(session, scope)
+            scope = self._new_scope()
+            for limit in self._limits(session):
+                self._budgets.ensure_limit(session, *limit)
             self._scope = scope
         return self._scope
 
-    def _ensure_tag_budgets(self, session: Session, scope: CallScope) -> None:
-        """The run's budget (its tags, else the step's op tags, else the defaults) and this
-        materialization's own budget (the asset's ``budget_usd``).
+    def _limits(self, session: Session | None) -> list[tuple[str, str, Decimal, str]]:
+        """The budgets the step's calls need, as (scope, key, limit, on_breach): the run's (its tags, else
+        the step's op tags, else the defaults) and this materialization's own (the asset's ``budget_usd``).
 
         A re-executed run (Dagster's re-execution, ``wflo runs resume``) is held against what is left
-        of its parent's run budget, not a fresh limit; approval continuations carry that in their tag.
+        of its parent's run budget, not a fresh limit (read in ``session``); approval continuations
+        carry that in their tag.
         """
         info, defaults = self.info, self._defaults
+        limits: list[tuple[str, str, Decimal, str]] = []
         on_breach = info.run_tags.get(ON_BREACH_TAG, defaults.on_breach)
         candidates = (info.run_tags.get(BUDGET_TAG), info.run_tags.get(RUN_BUDGET_TAG), defaults.run_limit_usd,
                       info.op_tags.get(RUN_BUDGET_TAG), defaults.fallback_run_limit_usd)
         given = next((c for c in candidates if c is not None and c != ""), None)
         limit = parse_usd(given, "run budget (wflo/budget_usd)") if given is not None else None
         if info.parent_run_id and APPROVAL_TAG not in info.run_tags:
+            assert session is not None, "a re-executed run's budget depends on its parent's spend"
             if limit is not None:
                 limit = max(Decimal(0), limit - self._budgets.run_chain_spend(session, info.parent_run_id))
             else:  # launched without the parent's tags: what the parent's own budget has left
                 limit = self._budgets.remaining(session, "run", info.parent_run_id)
         if limit is not None:
-            self._budgets.ensure_limit(session, "run", scope.run_id, limit, on_breach)
-        if scope.materialization_key and BUDGET_TAG in info.op_tags:
-            self._budgets.ensure_limit(session, "materialization", scope.materialization_key,
-                                       parse_usd(info.op_tags[BUDGET_TAG], BUDGET_TAG), on_breach)
+            limits.append(("run", info.run_id, limit, on_breach))
+        materialization = self._new_scope().materialization_key
+        if materialization and BUDGET_TAG in info.op_tags:
+            limits.append(("materialization", materialization, parse_usd(info.op_tags[BUDGET_TAG], BUDGET_TAG),
+                           on_breach))
+        for scope, key, usd, breach in limits:
+            check_limit(scope, key, usd, breach)
+        return limits
 
     def _recall(self, seq: int, request: LLMRequest, on_reuse: Callable[[str], object] | None) -> LLMResponse | None:
         info = self.info
@@ -256,10 +285,14 @@ def close_step(ledger: Ledger, record_event: EventRecorder, run_id: str, step_ke
             closed = ledger.finish_latest_attempt(session, run_id, step_key, status, error)
         assert closed is not None
         attempt, asset_key = closed
-        common: _ClosedStep = {"run_id": run_id, "step_key": step_key, "attempt": attempt, "asset_key": asset_key,
-                  "cost_usd": totals.cost_usd}
-        if status == "succeeded":
-            record_event(session, StepSucceeded(**common, llm_calls=totals.calls, cache_hits=totals.cache_hits,
-                                                saved_usd=totals.saved_usd))
-        else:
-            record_event(session, StepFailed(**common, error=error or "step failed"))
+        record_event(session, step_closed_event(run_id, step_key, attempt, asset_key, status, error, totals))
+
+
+def step_closed_event(run_id: str, step_key: str, attempt: int, asset_key: str | None, status: str,
+                      error: str | None, totals: StepTotals) -> StepSucceeded | StepFailed:
+    common: _ClosedStep = {"run_id": run_id, "step_key": step_key, "attempt": attempt, "asset_key": asset_key,
+                           "cost_usd": totals.cost_usd}
+    if status == "succeeded":
+        return StepSucceeded(**common, llm_calls=totals.calls, cache_hits=totals.cache_hits,
+                             saved_usd=totals.saved_usd)
+    return StepFailed(**common, error=error or "step failed")

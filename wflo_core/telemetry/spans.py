@@ -20,10 +20,10 @@ import functools
 import hashlib
 import os
 import threading
-from collections.abc import Callable, Generator, Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import Any
 
 from opentelemetry import trace
 from opentelemetry.sdk.resources import SERVICE_NAME, Resource
@@ -36,8 +36,8 @@ from opentelemetry.trace import NonRecordingSpan, SpanContext, SpanKind, Status,
 
 from wflo_core.budgets import CallScope
 from wflo_core.calls import CallOutcome, LLMRequest, LLMResponse
+from wflo_core.telemetry import export_requested
 
-T = TypeVar("T")
 TRACER_NAME = "wflo"
 _FORCED: contextvars.ContextVar[tuple[int | None, int] | None] = contextvars.ContextVar("wflo_span_ids",
                                                                                       default=None)
@@ -73,7 +73,7 @@ def _build(exporter: SpanExporter | None) -> TracerProvider | None:
     if os.environ.get("OTEL_SDK_DISABLED", "").lower() == "true":
         return None
     if exporter is None:
-        if not (os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT") or os.environ.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")):
+        if not export_requested():
             return None
         from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 
@@ -219,43 +219,3 @@ def _answered(span: trace.Span, response: LLMResponse, outcome: CallOutcome) -> 
     })
     if response.response_id:
         span.set_attribute(gen_ai.GEN_AI_RESPONSE_ID, response.response_id)
-
-
-def traced_complete(
-    method: Callable[..., tuple[LLMResponse, CallOutcome]],
-) -> Callable[..., tuple[LLMResponse, CallOutcome]]:
-    """Decorates ``Gateway.complete``: the call, cache hit or refusal is one span."""
-
-    @functools.wraps(method)
-    def complete(self: Any, request: LLMRequest, scope: CallScope, call_key: str,
-                 *args: Any, **kwargs: Any) -> tuple[LLMResponse, CallOutcome]:
-        with call_span(request, scope, call_key) as answered:
-            response, outcome = method(self, request, scope, call_key, *args, **kwargs)
-            answered(response, outcome)
-            return response, outcome
-
-    return complete
-
-
-def traced_stream(method: Callable[..., Iterator[T]]) -> Callable[..., Generator[T, None, None]]:
-    """Decorates ``Gateway.stream``: the span lasts from the first chunk asked for to the stream's end."""
-
-    @functools.wraps(method)
-    def stream(self: Any, request: LLMRequest, scope: CallScope, call_key: str,
-               on_outcome: Callable[[CallOutcome], None] | None = None, **kwargs: Any) -> Generator[T, None, None]:
-        with call_span(request, scope, call_key) as answered:
-            final: list[LLMResponse] = []
-
-            def settled(outcome: CallOutcome) -> None:
-                if final:
-                    answered(final[-1], outcome)
-                if on_outcome is not None:
-                    on_outcome(outcome)
-
-            for chunk in method(self, request, scope, call_key, settled, **kwargs):
-                response = getattr(chunk, "response", None)
-                if response is not None:
-                    final.append(response)
-                yield chunk
-
-    return stream

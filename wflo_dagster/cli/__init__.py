@@ -2,7 +2,8 @@
 
 Start time matters (``wflo --help`` runs in well under a second): a command module imports only
 typer at the top and whatever its command needs inside the command, so no command pays for the
-LLM SDKs, Dagster or the Docker SDK unless it uses them. ``tests/unit/test_cli_commands.py`` pins it.
+LLM SDKs, Dagster or the Docker SDK unless it uses them. Help is click's plain text: typer's rich help
+would import rich, markdown-it and pygments just to print it. ``tests/unit/test_cli_commands.py`` pins it.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
+    rich_markup_mode=None,
 )
 app.command("costs")(costs.costs)
 app.add_typer(budgets.app, name="budgets")

@@ -23,6 +23,11 @@ def costly_step(context: dg.AssetExecutionContext, llm: LLMResource) -> str:
     return llm.complete(context, prompt="Write a novel.", max_tokens=20_000, temperature=0.7).text
 
 
+@llm_asset(budget_usd="0.00001", deps=[cheap_step], description="Runs after cheap_step, over its own budget.")
+def capped_step(context: dg.AssetExecutionContext, llm: LLMResource) -> str:
+    return llm.complete(context, prompt="Say hi again.", max_tokens=100, temperature=0.7).text
+
+
 @llm_asset(retry_policy=dg.RetryPolicy(max_retries=1))
 def flaky_step(context: dg.AssetExecutionContext, llm: LLMResource) -> str:
     text = llm.complete(context, prompt=f"Attempt {context.retry_number}.", max_tokens=50, temperature=0.7).text
@@ -40,10 +45,11 @@ def killed_step(context: dg.AssetExecutionContext, llm: LLMResource) -> str:
 
 
 defs = dg.Definitions(
-    assets=[cheap_step, costly_step, flaky_step, killed_step],
+    assets=[cheap_step, costly_step, capped_step, flaky_step, killed_step],
     jobs=[
         dg.define_asset_job("budget_job", selection=["cheap_step", "costly_step"],
                             tags={"wflo/budget_usd": "0.002"}),
+        dg.define_asset_job("chain_job", selection=["cheap_step", "capped_step"]),
         dg.define_asset_job("flaky_job", selection=["flaky_step"]),
         dg.define_asset_job("killed_job", selection=["killed_step"]),
     ],
@@ -53,6 +59,10 @@ defs = dg.Definitions(
 
 def budget_job() -> dg.JobDefinition:
     return defs.resolve_job_def("budget_job")
+
+
+def chain_job() -> dg.JobDefinition:
+    return defs.resolve_job_def("chain_job")
 
 
 def flaky_job() -> dg.JobDefinition:
