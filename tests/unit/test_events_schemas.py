@@ -34,6 +34,7 @@ from wflo_core.events import (
     encode_event,
     new_event,
 )
+from wflo_core.events.envelope import encode_new_event
 
 SETTLED = LLMCallSettled(
     run_id="r1",
@@ -118,6 +119,21 @@ def test_round_trip_through_bytes(data) -> None:
     assert decoded.data_model() == data
     assert decoded.specversion == "1.0" and decoded.type.startswith("io.wflo.")
     assert decoded.dataschema == f"urn:wflo:{data.type}:1"
+
+
+@pytest.mark.parametrize("data", [
+    *ONE_OF_EACH,
+    StepStarted(run_id='r"1\\', step_key="ünïcode/\u2028\x01\t步骤"),  # escapes and non-ASCII text
+    BudgetThresholdCrossed(scope="day", scope_key="2026-12-01", limit_usd=Decimal("5"), spent_usd=Decimal("4"),
+                           threshold_pct=80),  # no run: no subject
+], ids=lambda d: d.type)
+@pytest.mark.parametrize("time", [datetime(2026, 12, 1, 20, 1, 2, 345678, tzinfo=UTC),
+                                  datetime(2026, 12, 1, 20, 1, 2, tzinfo=UTC)], ids=["micros", "whole"])
+def test_the_fast_encoder_writes_what_the_envelope_model_writes(data, time: datetime) -> None:
+    event_id, text = encode_new_event(data, source="/wflo/test", time=time)
+    assert text.encode() == encode_event(new_event(data, source="/wflo/test", id=event_id, time=time))
+    assert event_id == new_event(data).id or data.dedupe_key is None
+    assert decode_event(text).data_model() == data
 
 
 def test_money_is_a_json_string_and_stays_exact() -> None:

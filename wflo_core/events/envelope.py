@@ -11,6 +11,7 @@ One event on the wire (structured mode, ``application/cloudevents+json``)::
 
 from __future__ import annotations
 
+import json
 import uuid
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
@@ -87,11 +88,8 @@ def new_event(
     time: datetime | None = None,
 ) -> CloudEvent:
     """Wrap ``data`` in an envelope; the id is derived from ``data.dedupe_key`` when it has one."""
-    if id is None:
-        key = data.dedupe_key
-        id = str(uuid.uuid5(EVENT_ID_NAMESPACE, f"{data.type}|{key}") if key else uuid.uuid4())
     return CloudEvent(
-        id=id,
+        id=id or event_id(data),
         source=source,
         type=data.type,
         subject=data.subject,
@@ -101,6 +99,31 @@ def new_event(
         partitionkey=data.partition_key,
         data=data.model_dump(mode="json"),
     )
+
+
+def event_id(data: EventData) -> str:
+    """uuid5 of the fact's natural identity (so a re-emitted fact keeps its id), else a random uuid4."""
+    key = data.dedupe_key
+    return str(uuid.uuid5(EVENT_ID_NAMESPACE, f"{data.type}|{key}") if key else uuid.uuid4())
+
+
+def encode_new_event(data: EventData, *, source: str = DEFAULT_SOURCE, time: datetime | None = None) -> tuple[str, str]:
+    """``(id, JSON)``: the text of ``encode_event(new_event(data))``, without building the envelope
+    model or dumping ``data`` twice (a third of the cost), for the LLM call path that only stores it."""
+    id = event_id(data)
+    head: dict[str, str] = {"specversion": "1.0", "id": id, "source": source, "type": data.type}
+    if (subject := data.subject) is not None:
+        head["subject"] = subject
+    head["time"] = (time or datetime.now(UTC)).astimezone(UTC).isoformat().replace("+00:00", "Z")
+    head["datacontenttype"] = "application/json"
+    head["dataschema"] = f"urn:wflo:{data.type}:{data.version}"
+    head["dataversion"] = data.version
+    head["partitionkey"] = data.partition_key
+    return id, f'{_dumps(head)[:-1]},"data":{data.model_dump_json()}}}'
+
+
+_dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+"""Compact and UTF-8 as pydantic writes JSON, so both encoders give the same text."""
 
 
 def encode_event(event: CloudEvent) -> bytes:

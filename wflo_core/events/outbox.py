@@ -15,7 +15,7 @@ from typing import Any, Protocol
 from sqlalchemy import Insert, func, select
 from sqlalchemy.orm import Session
 
-from wflo_core.events.envelope import DEFAULT_SOURCE, CloudEvent, encode_event, new_event
+from wflo_core.events.envelope import DEFAULT_SOURCE, CloudEvent, encode_event, encode_new_event, new_event
 from wflo_core.events.schemas import EventData
 from wflo_core.events.topics import TopicLayout
 from wflo_core.ledger.models import OutboxEvent, utcnow
@@ -37,9 +37,26 @@ def emit(
     idempotency key, get a deterministic id).
     """
     cloud_event = event if isinstance(event, CloudEvent) else new_event(event, source=source)
-    connection = session.connection()  # the caller's transaction; Core, not the ORM's bulk path
-    connection.execute(_insert_for(connection.dialect.name), outbox_row(cloud_event, topic=topic))
+    row = outbox_row(cloud_event, topic=topic)
+    connection = session.connection()  # the caller's transaction
+    if connection.dialect.name == "postgresql":
+        # One INSERT on the driver's cursor: the statement text never changes, so psycopg prepares
+        # it once per connection, and SQLAlchemy's per-execute work (half of emit's own cost) is skipped.
+        cursor = connection.connection.cursor()
+        try:
+            cursor.execute(_INSERT_PG, row)
+        finally:
+            cursor.close()
+    else:
+        connection.execute(_insert_for(connection.dialect.name), row)
     return cloud_event
+
+
+_INSERT_PG = (
+    "INSERT INTO outbox (event_id, event_type, topic, key, payload, created_at, attempts) VALUES"
+    " (%(event_id)s, %(event_type)s, %(topic)s, %(key)s, %(payload)s, %(created_at)s, %(attempts)s)"
+    " ON CONFLICT (event_id) DO NOTHING"
+)
 
 
 def outbox_row(cloud_event: CloudEvent, *, topic: str) -> dict[str, Any]:
@@ -111,7 +128,11 @@ class OutboxRecorder:
         return emit(session, event, topic=self.topic)
 
     def row(self, event: EventData | CloudEvent) -> dict[str, Any]:
-        return outbox_row(event if isinstance(event, CloudEvent) else new_event(event), topic=self.topic)
+        if isinstance(event, CloudEvent):
+            return outbox_row(event, topic=self.topic)
+        event_id, payload = encode_new_event(event)  # no envelope model: the row is all the caller needs
+        return {"event_id": event_id, "event_type": event.type, "topic": self.topic, "key": event.partition_key,
+                "payload": payload, "created_at": utcnow(), "attempts": 0}
 
 
 DEFAULT_RECORDER: EventRecorder = OutboxRecorder(TopicLayout().events)

@@ -4,6 +4,9 @@ Per run (partition key) order is kept: once an event of a run fails with a retry
 run's later events in the batch stay pending too and are sent after it on the next pass. Events
 the sink can never accept are replaced by an ``io.wflo.event.dead_lettered`` record on the
 dead-letter topic (``<topic>.dlq``) and marked ``dead_lettered_at`` with the reason.
+
+Per batch: one keyset-paged read, one produce per event and one flush, one UPDATE. On Postgres the
+reads and UPDATEs run on a thread of their own, overlapping the sink's work.
 """
 
 from __future__ import annotations
@@ -13,9 +16,10 @@ import logging
 import threading
 import time
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple, TypeVar
 
 from sqlalchemy import Executable, bindparam, select, text, update
 
@@ -30,6 +34,7 @@ from wflo_core.ledger.models import OutboxEvent, utcnow
 from wflo_core.ledger.store import Ledger
 
 logger = logging.getLogger("wflo.events.relay")
+_T = TypeVar("_T")
 
 
 @dataclass
@@ -89,6 +94,22 @@ _PENDING_AFTER = (
     .order_by(OutboxEvent.id)
     .limit(bindparam("limit"))
 )
+_PENDING_AFTER_PG = (
+    "SELECT id, event_id, event_type, topic, key, payload FROM outbox"
+    " WHERE published_at IS NULL AND dead_lettered_at IS NULL AND id > %s ORDER BY id LIMIT %s"
+)
+"""The same read through the driver's cursor: plain tuples cost half of what result rows do."""
+
+
+class _Row(NamedTuple):
+    """A pending outbox row; the hot path reads plain tuples in this column order."""
+
+    id: int
+    event_id: str
+    event_type: str
+    topic: str
+    key: str | None
+    payload: str
 
 
 @functools.cache
@@ -106,6 +127,60 @@ def _mark_published(dialect: str) -> Executable:
     )
 
 
+class _Marks(NamedTuple):
+    """The row updates one batch's outcome needs."""
+
+    published: list[int]
+    dead: list[tuple[int, str]]
+    failed: dict[str, list[int]]
+
+
+class _DatabaseWorker:
+    """Runs the relay's reads and UPDATEs on one thread of their own, in submission order, so on
+    Postgres they overlap the sink's work (the driver releases the GIL while it waits). SQLite runs
+    them on the spot: an in-memory ledger exists in one thread only, and a file has one writer.
+
+    Leaving waits for every task and raises the first failure; a failed UPDATE also stops the
+    next ``submit``. A batch sent but left unmarked is sent again by the next pass (at-least-once).
+    """
+
+    def __init__(self, ledger: Ledger) -> None:
+        self._pool = (
+            ThreadPoolExecutor(max_workers=1, thread_name_prefix="wflo-relay-db")
+            if ledger.dialect == "postgresql" else None
+        )
+        self._running: list[Future[Any]] = []
+
+    def submit(self, fn: Callable[..., _T], /, *args: Any) -> Future[_T]:
+        self._raise_failure()
+        if self._pool is not None:
+            future = self._pool.submit(fn, *args)
+        else:
+            future = Future()
+            try:
+                future.set_result(fn(*args))
+            except Exception as err:  # noqa: BLE001 - surfaced by result() or the next submit
+                future.set_exception(err)
+        self._running.append(future)
+        return future
+
+    def _raise_failure(self) -> None:
+        for future in self._running:
+            if future.done() and (err := future.exception()) is not None:
+                raise err
+        self._running = [f for f in self._running if not f.done()]
+
+    def __enter__(self) -> _DatabaseWorker:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, *_: object) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+        if exc_type is None:
+            for future in self._running:
+                future.result()
+
+
 class OutboxRelay:
     """Moves committed events from the outbox to an :class:`EventSink`."""
 
@@ -120,35 +195,57 @@ class OutboxRelay:
         with relay_lease(self.ledger) as acquired:
             if not acquired:
                 return RelayStats(busy=True)
-            return self._batch(0, limit)[0]
+            return self._relay(limit, batches=1, deadline=None)
 
     def relay_until_idle(self, *, max_seconds: float = 30.0, limit: int = DEFAULT_BATCH) -> RelayStats:
         """Relay batch after batch (one lease, keyset-paged) until nothing is pending, a batch fails,
         or time is up."""
-        deadline = time.monotonic() + max_seconds
-        total = RelayStats()
         with relay_lease(self.ledger) as acquired:
             if not acquired:
                 return RelayStats(busy=True)
-            after = 0
-            while True:
-                stats, after = self._batch(after, limit)
-                total = total.merge(stats)
-                moved = stats.published + stats.dead_lettered
-                if not stats.healthy or moved < limit or time.monotonic() >= deadline:
-                    return total
+            return self._relay(limit, batches=None, deadline=time.monotonic() + max_seconds)
 
-    def _batch(self, after: int, limit: int) -> tuple[RelayStats, int]:
-        """Relay the pending rows with id > ``after``; the stats and the last id read."""
+    def _relay(self, limit: int, *, batches: int | None, deadline: float | None) -> RelayStats:
+        """Batches in a pipeline: while the sink delivers batch N, the database thread marks batch
+        N-1 published and reads batch N+1 (keyset-paged, so the read needs no earlier UPDATE).
+
+        A row is marked published only after the sink acknowledged it; a batch that is not healthy
+        ends the pass before the next (already read) batch is sent, so a failed run's later events
+        wait behind it. Every UPDATE has finished, or raised, before the lease is released.
+        """
+        total = RelayStats()
+        with _DatabaseWorker(self.ledger) as worker:
+            rows, messages = worker.submit(self._read, 0, limit).result()
+            done = 0
+            while rows:
+                done += 1
+                more = len(rows) == limit and (batches is None or done < batches) and (
+                    deadline is None or time.monotonic() < deadline
+                )
+                ahead = worker.submit(self._read, rows[-1][0], limit) if more else None
+                stats, marks = self._outcome(rows, self.sink.deliver(messages))
+                worker.submit(self._mark, marks)
+                total = total.merge(stats)
+                if ahead is None or not stats.healthy:
+                    break
+                rows, messages = ahead.result()
+        return total
+
+    def _read(self, after: int, limit: int) -> tuple[Sequence[Sequence[Any]], list[OutboundMessage]]:
+        """The pending rows with id > ``after``, oldest first (the partial index ``ix_outbox_pending``),
+        and their messages, built here: on Postgres this runs while the sink waits for the broker."""
         with self.ledger.engine.connect() as conn:
-            rows = conn.execute(_PENDING_AFTER, {"after": after, "limit": limit}).all()
-            conn.rollback()
-        if not rows:
-            return RelayStats(), after
-        deliveries = self.sink.deliver(
-            [OutboundMessage(r.topic, r.key, sequenced(r.payload, r.id), r.event_id) for r in rows]
-        )
-        return self._settle(rows, deliveries), rows[-1].id
+            if self.ledger.dialect == "postgresql":
+                driver = conn.connection
+                cursor = driver.cursor()
+                cursor.execute(_PENDING_AFTER_PG, (after, limit))
+                rows: Sequence[Sequence[Any]] = cursor.fetchall()
+                cursor.close()
+                driver.rollback()
+            else:
+                rows = conn.execute(_PENDING_AFTER, {"after": after, "limit": limit}).all()
+                conn.rollback()
+        return rows, [OutboundMessage(r[3], r[4], sequenced(r[5], r[0]), r[1]) for r in rows]
 
     def relay_forever(
         self, stop: threading.Event, *, interval_s: float = 1.0, max_backoff_s: float = 30.0,
@@ -174,47 +271,56 @@ class OutboxRelay:
 
     # ------------------------------------------------------------------ bookkeeping
 
-    def _settle(self, rows: Sequence[Any], deliveries: list[Delivery]) -> RelayStats:
+    def _outcome(
+        self, rows: Sequence[Sequence[Any]], deliveries: list[Delivery]
+    ) -> tuple[RelayStats, _Marks]:
+        """What the sink did with a batch, and the row updates that record it (dead letters sent)."""
         stats = RelayStats()
         published: list[int] = []
         failed: dict[str, list[int]] = defaultdict(list)
-        undeliverable: list[tuple[Any, str]] = []
+        undeliverable: list[tuple[_Row, str]] = []
         blocked: set[str] = set()
         for row, delivery in zip(rows, deliveries, strict=True):
-            order_key = row.key or row.event_id
+            if delivery.error is None and not blocked:  # the common case: one test per row
+                published.append(row[0])
+                continue
+            order_key = row[4] or row[1]
             if order_key in blocked:
                 stats.deferred += 1
             elif delivery.ok:
-                published.append(row.id)
+                published.append(row[0])
             elif delivery.permanent:
-                undeliverable.append((row, delivery.error or "rejected"))
+                undeliverable.append((_Row._make(row), delivery.error or "rejected"))
             else:
                 blocked.add(order_key)
-                failed[delivery.error or "failed"].append(row.id)
+                failed[delivery.error or "failed"].append(row[0])
         dead = self._dead_letter(undeliverable, failed)
         stats.published, stats.dead_lettered = len(published), len(dead)
         stats.failed = sum(len(ids) for ids in failed.values())
         stats.errors = list(failed)[-10:]
+        return stats, _Marks(published, dead, dict(failed))
+
+    def _mark(self, marks: _Marks) -> None:
+        """One transaction per batch; the published rows in one statement."""
         now = utcnow()
         with self.ledger.transaction() as session:
-            if published:  # one statement per batch
-                session.execute(_mark_published(self.ledger.dialect), {"ids": published, "now": now})
-            for row_id, reason in dead:
+            if marks.published:
+                session.execute(_mark_published(self.ledger.dialect), {"ids": marks.published, "now": now})
+            for row_id, reason in marks.dead:
                 session.execute(
                     update(OutboxEvent)
                     .where(OutboxEvent.id == row_id)
                     .values(dead_lettered_at=now, last_error=reason, attempts=OutboxEvent.attempts + 1)
                 )
-            for reason, ids in failed.items():
+            for reason, ids in marks.failed.items():
                 session.execute(
                     update(OutboxEvent)
                     .where(OutboxEvent.id.in_(ids))
                     .values(last_error=reason, attempts=OutboxEvent.attempts + 1)
                 )
-        return stats
 
     def _dead_letter(
-        self, undeliverable: list[tuple[Any, str]], failed: dict[str, list[int]]
+        self, undeliverable: list[tuple[_Row, str]], failed: dict[str, list[int]]
     ) -> list[tuple[int, str]]:
         """Publish a dead-letter record per undeliverable row; returns the rows that now are."""
         if not undeliverable:

@@ -23,6 +23,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
@@ -292,11 +293,17 @@ class Compensation(Base):
     executed_at: Mapped[datetime | None] = _ts(nullable=True)
 
 
+_OUTBOX_PENDING = text("published_at IS NULL AND dead_lettered_at IS NULL")
+
+
 class OutboxEvent(Base):
     """An event committed with the ledger change that caused it, waiting to be relayed to Kafka."""
 
     __tablename__ = "outbox"
-    __table_args__ = (Index("ix_outbox_pending", "published_at", "id"),)
+    __table_args__ = (
+        # Pending rows only (migration 0004): a relay read costs its batch, however long the history.
+        Index("ix_outbox_pending", "id", postgresql_where=_OUTBOX_PENDING, sqlite_where=_OUTBOX_PENDING),
+    )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     """Monotonic: relaying in id order keeps each run's events in order."""
