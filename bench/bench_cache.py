@@ -19,6 +19,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import redis  # noqa: E402
 
+from bench.result import result  # noqa: E402
 from tests.services import start_redis  # noqa: E402
 from wflo_core.cache.codec import encode_response  # noqa: E402
 from wflo_core.cache.keys import cache_key  # noqa: E402
@@ -84,6 +85,8 @@ def main() -> None:
         print(f"raw redis-py GET               : {raw_us:8.1f} us/read (median of rounds)")
         print(f"RedisCache.get -> LLMResponse  : {cache_us:8.1f} us/read (median of rounds)")
         print(f"ratio: {ratio:.2f}x (goal <= {GOAL}x) -> {'OK' if ratio <= GOAL else 'OVER GOAL'}")
+        result("cache hit, RedisCache.get to an LLMResponse", f"{cache_us:.1f} us", f"raw redis-py GET {raw_us:.1f} us",
+               ratio, f"<= {GOAL}x raw", ratio <= GOAL)
         client.close()
     finally:
         service.stop()

@@ -13,7 +13,7 @@ noise hits both.
 
     .venv/bin/python bench/bench_dropin.py [--calls 300] [--postgres]
 
-Prints ``RESULT | path | wflo | baseline | ratio | goal`` lines (milliseconds per call).
+Prints one RESULT line per path (``bench/result.py``; milliseconds per call).
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import openai  # noqa: E402
 
 from bench.fast_server import fast_server  # noqa: E402
+from bench.result import result  # noqa: E402
 from wflo_core.budgets import CallScope  # noqa: E402
 from wflo_core.config import load_settings  # noqa: E402
 from wflo_core.ledger.migrations import upgrade  # noqa: E402
@@ -88,14 +89,14 @@ def main() -> None:
                     return lambda: client.chat.completions.create(model="gpt-4o-mini", messages=messages,
                                                                   max_tokens=50, **params)
 
-                result = _measure({"sdk": call(direct), "wflo": call(dropin),
-                                   "wflo_hit": call(dropin, temperature=0)}, per_round)
-                b = result["sdk"]
+                timings = _measure({"sdk": call(direct), "wflo": call(dropin),
+                                    "wflo_hit": call(dropin, temperature=0)}, per_round)
+                b = timings["sdk"]
                 for path, key in ((f"chat.completions paid call ({backend} ledger)", "wflo"),
                                   (f"chat.completions cache hit ({backend} ledger)", "wflo_hit")):
-                    w = result[key]
-                    print(f"RESULT | {path} | {w:.2f} ms | {b:.2f} ms | {w / b:.2f}x | "
-                          f"overhead {w - b:.2f} ms, goal < {GOAL_MS:g} ms")
+                    w = timings[key]
+                    result(f"drop-in {path}", f"{w:.2f} ms", f"SDK direct {b:.2f} ms", w / b,
+                           f"adds < {GOAL_MS:g} ms", w - b < GOAL_MS)
                 clients.close()
                 services.close()
     finally:
