@@ -47,10 +47,11 @@ from sqlalchemy import text  # noqa: E402
 from bench.result import result  # noqa: E402
 from tests.services import KafkaBroker, free_port, start_postgres  # noqa: E402
 from wflo_core.events import LLMCallSettled, OutboundMessage, OutboxRelay, create_topics, emit, new_event  # noqa: E402
-from wflo_core.events.outbox import OutboxRecorder  # noqa: E402
+from wflo_core.events.outbox import OutboxRecorder, outbox_insert, outbox_params  # noqa: E402
 from wflo_core.events.relay import DEFAULT_BATCH  # noqa: E402
 from wflo_core.events.sinks.kafka import STRUCTURED_HEADERS, KafkaEventSink, producer_config  # noqa: E402
 from wflo_core.ledger.migrations import upgrade  # noqa: E402
+from wflo_core.ledger.models import utcnow  # noqa: E402
 from wflo_core.ledger.store import Ledger  # noqa: E402
 
 
@@ -120,16 +121,8 @@ def emit_ms(ledger: Ledger, topic: str, count: int) -> float:
 
 SETTLE_ONLY = "WITH charged AS (UPDATE bench_budget SET spent = spent + 1 WHERE id = 1) SELECT 1"
 """Stands in for the rest of the settle statement: a write, so both sides commit a write transaction."""
-FOLDED = """
-WITH charged AS (UPDATE bench_budget SET spent = spent + 1 WHERE id = 1), events AS (
-    INSERT INTO outbox (event_id, event_type, topic, key, payload, created_at, attempts)
-    SELECT e.event_id, e.event_type, e.topic, e.key, e.payload, %(now)s, 0
-    FROM unnest(%(event_id)s::text[], %(event_type)s::text[], %(topic)s::text[], %(key)s::text[],
-                %(payload)s::text[]) AS e(event_id, event_type, topic, key, payload)
-    ON CONFLICT (event_id) DO NOTHING
-)
-SELECT 1
-"""
+FOLDED = ("WITH charged AS (UPDATE bench_budget SET spent = spent + 1 WHERE id = 1), events AS ("
+          + outbox_insert("true") + ") SELECT 1")
 """How the gateway's settle statement (wflo_core/llm/attempt_writes.py) queues a call's events: a CTE."""
 
 
@@ -140,17 +133,16 @@ def in_call_ms(dsn: str, topic: str, count: int) -> tuple[float, float]:
     recorder = OutboxRecorder(topic)
     events = [sample(i) for i in range(count)]
     started = time.perf_counter()
-    rows = [recorder.row(e) for e in events]
+    params = [outbox_params(recorder, [e]) for e in events]
     row_ms = (time.perf_counter() - started) / count * 1000
     folded = bare = 0.0
     with psycopg.connect(dsn) as conn:
         conn.execute("CREATE TABLE IF NOT EXISTS bench_budget (id int PRIMARY KEY, spent bigint NOT NULL)")
         conn.execute("INSERT INTO bench_budget VALUES (1, 0) ON CONFLICT (id) DO NOTHING")
         conn.commit()
-        for row in rows:
-            params = {k: [row[k]] for k in ("event_id", "event_type", "topic", "key", "payload")}
+        for event_params in params:
             started = time.perf_counter()
-            conn.execute(FOLDED, {**params, "now": row["created_at"]})
+            conn.execute(FOLDED, {**event_params, "now": utcnow()})
             conn.commit()
             folded += time.perf_counter() - started
             started = time.perf_counter()

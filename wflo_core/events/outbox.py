@@ -73,23 +73,29 @@ def outbox_row(cloud_event: CloudEvent, *, topic: str) -> dict[str, Any]:
     }
 
 
-def outbox_insert(when: str) -> str:
-    """SQL that inserts the events given by :func:`outbox_params` if ``when`` holds: the part of a
-    Postgres statement that writes a ledger change and its events in one round trip."""
+def outbox_insert(when: str, events: int = 1) -> str:
+    """SQL that inserts ``events`` events, given by :func:`outbox_params`, if ``when`` holds: the part
+    of a Postgres statement that writes a ledger change and its events in one round trip. (One row of
+    scalar parameters each: cheaper to send and plan than arrays to ``unnest``.)"""
+    if events < 1:
+        raise ValueError("outbox_insert needs at least one event")
+    rows = ", ".join(f"(%(event_id_{i})s::text, %(event_type_{i})s::text, %(topic_{i})s::text, "
+                     f"%(event_key_{i})s::text, %(payload_{i})s::text)" for i in range(events))
     return f"""INSERT INTO outbox (event_id, event_type, topic, key, payload, created_at, attempts)
     SELECT e.event_id, e.event_type, e.topic, e.key, e.payload, %(now)s, 0
-    FROM unnest(%(event_id)s::text[], %(event_type)s::text[], %(topic)s::text[], %(event_key)s::text[],
-                %(payload)s::text[]) AS e(event_id, event_type, topic, key, payload)
+    FROM (VALUES {rows}) AS e(event_id, event_type, topic, key, payload)
     WHERE {when}
     ON CONFLICT (event_id) DO NOTHING"""
 
 
-def outbox_params(record_event: EventRecorder, events: Sequence[EventData]) -> dict[str, list[str | None]]:
-    """The parameters of :func:`outbox_insert` for ``events`` (column by column)."""
-    rows = [record_event.row(event) for event in events]
-    return {"event_id": [r["event_id"] for r in rows], "event_type": [r["event_type"] for r in rows],
-            "topic": [r["topic"] for r in rows], "event_key": [r["key"] for r in rows],
-            "payload": [r["payload"] for r in rows]}
+def outbox_params(record_event: EventRecorder, events: Sequence[EventData]) -> dict[str, str | None]:
+    """The parameters of :func:`outbox_insert` for ``events``."""
+    params: dict[str, str | None] = {}
+    for i, event in enumerate(events):
+        row = record_event.row(event)
+        params |= {f"event_id_{i}": row["event_id"], f"event_type_{i}": row["event_type"],
+                   f"topic_{i}": row["topic"], f"event_key_{i}": row["key"], f"payload_{i}": row["payload"]}
+    return params
 
 
 @functools.cache

@@ -13,6 +13,7 @@ a settlement whose hold was already closed (estimated or released) before the an
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -131,12 +132,12 @@ class PostgresAttemptWrites(AttemptWrites):
             **outbox_params(self.record_event, s.events),
         }
         if remember is None:
-            charged: Sequence[Any] = self.ledger.statement(SETTLE, params)
+            charged: Sequence[Any] = self.ledger.statement(settle_statement(len(s.events)), params)
             if not charged[0][0]:
                 return super().settle(settlement, on_crossed, None)
         else:
             with self.ledger.transaction() as session:  # the answer is remembered with its settlement
-                charged = session.connection().exec_driver_sql(SETTLE, params).all()
+                charged = session.connection().exec_driver_sql(settle_statement(len(s.events)), params).all()
                 if not charged[0][0]:
                     return self._settle_in(session, settlement, on_crossed, remember)
                 remember(session)
@@ -207,7 +208,13 @@ FROM verdict v LEFT JOIN refusing r ON true
 Returns (held, now or by an earlier run of the statement?; a period counter missing?; the first
 refusing budget's scope, key, limit, spent, held and on_breach)."""
 
-SETTLE = """
+@functools.cache
+def settle_statement(events: int) -> str:
+    """Turn the call's holds into spend of ``cost``, price its row and queue its ``events`` events, if its
+    holds were still ``held`` (or it had none). Returns one row per budget charged: (done?, call id,
+    budget id, limit, spent, alerts sent); ``done`` false means nothing was written (the holds were
+    closed before)."""
+    return """
 WITH locked AS (
     SELECT id FROM budgets WHERE id IN (SELECT budget_id FROM budget_holds WHERE call_key = %(key)s)
     ORDER BY id FOR UPDATE
@@ -230,12 +237,9 @@ WITH locked AS (
     FROM verdict v WHERE idempotency_key = %(key)s AND v.ok
     RETURNING llm_calls.id
 ), events AS (
-    """ + outbox_insert("(SELECT ok FROM verdict)") + """
+    """ + outbox_insert("(SELECT ok FROM verdict)", events) + """
 )
 SELECT v.ok, (SELECT id FROM call), c.id, c.limit_usd, c.spent_usd, c.alerts_sent
 FROM verdict v LEFT JOIN charged c ON true
 """
-"""Turn the call's holds into spend of ``cost``, price its row and queue its events, if its holds were
-still ``held`` (or it had none). Returns one row per budget charged: (done?, call id, budget id, limit,
-spent, alerts sent); ``done`` false means nothing was written (the holds were closed before)."""
 
