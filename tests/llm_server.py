@@ -348,13 +348,10 @@ def start_subprocess() -> LLMServer:
         process.kill()
         raise RuntimeError(f"fake LLM server did not start: {line!r}")
 
-    def stop() -> None:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:  # a handler still sleeping out a [delay:S] on a loaded machine
-            process.kill()
-            process.wait(timeout=10)
+    def stop() -> None:  # killed if a handler still sleeps out a [delay:S] after 10 s
+        from tests.services import stop_process
+
+        stop_process(process, timeout=10)
 
     return LLMServer(line, stop)
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -37,6 +38,28 @@ class Service:
     #: Extra facts a test may need (pid, data dir, port).
     info: dict[str, str] = field(default_factory=dict)
 
+
+
+def stop_process(proc: subprocess.Popen, *, timeout: float, group: bool = False,
+                 sig: int = signal.SIGTERM) -> None:
+    """Stop ``proc`` (its whole process group with ``group``) with ``sig``, killing it if it has not
+    exited within ``timeout`` s."""
+    if proc.poll() is not None:
+        return
+
+    def send(signum: int) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            if group:
+                os.killpg(proc.pid, signum)
+            else:
+                proc.send_signal(signum)
+
+    send(sig)
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        send(signal.SIGKILL)
+        proc.wait(10)
 
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
@@ -200,12 +223,7 @@ class KafkaBroker:
 
     def stop(self) -> None:
         if self.proc is not None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
+            stop_process(self.proc, timeout=5)
             self.proc = None
 
 

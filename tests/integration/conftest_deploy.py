@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -101,19 +100,6 @@ def _start(dep: DagsterDeployment, name: str, args: list[str]) -> None:
     log = open(dep.home / f"{name}.log", "ab")
     dep.procs[name] = subprocess.Popen(args, env=dep.env, cwd=dep.home, stdout=log, stderr=subprocess.STDOUT,
                                        start_new_session=True)
-
-
-def _stop(proc: subprocess.Popen) -> None:
-    if proc.poll() is not None:
-        return
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(proc.pid, signal.SIGTERM)
-    try:
-        proc.wait(20)
-    except subprocess.TimeoutExpired:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(10)
 
 
 def _wait(what: str, check, dep: DagsterDeployment, timeout: float) -> None:
@@ -223,7 +209,7 @@ def dagster_deployment(run_image: str, sandbox_image: str, docker_host: str, pos
             yield dep
         finally:
             for proc in reversed(list(dep.procs.values())):
-                _stop(proc)
+                services.stop_process(proc, timeout=20, group=True)
             if dep.instance is not None:
                 _remove_run_containers(dep)
                 dep.instance.dispose()

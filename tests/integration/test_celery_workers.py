@@ -85,18 +85,6 @@ def eventually(what: str, probe: Callable[[], T | None], timeout: float, cluster
     pytest.fail(f"{what}: not within {timeout:.0f} s\n{cluster.logs()}", pytrace=False)
 
 
-def stop(proc: subprocess.Popen, sig: int = signal.SIGTERM) -> None:
-    if proc.poll() is None:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, sig)
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(10)
-
-
 def celery_app(config: Path):
     from dagster_celery.cli import get_app
 
@@ -162,7 +150,7 @@ def cluster(postgres_url: str, redis_url: str, tmp_path_factory: pytest.TempPath
             yield cluster
         finally:
             for proc in [*cluster.workers.values(), *cluster.procs.values()]:
-                stop(proc)
+                services.stop_process(proc, timeout=20, group=True)
             cluster.instance.dispose()
             llm.stop()
 
@@ -325,7 +313,7 @@ def test_a_worker_killed_mid_step_leaves_no_hold_once_the_run_is_closed_out(clus
         for r in cluster.instance.all_logs(run_id, of_type=DagsterEventType.ENGINE_EVENT)), 60, cluster)
     time.sleep(3)
     if proc.poll() is None:  # usually it waits for the lost task forever; then the operator forces it
-        stop(proc, signal.SIGKILL)
+        services.stop_process(proc, timeout=20, group=True, sig=signal.SIGKILL)
     run = cluster.instance.get_run_by_id(run_id)
     if run is not None and not run.is_finished:
         cluster.instance.report_run_canceled(run, message="forced termination: a Celery worker died with its step")

@@ -18,7 +18,8 @@ import pytest
 import yaml
 
 from tests import services
-from wflo_core.config import ENV_PREFIX, WfloSettings, load_settings
+from tests.unit.test_deploy_helm import unknown_wflo_settings
+from wflo_core.config import ENV_PREFIX, load_settings
 
 pytestmark = pytest.mark.integration
 
@@ -57,15 +58,6 @@ def env_refs(node) -> set[str]:
     return set()
 
 
-def settings_env_names() -> set[str]:
-    names = set()
-    for name, info in WfloSettings.model_fields.items():
-        names.add(ENV_PREFIX + name.upper())
-        if info.validation_alias is not None:
-            names.update(c for c in info.validation_alias.choices if isinstance(c, str))
-    return names
-
-
 def service_env(stack: dict, name: str) -> dict[str, str]:
     environment = stack["services"][name].get("environment") or {}
     return {k: "" if v is None else str(v) for k, v in environment.items()}
@@ -96,10 +88,9 @@ def test_daemon_holds_every_variable_the_run_launcher_forwards(stack: dict, inst
     bare = {v for v in forwarded if "=" not in v}
     assert bare - set(service_env(stack, "daemon")) == set()
     # ...and the WFLO_ ones are settings wflo actually reads, as are all WFLO_ vars in the stack
-    known = settings_env_names()
-    assert {v for v in bare if v.startswith(ENV_PREFIX)} - known == set()
+    assert unknown_wflo_settings(bare) == set()
     for name in stack["services"]:
-        assert {k for k in service_env(stack, name) if k.startswith(ENV_PREFIX)} - known == set(), name
+        assert unknown_wflo_settings(service_env(stack, name)) == set(), name
     # the instance's own variables are forwarded too: run containers load the same instance
     assert env_refs(instance_yaml) - {"DAGSTER_CURRENT_IMAGE", "DAGSTER_DOCKER_NETWORK"} <= bare
 

@@ -8,6 +8,7 @@ real WfloSettings field that loads.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
 
 import pytest
@@ -51,7 +52,8 @@ def settings_env_names() -> set[str]:
     return names
 
 
-def unknown_wflo_settings(env: dict[str, str]) -> set[str]:
+def unknown_wflo_settings(env: Iterable[str]) -> set[str]:
+    """The ``WFLO_`` names among ``env`` (names, or a mapping of them) that no setting reads."""
     return {k for k in env if k.startswith(ENV_PREFIX)} - settings_env_names()
 
 
