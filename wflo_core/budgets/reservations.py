@@ -305,9 +305,11 @@ class BudgetBook:
                        Budget.alerts_sent)).all()
         return self._thresholds(session, rows) if spent > 0 else []
 
-    def alerts_due(self, limit_usd: Decimal, spent_usd: Decimal, sent: Sequence[int]) -> bool:
-        """Whether a budget at ``spent_usd`` has a threshold alert not sent yet."""
-        return limit_usd > 0 and any(p not in sent and spent_usd * 100 >= limit_usd * p for p in self.alert_thresholds)
+    def alerts_due(self, limit_usd: Decimal, spent_usd: Decimal, sent: Sequence[int]) -> list[int]:
+        """The thresholds a budget at ``spent_usd`` has crossed and not alerted yet."""
+        if limit_usd <= 0:
+            return []
+        return [p for p in self.alert_thresholds if p not in sent and spent_usd * 100 >= limit_usd * p]
 
     def claim_alerts(self, session: Session, budget_ids: Sequence[int]) -> list[ThresholdCrossed]:
         """Lock the budgets and mark their due alerts sent; the thresholds crossed (each claimed once)."""
@@ -321,9 +323,7 @@ class BudgetBook:
         """Alerts due on budgets this transaction just updated (their rows are locked until commit)."""
         crossed: list[ThresholdCrossed] = []
         for budget_id, scope, key, limit, spent, sent in rows:
-            if not self.alerts_due(limit, spent, sent):
-                continue
-            due = [p for p in self.alert_thresholds if p not in sent and spent * 100 >= limit * p]
+            due = self.alerts_due(limit, spent, sent)
             if due:
                 session.execute(update(Budget).where(Budget.id == budget_id)
                                 .values(alerts_sent=sorted({*sent, *due})))

@@ -88,7 +88,7 @@ class StepRecorder:
         if self._ledger.dialect == "postgresql" and info.attempt == 0 and not info.parent_run_id:
             scope = self._new_scope()
             started = StepStarted(run_id=info.run_id, step_key=info.step_key, attempt=0, asset_key=scope.asset_key)
-            if statements.open_step(self._ledger, self._record_event, info, scope, self._limits(None), started):
+            if statements.open_step(self._ledger, self._record_event, info, scope, self._limits(None, scope), started):
                 self._scope = scope
                 return
         with self._ledger.transaction() as session:
@@ -188,12 +188,12 @@ class StepRecorder:
     def _scope_in(self, session: Session) -> CallScope:
         if self._scope is None:
             scope = self._new_scope()
-            for limit in self._limits(session):
+            for limit in self._limits(session, scope):
                 self._budgets.ensure_limit(session, *limit)
             self._scope = scope
         return self._scope
 
-    def _limits(self, session: Session | None) -> list[tuple[str, str, Decimal, str]]:
+    def _limits(self, session: Session | None, scope: CallScope) -> list[tuple[str, str, Decimal, str]]:
         """The budgets the step's calls need, as (scope, key, limit, on_breach): the run's (its tags, else
         the step's op tags, else the defaults) and this materialization's own (the asset's ``budget_usd``).
 
@@ -216,12 +216,11 @@ class StepRecorder:
                 limit = self._budgets.remaining(session, "run", info.parent_run_id)
         if limit is not None:
             limits.append(("run", info.run_id, limit, on_breach))
-        materialization = self._new_scope().materialization_key
-        if materialization and BUDGET_TAG in info.op_tags:
-            limits.append(("materialization", materialization, parse_usd(info.op_tags[BUDGET_TAG], BUDGET_TAG),
-                           on_breach))
-        for scope, key, usd, breach in limits:
-            check_limit(scope, key, usd, breach)
+        if scope.materialization_key and BUDGET_TAG in info.op_tags:
+            limits.append(("materialization", scope.materialization_key,
+                           parse_usd(info.op_tags[BUDGET_TAG], BUDGET_TAG), on_breach))
+        for kind, key, usd, breach in limits:
+            check_limit(kind, key, usd, breach)
         return limits
 
     def _recall(self, seq: int, request: LLMRequest, on_reuse: Callable[[str], object] | None) -> LLMResponse | None:
