@@ -31,7 +31,7 @@ from wflo_core.events import (
 )
 from wflo_core.events.outbox import PENDING
 from wflo_core.events.reader import read_kafka
-from wflo_core.events.relay import _Marks
+from wflo_core.events.relay import _Frontier, _Marks
 from wflo_core.events.sinks.kafka import KafkaEventSink
 from wflo_core.ledger.migrations import upgrade
 from wflo_core.ledger.models import OutboxEvent
@@ -112,11 +112,11 @@ class MarkFails(OutboxRelay):
         super().__init__(ledger, sink)
         self.failing, self.marks = failing, 0
 
-    def _mark(self, marks: _Marks) -> None:
+    def _mark(self, marks: _Marks, frontier: _Frontier) -> None:
         self.marks += 1
         if self.marks == self.failing:
             raise ConnectionError("server closed the connection unexpectedly")
-        super()._mark(marks)
+        super()._mark(marks, frontier)
 
 
 def test_a_failed_update_stops_the_pass_and_its_rows_are_sent_again(ledger: Ledger) -> None:
