@@ -56,11 +56,14 @@ def track_llm_step(fn: Callable[..., Any], *, max_cost_usd: Decimal | None = Non
             produced = fn(context, *args, **kwargs)
             if inspect.isgenerator(produced):
                 for item in produced:
+                    recorder.opened()  # no output of a step whose ledger row could not be written
                     yield _with_metadata(item, recorder.totals.as_metadata())
+                recorder.opened()
                 _step_span(context, started_ns, None, recorder.totals.cost_usd)
                 if max_cost_usd is not None:
                     yield cost_verdict(recorder.totals.cost_usd, max_cost_usd, context.run_id)
                 return
+            recorder.opened()
         except AwaitingApproval as err:
             context.instance.add_run_tags(context.run_id, {WAITING_TAG: err.approval_id or ""})
             context.log.warning(f"{err}. The step stops here without output; the steps after it are skipped.")
