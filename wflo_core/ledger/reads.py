@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
+from contextlib import closing
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -130,38 +131,33 @@ def _sqlite_rollup(settings: WfloSettings, by: Dimension, run_id: str | None, wo
     import sqlite3
 
     url = settings.ledger_url
-    path = url.split(":///", 1)[1].split("?", 1)[0] if ":///" in url else ""
-    if path and path != ":memory:":  # as make_engine does: the file itself sqlite creates
+    path = (url.split(":///", 1)[1].split("?", 1)[0] if ":///" in url else "") or ":memory:"
+    if path != ":memory:":  # as make_engine does; the file itself sqlite creates
         Path(path).parent.mkdir(parents=True, exist_ok=True)
+    state = _sqlite_state(path, url)
+    if settings.is_embedded and not state.at_head:
+        from wflo_core.ledger.migrations import upgrade
 
-    def connect() -> tuple[sqlite3.Connection, SchemaState]:
-        try:
-            conn = sqlite3.connect(path or ":memory:", timeout=60)
-            try:
-                return conn, SchemaState(_sqlite_revision(conn), migration_heads())
-            except BaseException:
-                conn.close()
-                raise
-        except sqlite3.Error as err:
-            raise unreachable(url, err) from None
-
-    conn, state = connect()
+        upgrade(url)
+        state = _sqlite_state(path, url)
+    refuse_unless_at_head(state, url)
     try:
-        if settings.is_embedded and not state.at_head:
-            from wflo_core.ledger.migrations import upgrade
-
-            conn.close()
-            upgrade(url)
-            conn, state = connect()
-        refuse_unless_at_head(state, url)
-        driver = _Driver(lambda sql, params: conn.execute(sql, params).fetchall(), "?", from_units,
-                         lambda tags: None if tags is None else json.loads(tags), _sqlite_datetime)
-        try:
+        with closing(sqlite3.connect(path, timeout=60)) as conn:
+            driver = _Driver(lambda sql, params: conn.execute(sql, params).fetchall(), "?", from_units,
+                             lambda tags: None if tags is None else json.loads(tags), _sqlite_datetime)
             return _query(driver, by, run_id, workflow, since)
-        except sqlite3.Error as err:
-            raise unreachable(url, err) from None
-    finally:
-        conn.close()
+    except sqlite3.Error as err:
+        raise unreachable(url, err) from None
+
+
+def _sqlite_state(path: str, url: str) -> SchemaState:
+    import sqlite3
+
+    try:
+        with closing(sqlite3.connect(path, timeout=60)) as conn:
+            return SchemaState(_sqlite_revision(conn), migration_heads())
+    except sqlite3.Error as err:
+        raise unreachable(url, err) from None
 
 
 def _sqlite_revision(conn: sqlite3.Connection) -> str | None:
@@ -173,7 +169,7 @@ def _sqlite_revision(conn: sqlite3.Connection) -> str | None:
 
 def _sqlite_datetime(value: datetime) -> str:
     """A time as SQLAlchemy's SQLite ``DateTime`` stores it (and so compares it): no time zone."""
-    return value.strftime("%Y-%m-%d %H:%M:%S.%f")
+    return value.replace(tzinfo=None).isoformat(" ", "microseconds")
 
 
 def _postgres_rollup(url: str, by: Dimension, run_id: str | None, workflow: str | None,
