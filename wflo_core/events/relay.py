@@ -115,11 +115,13 @@ _READ = (
 _CURSOR = select(func.coalesce(func.max(OutboxCursor.relayed_through), 0))
 _HIGHEST = select(func.coalesce(func.max(OutboxEvent.id), 0))
 _READ_PG = (
-    "SELECT id, event_id, event_type, topic, key, payload FROM outbox WHERE id > %s AND id <= %s"
-    " AND published_at IS NULL AND dead_lettered_at IS NULL ORDER BY id LIMIT %s"
+    "SELECT id, event_id, event_type, topic, key, convert_to('{\"sequence\":\"' || lpad(id::text, "
+    f"{SEQUENCE_DIGITS}, '0') || '\",', 'UTF8') || substring(convert_to(payload, 'UTF8') from 2) FROM outbox"
+    " WHERE id > %s AND id <= %s AND published_at IS NULL AND dead_lettered_at IS NULL ORDER BY id LIMIT %s"
 )
-"""The same read through the driver's cursor (plain tuples cost half of what result rows do), up to
-an id: the horizon."""
+"""The same read through the driver's (binary) cursor, up to an id (the horizon), with the message
+value spliced by the server (:func:`sequenced`) and sent as bytes: the splice, decoding and encoding
+were most of the relay's own CPU per event, and plain tuples cost half of what result rows do."""
 _CURSOR_PG = "SELECT COALESCE(MAX(relayed_through), 0) FROM outbox_cursor"
 _HORIZON_PG = (
     "SELECT CASE WHEN is_called THEN last_value ELSE 0 END FROM outbox_id_seq;"
@@ -135,14 +137,20 @@ _new_tuple = tuple.__new__
 
 
 class _Row(NamedTuple):
-    """A pending outbox row; the hot path reads plain tuples in this column order."""
+    """A pending outbox row as read; the hot path reads plain tuples in this column order."""
 
     id: int
     event_id: str
     event_type: str
     topic: str
     key: str | None
-    payload: str
+    value: bytes
+    """The message: the stored CloudEvent with its ``sequence`` (:func:`sequenced`)."""
+
+    @property
+    def payload(self) -> str:
+        """The CloudEvent as stored in the outbox, without the ``sequence`` the relay spliced in."""
+        return "{" + self.value[len(_SEQUENCE_PREFIX % self.id):].decode()
 
 
 class _Batch(NamedTuple):
@@ -372,7 +380,7 @@ class OutboxRelay:
         elif through is not None:
             frontier.after = through
         more = len(rows) == limit or frontier.short_of_target()
-        messages = [_new_tuple(OutboundMessage, (r[3], r[4], sequenced(r[5], r[0]), r[1], ())) for r in rows]
+        messages = [_new_tuple(OutboundMessage, (r[3], r[4], r[5], r[1], ())) for r in rows]
         return _Batch(rows, messages, through, more)
 
     def _read_pg(self, frontier: _Frontier, limit: int) -> tuple[Sequence[Sequence[Any]], int | None]:
@@ -384,7 +392,7 @@ class OutboxRelay:
         try:
             while True:
                 if frontier.tailing:
-                    cursor.execute(_READ_PG, (frontier.after, frontier.target, limit))
+                    cursor.execute(_READ_PG, (frontier.after, frontier.target, limit), binary=True)
                     return cursor.fetchall(), None
                 if frontier.after is None:
                     cursor.execute(_CURSOR_PG)
@@ -394,7 +402,7 @@ class OutboxRelay:
                     handed_out = _first(cursor.fetchone())
                     cursor.nextset()
                     frontier.observe(handed_out, frozenset(vxid for (vxid,) in cursor.fetchall()))
-                cursor.execute(_READ_PG, (frontier.after, frontier.settled, limit))
+                cursor.execute(_READ_PG, (frontier.after, frontier.settled, limit), binary=True)
                 rows: Sequence[Sequence[Any]] = cursor.fetchall()
                 if rows or not frontier.short_of_target():
                     return rows, frontier.settled
@@ -414,7 +422,7 @@ class OutboxRelay:
         if frontier.after is None:
             frontier.after = conn.execute(_CURSOR).scalar_one()
         highest = conn.execute(_HIGHEST).scalar_one()
-        rows = conn.execute(_READ, {"after": frontier.after, "limit": limit}).all()
+        rows = [(*r[:5], sequenced(r[5], r[0])) for r in conn.execute(_READ, {"after": frontier.after, "limit": limit})]
         conn.rollback()
         return rows, max(highest, frontier.after)
 
