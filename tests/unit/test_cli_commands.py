@@ -12,7 +12,7 @@ import pytest
 
 from tests.unit.cli_support import run_wflo as wflo
 from wflo_core.budgets.scopes import SCOPES
-from wflo_core.ledger import models, reads, revisions
+from wflo_core.ledger import revisions
 from wflo_core.ledger.access import schema_state
 from wflo_core.ledger.migrations import heads
 from wflo_core.ledger.revisions import migration_heads
@@ -97,10 +97,6 @@ def test_heads_are_read_from_either_alembic_template(monkeypatch, tmp_path: Path
 def test_help_texts_name_every_choice_the_core_accepts() -> None:
     assert all(d in costs.BY_HELP for d in DIMENSIONS)
     assert all(s in budgets.SCOPE_HELP for s in SCOPES)
-
-
-def test_the_driver_level_reads_count_the_statuses_the_models_bill() -> None:
-    assert reads.BILLED_STATUSES == models.BILLED_STATUSES
 
 
 def test_commands_are_registered_on_the_app() -> None:

@@ -29,7 +29,8 @@ Dimension = Literal["run", "step", "workflow", "asset", "model", "provider", "ta
 DIMENSIONS: tuple[Dimension, ...] = ("run", "step", "workflow", "asset", "model", "provider", "tag", "day")
 
 BILLED_STATUSES = ("settled", "over_bound", "estimated", "cache_hit")
-"""``models.BILLED_STATUSES``, spelled out so this module needs no SQLAlchemy; a test pins the two together."""
+"""``llm_calls`` statuses that count in roll-ups and budgets (a cache hit counts at $0, with its saving);
+``models`` takes them from here, as this module needs no SQLAlchemy."""
 
 _GROUP_SQL: dict[Dimension, str] = {
     "run": "c.run_id",

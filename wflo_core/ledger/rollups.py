@@ -55,7 +55,7 @@ def cost_rollup(session: Session, by: Dimension, *, run_id: str | None = None, w
         func.coalesce(func.sum(LLMCall.output_tokens), 0),
         func.coalesce(func.sum(LLMCall.cost_usd), Decimal(0)),
         func.coalesce(func.sum(LLMCall.saved_usd), Decimal(0)),
-        func.coalesce(func.sum(case((LLMCall.status == "estimated", LLMCall.cost_usd), else_=Decimal(0))), Decimal(0)),
+        func.coalesce(func.sum(case((LLMCall.status == "estimated", LLMCall.cost_usd), else_=0)), Decimal(0)),
     ), run_id, workflow, since).group_by(key)
     return by_cost(RollupRow(str(k), n, int(h or 0), int(i), int(o), c, s, e)
                    for k, n, h, i, o, c, s, e in session.execute(query))

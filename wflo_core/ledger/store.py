@@ -68,6 +68,26 @@ class Ledger:
         except IntegrityError as err:
             raise LedgerError(_constraint_message(err)) from err
 
+    @contextmanager
+    def driver_transaction(self) -> Iterator[Any]:
+        """A ``sqlite3`` cursor in ``BEGIN IMMEDIATE`` on a pooled connection, committed on success and
+        rolled back on any error. For the embedded ledger's hot path: a few fixed statements without
+        an ORM session's per-statement work; values in the column types' storage form."""
+        connection = self.engine.raw_connection()
+        try:
+            cursor = connection.driver_connection.cursor()  # type: ignore[union-attr]
+            cursor.execute("BEGIN IMMEDIATE")
+            try:
+                yield cursor
+            except BaseException:
+                cursor.execute("ROLLBACK")
+                raise
+            cursor.execute("COMMIT")
+        except self.engine.dialect.loaded_dbapi.IntegrityError as err:
+            raise LedgerError(_constraint_message(err)) from err
+        finally:
+            connection.close()
+
     def statement(self, sql: str, params: dict[str, Any]) -> list[tuple[Any, ...]]:
         """Run one SQL statement as its own transaction; its rows. For the hot path's writes on Postgres.
 

@@ -51,6 +51,7 @@ from wflo_core.events.schemas import (
 from wflo_core.ledger.store import Ledger
 from wflo_core.llm.attempt_writes import AttemptWrites, HeldRow, PostgresAttemptWrites, Settlement
 from wflo_core.llm.providers.base import Provider, StreamChunk
+from wflo_core.llm.sqlite_writes import SqliteAttemptWrites
 from wflo_core.telemetry import traced_complete, traced_stream
 
 MESSAGE_OVERHEAD_TOKENS = 8
@@ -150,7 +151,8 @@ class _Attempt:
 class Gateway:
     def __init__(self, parts: GatewayParts) -> None:
         self.parts = parts
-        writes = PostgresAttemptWrites if parts.ledger.dialect == "postgresql" else AttemptWrites
+        writes = {"postgresql": PostgresAttemptWrites, "sqlite": SqliteAttemptWrites}.get(
+            parts.ledger.dialect, AttemptWrites)
         self._writes = writes(parts.ledger, parts.budgets, parts.record_event)
         self._workers: concurrent.futures.ThreadPoolExecutor | None = None
         self._workers_lock = threading.Lock()
