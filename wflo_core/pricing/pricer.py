@@ -175,7 +175,7 @@ def _generate(base: _Plan, tiers: tuple[tuple[int, _Plan], ...], version: str, f
         namespace[name] = value
         return name
 
-    blocks, weight, read, bounded = [], 0, {0}, set()
+    blocks, weight, read, bounded = [], 0, {0}, set[int]()
     for start, plan in ((None, base), *tiers):
         block = _block(plan, constant, read, bounded)
         if block is None:
