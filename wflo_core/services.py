@@ -45,6 +45,7 @@ from wflo_core.resilience.breaker import BreakerConfig, BreakerStore, CircuitBre
 from wflo_core.resilience.fail_open import FailOpenBreakerStore
 from wflo_core.resilience.retry import RetryPolicy, call_with_retries
 from wflo_core.runs.close import close_run
+from wflo_core.steps.writer import StepWriter
 
 T = TypeVar("T")
 HOLD_MARGIN_SECONDS = 60
@@ -67,10 +68,13 @@ class WfloServices:
     """LLM answers a run's chain already paid for (reused on re-execution)."""
     compensations: CompensationBook
     _providers: dict[str, Provider] = field(default_factory=dict)
+    step_writer: StepWriter = field(default_factory=StepWriter)
+    """Steps' open and close rows written in the background (see ``steps.writer``)."""
     _sink: EventSink | None = None
 
     def close_run(self, run_id: str, workflow: str, status: str, reason: str | None = None) -> bool:
         """Record the run's end once: crashed steps, released holds, the run event (see ``runs.close``)."""
+        self.step_writer.flush()  # this process's steps closed first
         closed = close_run(self.ledger, self.budgets, run_id, workflow, status, reason,
                            record_event=self.record_event)
         if closed:
@@ -90,6 +94,7 @@ class WfloServices:
         return relay_in_step(self.ledger, self._sink, publish_breaker(self.settings))
 
     def close(self) -> None:
+        self.step_writer.close()
         for provider in self._providers.values():
             provider.close()
         if self._sink is not None:

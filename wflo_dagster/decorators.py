@@ -17,6 +17,7 @@ from wflo_core.budgets.estimate import PlannedCall, encode_plan
 from wflo_core.errors import AwaitingApproval, WfloError
 from wflo_core.keys import BUDGET_TAG, PLANNED_CALLS_KEY, RUN_BUDGET_TAG, WAITING_TAG
 from wflo_core.money import parse_usd
+from wflo_dagster.checks import cost_check_spec, cost_verdict
 from wflo_dagster.failures import as_failure, wflo_cause
 from wflo_dagster.hooks import LLM_RESOURCE_KEY, WFLO_HOOKS
 from wflo_dagster.resources.llm import LLMResource, StepContext, step_identity
@@ -31,7 +32,7 @@ def _step_span(context: StepContext, started_ns: int, error: BaseException | Non
                           status="failed" if error else "succeeded", error=error, attributes=extra)
 
 
-def track_llm_step(fn: Callable[..., Any]) -> Callable[..., Any]:
+def track_llm_step(fn: Callable[..., Any], *, max_cost_usd: Decimal | None = None) -> Callable[..., Any]:
     """Wrap a compute function: open the step in the ledger, attach its cost metadata to what it
     outputs, and turn wflo errors (``BudgetExceeded``...) into a ``dagster.Failure`` with one clear line.
 
@@ -40,6 +41,8 @@ def track_llm_step(fn: Callable[..., Any]) -> Callable[..., Any]:
     Generator functions work too: each ``Output``/``MaterializeResult`` they yield carries the totals
     so far. A function that takes no ``LLMResource`` (a sandbox step, say) is given one as an extra
     ``llm`` parameter: Dagster then provides the resource, and the wrapper keeps it to itself.
+    With ``max_cost_usd`` (an asset declaring the cost check, see :func:`llm_asset`) the step ends
+    by yielding the check's result, judged on its totals.
     """
     signature = inspect.signature(fn, eval_str=True)
     own = next((name for name, p in signature.parameters.items() if p.annotation is LLMResource), None)
@@ -53,9 +56,14 @@ def track_llm_step(fn: Callable[..., Any]) -> Callable[..., Any]:
             produced = fn(context, *args, **kwargs)
             if inspect.isgenerator(produced):
                 for item in produced:
+                    recorder.opened()  # no output of a step whose ledger row could not be written
                     yield _with_metadata(item, recorder.totals.as_metadata())
+                recorder.opened()
                 _step_span(context, started_ns, None, recorder.totals.cost_usd)
+                if max_cost_usd is not None:
+                    yield cost_verdict(recorder.totals.cost_usd, max_cost_usd, context.run_id)
                 return
+            recorder.opened()
         except AwaitingApproval as err:
             context.instance.add_run_tags(context.run_id, {WAITING_TAG: err.approval_id or ""})
             context.log.warning(f"{err}. The step stops here without output; the steps after it are skipped.")
@@ -74,6 +82,8 @@ def track_llm_step(fn: Callable[..., Any]) -> Callable[..., Any]:
             raise as_failure(cause) from err
         _step_span(context, started_ns, None, recorder.totals.cost_usd)
         yield from _outputs(context, produced, recorder.totals.as_metadata())
+        if max_cost_usd is not None:
+            yield cost_verdict(recorder.totals.cost_usd, max_cost_usd, context.run_id)
 
     # Dagster reads the compute function's signature for inputs, config and resources; resolve it
     # here, in the user's module, since string annotations would be looked up in this one.
@@ -96,7 +106,7 @@ def _op_tags(budget_usd: Decimal | str | None, run_budget_usd: Decimal | str | N
 
 
 def llm_asset(*, budget_usd: Decimal | str | None = None, run_budget_usd: Decimal | str | None = None,
-              planned_calls: Sequence[PlannedCall] | None = None,
+              planned_calls: Sequence[PlannedCall] | None = None, max_cost_usd: Decimal | str | None = None,
               **asset_kwargs: Any) -> Callable[..., dg.AssetsDefinition]:
     """``@dg.asset`` plus wflo's hooks, cost metadata and optional budgets.
 
@@ -106,6 +116,8 @@ def llm_asset(*, budget_usd: Decimal | str | None = None, run_budget_usd: Decima
     every run the asset is part of, however it is launched. ``planned_calls`` declares the calls the
     asset expects to make, so ``wflo estimate JOB`` can bound a job's cost before it runs; without it
     the asset is unbounded there (``planned_calls=[]`` declares an asset that makes no LLM call).
+    ``max_cost_usd`` declares the ``cost_per_materialization`` check on the asset, evaluated in its
+    own step (no step of its own): it fails, severity ERROR, when the step's calls cost more.
     """
     op_tags = _op_tags(budget_usd, run_budget_usd, asset_kwargs)
     asset_kwargs.setdefault("output_required", False)  # a step waiting for approval yields nothing
@@ -114,10 +126,23 @@ def llm_asset(*, budget_usd: Decimal | str | None = None, run_budget_usd: Decima
         asset_kwargs["metadata"] = {**(asset_kwargs.get("metadata") or {}),
                                     PLANNED_CALLS_KEY: encode_plan(planned_calls)}
 
+    limit = None if max_cost_usd is None else parse_usd(max_cost_usd, "max_cost_usd")
+
     def decorator(fn: Callable[..., Any]) -> dg.AssetsDefinition:
-        return dg.asset(op_tags=op_tags, hooks=hooks, **asset_kwargs)(track_llm_step(fn))
+        if limit is not None:
+            asset_kwargs["check_specs"] = [*asset_kwargs.get("check_specs", ()),
+                                           cost_check_spec(_asset_key(fn, asset_kwargs), limit)]
+        return dg.asset(op_tags=op_tags, hooks=hooks, **asset_kwargs)(track_llm_step(fn, max_cost_usd=limit))
 
     return decorator
+
+
+def _asset_key(fn: Callable[..., Any], asset_kwargs: dict[str, Any]) -> dg.AssetKey:
+    """The key ``dg.asset`` will give the asset (a check spec must name it before the asset exists)."""
+    if asset_kwargs.get("key") is not None:
+        return dg.AssetKey.from_coercible(asset_kwargs["key"])
+    prefix = asset_kwargs.get("key_prefix") or []
+    return dg.AssetKey([*([prefix] if isinstance(prefix, str) else prefix), asset_kwargs.get("name") or fn.__name__])
 
 
 def llm_op(*, budget_usd: Decimal | str | None = None, run_budget_usd: Decimal | str | None = None,

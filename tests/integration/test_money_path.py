@@ -1,4 +1,4 @@
-"""Every cent on every path: the gateway against real Postgres and the real OpenAI SDK over HTTP.
+"""Every cent on every path: the gateway against real Postgres (and SQLite) and the real OpenAI SDK over HTTP.
 
 Each test takes one way a paid call used to slip past the budgets or the ledger (issue 15) and
 asserts the invariant on it: for every budget, spent equals the ledger's total for that scope, and
@@ -46,8 +46,20 @@ def _settings(url: str, llm_server, **overrides) -> WfloSettings:
     return s
 
 
+@pytest.fixture(params=["postgres", "sqlite"])
+def services(request: pytest.FixtureRequest, tmp_path, llm_server) -> Iterator[WfloServices]:
+    """The gateway on each ledger backend: their hold and settle statements differ (one CTE each on
+    Postgres, a few driver statements on SQLite), the invariants do not."""
+    url = (request.getfixturevalue("fresh_postgres_url") if request.param == "postgres"
+           else f"sqlite:///{tmp_path}/ledger.db")
+    services = build_services(_settings(url, llm_server))
+    yield services
+    services.close()
+
+
 @pytest.fixture
-def services(fresh_postgres_url: str, llm_server) -> Iterator[WfloServices]:
+def postgres_services(fresh_postgres_url: str, llm_server) -> Iterator[WfloServices]:
+    """For a test that fails a statement with a Postgres trigger (a failure a rollback keeps count of)."""
     services = build_services(_settings(fresh_postgres_url, llm_server))
     yield services
     services.close()
@@ -111,9 +123,11 @@ def test_threads_sharing_one_gateway_record_every_paid_call(services: WfloServic
     assert assert_accounted(services, "run-threads") > 0
 
 
-def test_a_failure_after_the_provider_answered_still_charges_the_answer(services: WfloServices, llm_server) -> None:
+def test_a_failure_after_the_provider_answered_still_charges_the_answer(postgres_services: WfloServices,
+                                                                        llm_server) -> None:
     """The outbox write of the settlement fails once (a trigger raises; a sequence, which no rollback
     undoes, counts the tries): the settlement is retried, and nothing of the failed try was kept."""
+    services = postgres_services
     with services.ledger.transaction() as s:
         s.execute(text("CREATE SEQUENCE settled_inserts"))
         s.execute(text(

@@ -12,9 +12,10 @@ import pytest
 
 from tests.unit.cli_support import run_wflo as wflo
 from wflo_core.budgets.scopes import SCOPES
-from wflo_core.ledger import access
-from wflo_core.ledger.access import migration_heads, schema_state
+from wflo_core.ledger import revisions
+from wflo_core.ledger.access import schema_state
 from wflo_core.ledger.migrations import heads
+from wflo_core.ledger.revisions import migration_heads
 from wflo_core.ledger.rollups import DIMENSIONS
 from wflo_dagster.cli import app, budgets, costs
 
@@ -85,7 +86,7 @@ def test_heads_are_read_from_either_alembic_template(monkeypatch, tmp_path: Path
     (tmp_path / "c.py").write_text("revision: str = 'c'\ndown_revision: str | None = 'a'\n")
     (tmp_path / "d.py").write_text("revision: str = 'd'\ndown_revision = ('b', 'c')\n")
     (tmp_path / "e.py").write_text("revision = 'e'\ndown_revision = 'a'\n")
-    monkeypatch.setattr(access, "_VERSIONS", tmp_path)
+    monkeypatch.setattr(revisions, "_VERSIONS", tmp_path)
     migration_heads.cache_clear()
     try:
         assert migration_heads() == ("d", "e")
@@ -127,8 +128,9 @@ def test_help_loads_neither_the_sdks_nor_dagster_nor_sqlalchemy() -> None:
     assert loaded_packages("--help") & {*HEAVY, "sqlalchemy", "pydantic_settings", "pydantic", "rich"} == set()
 
 
-def test_costs_loads_only_the_ledger() -> None:
+def test_costs_reads_the_ledger_without_sqlalchemy() -> None:
     loaded_packages("db", "upgrade")  # the first command on a home migrates it, with Alembic
     loaded = loaded_packages("costs", "--format", "json")
-    assert "sqlalchemy" in loaded
-    assert loaded & {*HEAVY, "rich"} == set()  # JSON output needs no table renderer
+    assert "sqlite3" in loaded
+    assert loaded & {*HEAVY, "sqlalchemy", "psycopg", "rich"} == set()  # JSON output needs no table renderer
+    assert loaded_packages("costs") & {*HEAVY, "sqlalchemy", "psycopg"} == set()  # the table needs rich only

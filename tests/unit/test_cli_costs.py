@@ -1,13 +1,46 @@
-"""``wflo costs`` before anything ran, and with a ledger that cannot be reached."""
+"""``wflo costs`` before anything ran, and with a ledger that cannot be reached or read."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import pytest
+
+from tests.costs_support import expected, wflo_costs
 from tests.services import free_port
 from tests.unit.cli_support import run_wflo as wflo
+from wflo_core.config import load_settings
+from wflo_core.errors import ConfigError
+from wflo_core.ledger import open_ledger
+from wflo_core.ledger.access import schema_state
+from wflo_dagster.cli.costs import FORMATS
 
 
 def test_costs_on_a_fresh_home_is_empty_not_an_error(capsys, monkeypatch) -> None:
     assert wflo(capsys, monkeypatch, "costs", "--format", "json") == (0, "[]\n", "")
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_costs_on_a_new_home_creates_the_ledger_and_prints_it_empty(fmt: str, monkeypatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("WFLO_HOME", str(tmp_path / f"home-{fmt}"))
+    done, _ = wflo_costs("--format", fmt)
+    assert (done.returncode, done.stderr) == (0, "")
+    url = load_settings().ledger_url
+    assert schema_state(url).at_head, "the first command on a home migrates its ledger"
+    assert done.stdout == expected(url, fmt, "model") and "total" in expected(url, "table", "model")
+
+
+@pytest.mark.parametrize("ledger", ["not a database", "an unmigrated server ledger"])
+def test_costs_fails_on_a_bad_ledger_as_open_ledger_does(ledger: str, capsys, monkeypatch, tmp_path: Path) -> None:
+    path = tmp_path / "ledger.db"
+    if ledger == "not a database":
+        monkeypatch.setenv("WFLO_HOME", str(tmp_path))
+        path.write_bytes(b"this is no SQLite file, " * 100)
+    else:  # any non-embedded URL is checked, never migrated; an empty SQLite file stands in for a server
+        monkeypatch.setenv("WFLO_DATABASE_URL", f"sqlite:///{path}")
+    with pytest.raises(ConfigError) as refused:
+        open_ledger(load_settings())
+    assert wflo(capsys, monkeypatch, "costs") == (1, "", f"error: {refused.value}\n")
 
 
 def test_costs_with_an_unreachable_ledger_is_one_line_without_the_password(capsys, monkeypatch) -> None:

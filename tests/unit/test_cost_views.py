@@ -16,6 +16,7 @@ from wflo_core.ledger.rollups import cost_rollup, run_total
 from wflo_core.ledger.store import Ledger
 from wflo_core.services import shared_services
 from wflo_dagster.checks import cost_check
+from wflo_dagster.decorators import llm_asset
 from wflo_dagster.pipelines import research_agent
 from wflo_dagster.pipelines.cost_report import TOTAL_KEY, daily_cost_report
 from wflo_dagster.resources.llm import LLMResource
@@ -49,30 +50,81 @@ def check_results(result: dg.ExecuteInProcessResult) -> dict[str, dg.AssetCheckE
     }
 
 
-def test_cost_checks_pass_under_and_fail_over_their_threshold() -> None:
-    checks = [
-        cost_check(research_agent.analysis_code, "0.0001"),
-        cost_check(research_agent.research_plan, "1"),
-    ]
-    with dg.instance_for_test() as instance:
-        result = run_research(instance, checks)
-    assert result.success  # a failed check flags the asset; it does not fail the run
-    evaluations = check_results(result)
+def ledger_cost_by_asset(run_id: str) -> dict[str, Decimal]:
     ledger = Ledger(load_settings().ledger_url)
     with ledger.transaction() as session:
-        by_asset = {r.key: r.cost_usd for r in cost_rollup(session, "asset", run_id=result.run_id)}
+        by_asset = {r.key: r.cost_usd for r in cost_rollup(session, "asset", run_id=run_id)}
     ledger.close()
-    over, under = evaluations["analysis_code"], evaluations["research_plan"]
-    assert by_asset["analysis_code"] > Decimal("0.0001")
+    return by_asset
+
+
+def plan_call(context: dg.AssetExecutionContext, llm: LLMResource) -> str:
+    """The research plan's call (answered from the demo cassette), for assets made here."""
+    provider, model = research_agent.PLANNER_MODEL
+    return llm.complete(context, messages=research_agent.plan_messages(research_agent.QUESTION),
+                        provider=provider, model=model, max_tokens=300, temperature=0.0).text
+
+
+def test_declared_cost_checks_are_judged_in_the_assets_own_steps() -> None:
+    with dg.instance_for_test() as instance:
+        result = run_research(instance, [])
+        steps = {e.step_key for e in result.all_events if e.event_type_value == "STEP_START"}
+    assert result.success
+    evaluations = check_results(result)
+    by_asset = ledger_cost_by_asset(result.run_id)
+    declared = {spec.asset_key.to_user_string(): spec for a in research_agent.research_assets
+                for spec in a.check_specs}
+    assert set(declared) == {"research_plan", "source_notes", "analysis_code", "research_summary"}
+    assert set(evaluations) == set(declared)
+    assert steps == {a.key.to_user_string() for a in research_agent.research_assets}  # no step per check
+    for asset, evaluation in evaluations.items():
+        limit = Decimal(str(evaluation.metadata["max_usd"].value))
+        assert evaluation.passed == (by_asset[asset] <= limit) and evaluation.passed
+        assert evaluation.metadata["cost_usd"].value == float(by_asset[asset]) > 0
+        assert f"${by_asset[asset]} within the ${limit}" in evaluation.description
+
+
+def test_a_declared_cost_check_fails_over_its_threshold_without_failing_the_run() -> None:
+    tight = llm_asset(name="tight_plan", max_cost_usd="0.0000001")(plan_call)
+    with dg.instance_for_test() as instance:
+        result = dg.materialize([tight], instance=instance, resources={"llm": LLMResource()}, raise_on_error=False)
+    assert result.success
+    cost = ledger_cost_by_asset(result.run_id)["tight_plan"]
+    (evaluation,) = check_results(result).values()
+    assert cost > Decimal("0.0000001")
+    assert not evaluation.passed and evaluation.severity == dg.AssetCheckSeverity.ERROR
+    assert f"${cost} over the $0.0000001 per-materialization threshold" in evaluation.description
+    assert result.output_for_node("tight_plan")  # the asset's value is still there
+
+
+def code_call(context: dg.AssetExecutionContext, plain_plan: str, llm: LLMResource) -> str:
+    """The analysis code's call on the plan (answered from the demo cassette)."""
+    provider, model = research_agent.CODER_MODEL
+    return llm.complete(context, messages=research_agent.code_messages(plain_plan), provider=provider,
+                        model=model, max_tokens=500, temperature=0.0).text
+
+
+def test_standalone_cost_checks_read_the_ledger_and_judge_each_asset() -> None:
+    plain = [llm_asset(name="plain_plan")(plan_call), llm_asset(name="plain_code")(code_call)]
+    checks = [cost_check(plain[0], "1"), cost_check(plain[1], "0.0000001")]
+    with dg.instance_for_test() as instance:
+        result = dg.materialize([*plain, *checks], instance=instance, resources={"llm": LLMResource()},
+                                raise_on_error=False)
+    assert result.success  # a failed check flags the asset; it does not fail the run
+    evaluations = check_results(result)
+    by_asset = ledger_cost_by_asset(result.run_id)
+    under, over = evaluations["plain_plan"], evaluations["plain_code"]
+    assert under.passed and under.metadata["cost_usd"].value == float(by_asset["plain_plan"]) > 0
+    assert by_asset["plain_code"] > Decimal("0.0000001")
     assert not over.passed and over.severity == dg.AssetCheckSeverity.ERROR
-    assert over.metadata["cost_usd"].value == float(by_asset["analysis_code"])
-    assert f"${by_asset['analysis_code']} over the $0.0001" in over.description
-    assert under.passed and under.metadata["cost_usd"].value == float(by_asset["research_plan"])
+    assert f"${by_asset['plain_code']} over the $0.0000001" in over.description
 
 
 def test_cost_check_rejects_a_threshold_that_is_not_money() -> None:
     with pytest.raises(ConfigError, match="max_usd must be a decimal USD amount like '0.50', got 'cheap'"):
         cost_check(research_agent.analysis_code, "cheap")
+    with pytest.raises(ConfigError, match="max_cost_usd must be a decimal USD amount like '0.50', got 'cheap'"):
+        llm_asset(max_cost_usd="cheap")
 
 
 def test_run_cost_tags_equal_the_ledger_total() -> None:

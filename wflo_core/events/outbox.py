@@ -88,6 +88,19 @@ def outbox_insert(when: str, events: int = 1) -> str:
     ON CONFLICT (event_id) DO NOTHING"""
 
 
+def outbox_insert_each(conditions: Sequence[str]) -> str:
+    """As :func:`outbox_insert`, with a condition per event (``conditions[i]`` for the i-th): events
+    of a statement that each hold on something else, queued in their order."""
+    rows = ", ".join(f"({i}, {when}, %(event_id_{i})s::text, %(event_type_{i})s::text, %(topic_{i})s::text, "
+                     f"%(event_key_{i})s::text, %(payload_{i})s::text)" for i, when in enumerate(conditions))
+    return f"""INSERT INTO outbox (event_id, event_type, topic, key, payload, created_at, attempts)
+    SELECT e.event_id, e.event_type, e.topic, e.key, e.payload, %(now)s, 0
+    FROM (VALUES {rows}) AS e(ord, wanted, event_id, event_type, topic, key, payload)
+    WHERE e.wanted
+    ORDER BY e.ord
+    ON CONFLICT (event_id) DO NOTHING"""
+
+
 def outbox_params(record_event: EventRecorder, events: Sequence[EventData]) -> dict[str, str | None]:
     """The parameters of :func:`outbox_insert` for ``events``."""
     params: dict[str, str | None] = {}

@@ -27,6 +27,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
+from wflo_core.ledger.reads import BILLED_STATUSES as BILLED_STATUSES
 from wflo_core.ledger.types import Money
 
 NAMING_CONVENTION = {
@@ -111,10 +112,6 @@ class Step(Base):
     ended_at: Mapped[datetime | None] = _ts(nullable=True)
 
     run: Mapped[Run] = relationship(back_populates="steps")
-
-
-BILLED_STATUSES = ("settled", "over_bound", "estimated", "cache_hit")
-"""``llm_calls`` statuses that count in roll-ups and budgets (a cache hit counts at $0, with its saving)."""
 
 
 class LLMCall(Base):

@@ -2,33 +2,18 @@
 
 from __future__ import annotations
 
-from collections import defaultdict
-from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
-from typing import Any, Literal, TypeVarTuple
+from typing import TypeVarTuple
 
 from sqlalchemy import Label, Select, SQLColumnExpression, String, case, cast, func, select
 from sqlalchemy.orm import Session
 
 from wflo_core.ledger.models import BILLED_STATUSES, LLMCall, Run, Workflow
+from wflo_core.ledger.reads import DIMENSIONS, Dimension, RollupRow, by_cost, tag_rows
 
-Dimension = Literal["run", "step", "workflow", "asset", "model", "provider", "tag", "day"]
-DIMENSIONS: tuple[Dimension, ...] = ("run", "step", "workflow", "asset", "model", "provider", "tag", "day")
+__all__ = ["DIMENSIONS", "Dimension", "RollupRow", "cost_rollup", "run_total"]
 _Row = TypeVarTuple("_Row")
-
-
-@dataclass(frozen=True, slots=True)
-class RollupRow:
-    key: str
-    calls: int
-    cache_hits: int
-    input_tokens: int
-    output_tokens: int
-    cost_usd: Decimal
-    saved_usd: Decimal
-    estimated_usd: Decimal = Decimal(0)
-    """The part of ``cost_usd`` charged at a call's bound because its billing is unknown."""
 
 
 def _group_column(dimension: Dimension) -> SQLColumnExpression[str]:
@@ -70,30 +55,17 @@ def cost_rollup(session: Session, by: Dimension, *, run_id: str | None = None, w
         func.coalesce(func.sum(LLMCall.output_tokens), 0),
         func.coalesce(func.sum(LLMCall.cost_usd), Decimal(0)),
         func.coalesce(func.sum(LLMCall.saved_usd), Decimal(0)),
-        func.coalesce(func.sum(case((LLMCall.status == "estimated", LLMCall.cost_usd), else_=Decimal(0))), Decimal(0)),
+        func.coalesce(func.sum(case((LLMCall.status == "estimated", LLMCall.cost_usd), else_=0)), Decimal(0)),
     ), run_id, workflow, since).group_by(key)
-    rows = [RollupRow(str(k), n, int(h or 0), int(i), int(o), c, s, e)
-            for k, n, h, i, o, c, s, e in session.execute(query)]
-    return sorted(rows, key=lambda r: (-r.cost_usd, r.key))
+    return by_cost(RollupRow(str(k), n, int(h or 0), int(i), int(o), c, s, e)
+                   for k, n, h, i, o, c, s, e in session.execute(query))
 
 
 def _tag_rollup(session: Session, run_id: str | None, workflow: str | None,
                 since: datetime | None) -> list[RollupRow]:
-    acc: dict[str, list[Any]] = defaultdict(lambda: [0, 0, 0, 0, Decimal(0), Decimal(0), Decimal(0)])
     query = _filtered(select(LLMCall.tags, LLMCall.status, LLMCall.input_tokens, LLMCall.output_tokens,
                              LLMCall.cost_usd, LLMCall.saved_usd), run_id, workflow, since)
-    for tags, status, inp, out, cost, saved in session.execute(query):
-        for k, v in (tags or {}).items():
-            row = acc[f"{k}={v}"]
-            row[0] += 1
-            row[1] += status == "cache_hit"
-            row[2] += inp
-            row[3] += out
-            row[4] += cost
-            row[5] += saved
-            row[6] += cost if status == "estimated" else Decimal(0)
-    rows = [RollupRow(k, *v) for k, v in acc.items()]
-    return sorted(rows, key=lambda r: (-r.cost_usd, r.key))
+    return tag_rows(session.execute(query))
 
 
 def run_total(session: Session, run_id: str) -> Decimal:

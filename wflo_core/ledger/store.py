@@ -14,13 +14,13 @@ from decimal import Decimal
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self
 
-from sqlalchemy import Engine, event, select, update
+from sqlalchemy import Engine, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from wflo_core.calls import Usage
 from wflo_core.errors import LedgerError
-from wflo_core.ledger.engine import make_engine, make_session_factory
+from wflo_core.ledger.engine import make_engine, make_session_factory, shared_engine
 from wflo_core.ledger.models import Base, LLMCall, Run, Step, Workflow, utcnow
 
 if TYPE_CHECKING:
@@ -39,10 +39,6 @@ def _constraint_message(err: IntegrityError | Exception) -> str:
     return f"ledger constraint violated: {first_line}"
 
 
-def _autocommit(dbapi_connection: Any, _record: Any) -> None:
-    dbapi_connection.autocommit = True
-
-
 class Ledger:
     """Owns the engine; hands out transactions. Build one per process (a resource's setup).
 
@@ -51,9 +47,13 @@ class Ledger:
 
     def __init__(self, url: str, *, engine: Engine | None = None) -> None:
         self.url = url
-        self.engine = engine or make_engine(url)
+        self._shared = engine is None and not url.startswith("sqlite")
+        """A server ledger's engines are the process's (:func:`shared_engine`); a SQLite file's, this one's."""
+        self.engine = engine or (shared_engine(url) if self._shared else make_engine(url))
         self._factory = make_session_factory(self.engine)
         self._statements: Engine | None = None
+        self.recorded_runs: set[str] = set()
+        """Runs a committed transaction of this process recorded or found (their row needs no insert)."""
 
     @property
     def dialect(self) -> str:
@@ -67,6 +67,26 @@ class Ledger:
                 yield session
         except IntegrityError as err:
             raise LedgerError(_constraint_message(err)) from err
+
+    @contextmanager
+    def driver_transaction(self) -> Iterator[Any]:
+        """A ``sqlite3`` cursor in ``BEGIN IMMEDIATE`` on a pooled connection, committed on success and
+        rolled back on any error. For the embedded ledger's hot path: a few fixed statements without
+        an ORM session's per-statement work; values in the column types' storage form."""
+        connection = self.engine.raw_connection()
+        try:
+            cursor = connection.driver_connection.cursor()  # type: ignore[union-attr]
+            cursor.execute("BEGIN IMMEDIATE")
+            try:
+                yield cursor
+            except BaseException:
+                cursor.execute("ROLLBACK")
+                raise
+            cursor.execute("COMMIT")
+        except self.engine.dialect.loaded_dbapi.IntegrityError as err:
+            raise LedgerError(_constraint_message(err)) from err
+        finally:
+            connection.close()
 
     def statement(self, sql: str, params: dict[str, Any]) -> list[tuple[Any, ...]]:
         """Run one SQL statement as its own transaction; its rows. For the hot path's writes on Postgres.
@@ -95,11 +115,14 @@ class Ledger:
 
     def _statement_engine(self) -> Engine:
         if self._statements is None:
-            self._statements = make_engine(self.url, pre_ping=False)
-            event.listen(self._statements, "connect", _autocommit)
+            self._statements = (shared_engine(self.url, statements=True) if self._shared
+                                else make_engine(self.url, statements=True))
         return self._statements
 
     def close(self) -> None:
+        """Dispose of this ledger's own engines (a server ledger's stay with the process for its next run)."""
+        if self._shared:
+            return
         self.engine.dispose()
         if self._statements is not None:
             self._statements.dispose()

@@ -2,20 +2,13 @@
 
 from __future__ import annotations
 
-from decimal import ROUND_HALF_EVEN, Decimal
+from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import BigInteger, Dialect, Numeric
 from sqlalchemy.types import TypeDecorator
 
-MONEY_SCALE = 10
-"""Digits after the decimal point kept for USD amounts (1e-10 USD)."""
-_QUANTUM = Decimal(1).scaleb(-MONEY_SCALE)
-_FACTOR: int = 10**MONEY_SCALE
-
-
-def quantize_usd(value: Decimal) -> Decimal:
-    return value.quantize(_QUANTUM, rounding=ROUND_HALF_EVEN)
+from wflo_core.ledger.units import MONEY_SCALE, from_units, quantize_usd, to_units
 
 
 class Money(TypeDecorator[Decimal]):
@@ -40,14 +33,14 @@ class Money(TypeDecorator[Decimal]):
             raise TypeError("money must be Decimal, not float")
         amount = quantize_usd(Decimal(value))
         if dialect.name == "sqlite":
-            return int(amount * _FACTOR)
+            return to_units(amount)
         return amount
 
     def process_result_value(self, value: Any, dialect: Dialect) -> Decimal | None:
         if value is None:
             return None
         if dialect.name == "sqlite":
-            return (Decimal(int(value)) / _FACTOR).quantize(_QUANTUM)
+            return from_units(value)
         return quantize_usd(Decimal(value))
 
     @property

@@ -51,6 +51,7 @@ from wflo_core.events.schemas import (
 from wflo_core.ledger.store import Ledger
 from wflo_core.llm.attempt_writes import AttemptWrites, HeldRow, PostgresAttemptWrites, Settlement
 from wflo_core.llm.providers.base import Provider, StreamChunk
+from wflo_core.llm.sqlite_writes import SqliteAttemptWrites
 from wflo_core.telemetry import traced_complete, traced_stream
 
 MESSAGE_OVERHEAD_TOKENS = 8
@@ -150,10 +151,9 @@ class _Attempt:
 class Gateway:
     def __init__(self, parts: GatewayParts) -> None:
         self.parts = parts
-        self._known_runs: set[str] = set()
-        writes = PostgresAttemptWrites if parts.ledger.dialect == "postgresql" else AttemptWrites
+        writes = {"postgresql": PostgresAttemptWrites, "sqlite": SqliteAttemptWrites}.get(
+            parts.ledger.dialect, AttemptWrites)
         self._writes = writes(parts.ledger, parts.budgets, parts.record_event)
-        self._lock = threading.Lock()
         self._workers: concurrent.futures.ThreadPoolExecutor | None = None
         self._workers_lock = threading.Lock()
 
@@ -350,8 +350,7 @@ class Gateway:
 
     def _hold(self, attempt: _Attempt, scope: CallScope, cache_key: str | None) -> None:
         p = self.parts
-        with self._lock:
-            known = scope.run_id in self._known_runs
+        known = scope.run_id in p.ledger.recorded_runs
         self._writes.hold(HeldRow(
             attempt.key, scope.run_id, scope.refs(), attempt.bound_usd, p.attempt_ttl,
             {"step_key": scope.step_key, "asset_key": scope.asset_key, "provider": attempt.provider,
@@ -359,8 +358,7 @@ class Gateway:
              "requested_max_tokens": attempt.requested_max_tokens, "cache_key": cache_key, "tags": dict(scope.tags),
              "parent_call_id": scope.parent_call_id},
         ), None if known else functools.partial(self._ensure_run, scope=scope))
-        with self._lock:
-            self._known_runs.add(scope.run_id)  # only once the run row is committed
+        p.ledger.recorded_runs.add(scope.run_id)  # only once the run row is committed
 
     def _fit(self, err: BudgetExceeded, provider: str, request: LLMRequest, prompt_bound: int) -> int | None:
         """The largest output limit whose bound fits what the refusing budget has left, or None."""
@@ -391,10 +389,8 @@ class Gateway:
             raise awaiting_approval(err, approval_id) from err
 
     def _ensure_run(self, session: Session, scope: CallScope) -> None:
-        """Record the run unless a committed transaction of this gateway already has."""
-        with self._lock:
-            known = scope.run_id in self._known_runs
-        if not known:
+        """Record the run unless a committed transaction of this process already has."""
+        if scope.run_id not in self.parts.ledger.recorded_runs:
             self.parts.ledger.ensure_run(session, scope.run_id, scope.workflow)
 
     # -- closing
@@ -493,8 +489,7 @@ class Gateway:
                                                     saved_usd=outcome.saved_usd))
             if remember is not None:
                 remember(session, response)
-        with self._lock:
-            self._known_runs.add(scope.run_id)
+        p.ledger.recorded_runs.add(scope.run_id)
         return replace(outcome, call_id=call_id)
 
     def _record_thresholds(self, session: Session, crossed: list[ThresholdCrossed], *, scope: CallScope) -> None:

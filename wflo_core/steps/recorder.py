@@ -8,8 +8,10 @@ same however the step runs.
 
 from __future__ import annotations
 
+import functools
 import threading
 from collections.abc import Callable, Iterator, Mapping
+from concurrent.futures import Future
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field, replace
@@ -23,8 +25,9 @@ from wflo_core.budgets.reservations import check_limit
 from wflo_core.budgets.scopes import tags_from
 from wflo_core.calls import CallOutcome, LLMRequest, LLMResponse
 from wflo_core.checkpoints import SettledResults
+from wflo_core.errors import LedgerError, WfloError
 from wflo_core.events.outbox import EventRecorder
-from wflo_core.events.schemas import RunStarted, StepFailed, StepRetried, StepStarted, StepSucceeded
+from wflo_core.events.schemas import EventData, RunStarted, StepFailed, StepRetried, StepStarted, StepSucceeded
 from wflo_core.keys import APPROVAL_TAG, BUDGET_TAG, ON_BREACH_TAG, RUN_BUDGET_TAG
 from wflo_core.ledger.store import Ledger
 from wflo_core.llm.gateway import Gateway, Remember
@@ -32,6 +35,7 @@ from wflo_core.llm.providers.base import StreamChunk
 from wflo_core.money import parse_usd
 from wflo_core.steps import statements
 from wflo_core.steps.totals import StepTotals
+from wflo_core.steps.writer import StepWriter
 
 _SUB_AGENT: ContextVar[tuple[str, int | None] | None] = ContextVar("wflo_sub_agent", default=None)
 """The sub-agent the current task's calls belong to, and the parent call it was delegated after."""
@@ -66,8 +70,11 @@ class StepRecorder:
     """Records one step (all its attempts in this process) and sends its calls through the gateway."""
 
     def __init__(self, info: StepInfo, *, ledger: Ledger, budgets: BudgetBook, gateway: Gateway,
-                 record_event: EventRecorder, settled: SettledResults, defaults: BudgetDefaults) -> None:
+                 record_event: EventRecorder, settled: SettledResults, defaults: BudgetDefaults,
+                 writer: StepWriter) -> None:
         self.info = info
+        self._writer = writer
+        self._opening: Future[None] | None = None
         self._ledger, self._budgets, self._gateway = ledger, budgets, gateway
         self._record_event, self._settled, self._defaults = record_event, settled, defaults
         self._scope: CallScope | None = None
@@ -81,16 +88,28 @@ class StepRecorder:
     def open(self, info: StepInfo) -> None:
         """Open this attempt's ``steps`` row (and the run's, first time) with their events.
 
-        On Postgres a first attempt of a step whose run is already recorded (every step but the
-        run's first) opens in one statement; anything else in one ORM transaction.
+        On Postgres a step's first attempt opens in one statement: in the background when this
+        process already recorded the run (see :mod:`wflo_core.steps.writer`), else here. A retried
+        attempt or a re-executed run opens in one ORM transaction.
         """
         self.info = info
+        self._opening = None
         if self._ledger.dialect == "postgresql" and info.attempt == 0 and not info.parent_run_id:
             scope = self._new_scope()
+            limits = self._limits(None, scope)  # a bad budget tag fails the step here, before it runs
             started = StepStarted(run_id=info.run_id, step_key=info.step_key, attempt=0, asset_key=scope.asset_key)
-            if statements.open_step(self._ledger, self._record_event, info, scope, self._limits(None, scope), started):
-                self._scope = scope
+            self._scope = scope
+            write = functools.partial(statements.open_step, self._ledger, self._record_event, info, scope, limits,
+                                      started)
+            if info.run_id in self._ledger.recorded_runs:
+                self._opening = self._writer.submit(write)
                 return
+            write()
+            self._ledger.recorded_runs.add(info.run_id)
+            return
+        self._open_in_transaction(info)
+
+    def _open_in_transaction(self, info: StepInfo) -> None:
         with self._ledger.transaction() as session:
             scope = self._scope_in(session)
             if self._ledger.ensure_run(session, info.run_id, info.workflow, tags=dict(info.run_tags),
@@ -107,17 +126,42 @@ class StepRecorder:
                                    tags=dict(scope.tags))
             self._record_event(session, StepStarted(run_id=info.run_id, step_key=info.step_key,
                                                     attempt=info.attempt, asset_key=scope.asset_key))
+        self._ledger.recorded_runs.add(info.run_id)
+
+    def opened(self) -> None:
+        """Wait for this attempt's open if it is being written in the background; raise what it raised."""
+        opening = self._opening
+        if opening is None:
+            return
+        try:
+            opening.result()
+        except WfloError:
+            raise
+        except Exception as err:
+            reason = str(getattr(err, "orig", None) or err).strip().splitlines()[0]
+            raise LedgerError(f"the ledger could not record step {self.info.step_key!r} of run {self.info.run_id} "
+                              f"({reason}); check the ledger database") from err
 
     def close(self, status: str, error: str | None = None) -> None:
-        """Close the latest attempt with its totals: ``succeeded`` or ``failed`` (one statement on Postgres)."""
-        info, totals = self.info, self.totals
+        """Close the latest attempt with its totals: ``succeeded`` or ``failed`` (on Postgres one statement,
+        in the background once this process has recorded the run)."""
+        info, totals = self.info, self.totals.snapshot()
         if self._ledger.dialect == "postgresql" and self._scope is not None:
             event = step_closed_event(info.run_id, info.step_key, info.attempt, self._scope.asset_key, status,
                                       error, totals)
+            if info.run_id in self._ledger.recorded_runs:
+                self._writer.submit(functools.partial(self._close_now, info, status, error, event, totals))
+                return
             if statements.close_step(self._ledger, self._record_event, info, status, error, event):
                 return
         close_step(self._ledger, self._record_event, info.run_id, info.step_key, info.workflow, status, error,
                    totals)
+
+    def _close_now(self, info: StepInfo, status: str, error: str | None, event: EventData,
+                   totals: StepTotals) -> None:
+        if not statements.close_step(self._ledger, self._record_event, info, status, error, event):
+            close_step(self._ledger, self._record_event, info.run_id, info.step_key, info.workflow, status, error,
+                       totals)
 
     # ------------------------------------------------------------------ calls
 
@@ -249,6 +293,7 @@ class StepRecorder:
         return seq, f"{info.run_id}:{info.step_key}:{info.attempt}:{seq}"
 
     def _call_scope(self) -> CallScope:
+        self.opened()  # the step's budgets and row before its calls' holds
         scope = self.scope
         agent = _SUB_AGENT.get()
         if agent is None:

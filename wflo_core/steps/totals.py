@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from typing import Any
 
@@ -38,6 +38,11 @@ class StepTotals:
         self.usage = self.usage + outcome.usage
         self.tokens_by_model[outcome.model] += outcome.usage.total_tokens
         self.cost_by_model[outcome.model] += outcome.cost_usd
+
+    def snapshot(self) -> StepTotals:
+        """A copy that later calls (a retried attempt's, in the same recorder) leave as it is."""
+        return replace(self, tokens_by_model=defaultdict(int, self.tokens_by_model),
+                       cost_by_model=defaultdict(Decimal, self.cost_by_model))
 
     def as_metadata(self) -> dict[str, Any]:
         """Numeric metadata values (the Dagster UI plots these over time on the asset page).

@@ -1,4 +1,8 @@
-"""``wflo costs``: cost roll-ups from the ledger as a table, JSON or CSV."""
+"""``wflo costs``: cost roll-ups from the ledger as a table, JSON or CSV.
+
+Read through the database driver (``wflo_core.ledger.reads``), not the ORM: SQLAlchemy and the
+ledger models would be most of the command's time; rich is imported only for the table.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +13,7 @@ import typer
 if TYPE_CHECKING:
     from rich.table import Table
 
-    from wflo_core.ledger.rollups import RollupRow
+    from wflo_core.ledger.reads import RollupRow
 
 FORMATS = ("table", "json", "csv")
 BY_HELP = "Group by: run, step, workflow, asset, model, provider, tag or day."
@@ -58,8 +62,7 @@ def costs(
 
     from wflo_core.config import load_settings
     from wflo_core.errors import ConfigError
-    from wflo_core.ledger import open_ledger
-    from wflo_core.ledger.rollups import DIMENSIONS, cost_rollup
+    from wflo_core.ledger.reads import DIMENSIONS, read_rollup
 
     if by not in DIMENSIONS:
         raise ConfigError(f"--by must be one of {', '.join(DIMENSIONS)}, got {by!r}")
@@ -69,8 +72,7 @@ def costs(
         since_at = datetime.fromisoformat(since) if since else None
     except ValueError:
         raise ConfigError(f"--since must be an ISO date like 2026-11-24, got {since!r}") from None
-    with open_ledger(load_settings()) as ledger, ledger.transaction() as session:
-        rows = cost_rollup(session, by, run_id=run, workflow=workflow, since=since_at)  # type: ignore[arg-type]
+    rows = read_rollup(load_settings(), by, run_id=run, workflow=workflow, since=since_at)  # type: ignore[arg-type]
     if fmt == "json":
         import json
 

@@ -101,6 +101,7 @@ def run_search_tool(call: ToolCall) -> str:
     op_tags=POLICY,
     kinds={"openai"},
     description="A short research plan for the question.",
+    max_cost_usd="0.001",
     planned_calls=[PlannedCall(PLANNER_MODEL[1], PLANNER_MODEL[0], max_tokens=300, prompt_tokens=600)],
 )
 def research_plan(context: dg.AssetExecutionContext, config: ResearchConfig, llm: LLMResource) -> str:
@@ -120,6 +121,7 @@ def research_plan(context: dg.AssetExecutionContext, config: ResearchConfig, llm
     op_tags=POLICY,
     kinds={"openai"},
     description="Evidence gathered with a search tool.",
+    max_cost_usd="0.001",
     planned_calls=[PlannedCall(PLANNER_MODEL[1], PLANNER_MODEL[0], max_tokens=400, prompt_tokens=2500, count=2)],
 )
 def source_notes(context: dg.AssetExecutionContext, research_plan: str, llm: LLMResource) -> str:
@@ -137,6 +139,7 @@ def source_notes(context: dg.AssetExecutionContext, research_plan: str, llm: LLM
     op_tags=POLICY,
     kinds={"anthropic"},
     description="Python the agent wrote for the analysis.",
+    max_cost_usd="0.002",
     planned_calls=[PlannedCall(CODER_MODEL[1], CODER_MODEL[0], max_tokens=500, prompt_tokens=1500)],
 )
 def analysis_code(context: dg.AssetExecutionContext, research_plan: str, llm: LLMResource) -> str:
@@ -163,6 +166,7 @@ def analysis_result(context: dg.AssetExecutionContext, analysis_code: str, sandb
     op_tags=POLICY,
     kinds={"openai"},
     description="The answer, for humans.",
+    max_cost_usd="0.001",
     planned_calls=[PlannedCall(PLANNER_MODEL[1], PLANNER_MODEL[0], max_tokens=300, prompt_tokens=3000)],
 )
 def research_summary(

@@ -175,6 +175,7 @@ def ticket_triage(triage_inbox: list[dict[str, str]]) -> list[dict]:
     partitions_def=DAILY,
     kinds={"openai"},
     description="A three-line digest of the day's tickets for the support lead.",
+    max_cost_usd="0.001",
 )
 def triage_digest(context: dg.AssetExecutionContext, ticket_triage: list[dict], llm: LLMResource) -> str:
     provider, model = TRIAGE_MODEL

@@ -101,6 +101,9 @@ class LLMResource(dg.ConfigurableResource):
             self._dropin.close()
             self._dropin = None
         if self._services is not None:
+            for err in self._services.step_writer.flush():  # this run's step rows, before their events go out
+                context.log.warning(f"wflo could not write a step's ledger row ({type(err).__name__}: {err}); "
+                                    "the run-status sensor closes the step out when the run ends")
             self._services.relay_events()  # in-step best effort; the relay sensor does the rest
             release_services(self._services)
             self._services = None
@@ -195,7 +198,8 @@ class LLMResource(dg.ConfigurableResource):
                     step_info(context), ledger=services.ledger, budgets=services.budgets,
                     gateway=services.gateway, record_event=services.record_event,
                     settled=services.settled,
-                    defaults=BudgetDefaults(run_limit, settings.budget_run_usd, settings.budget_on_breach))
+                    defaults=BudgetDefaults(run_limit, settings.budget_run_usd, settings.budget_on_breach),
+                    writer=services.step_writer)
                 self._recorders[(run_id, step_key)] = recorder
             return recorder
 
