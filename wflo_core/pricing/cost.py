@@ -1,10 +1,10 @@
-"""One price, compiled once so that pricing a call is a few integer and ``Decimal`` operations.
+"""One price of one model, validated and compiled once (see ``pricer`` for the per-call function).
 
 ``PricePoint.compile`` turns one genai-prices ``ModelPrice`` into a flat list of priced units. Each
 unit knows how to count its tokens from wflo's ``Usage`` (the same leaf decomposition genai-prices
-does: ``input_tokens`` minus cache reads and writes when those are priced separately) and is priced
-with exactly the arithmetic, in exactly the order, that ``genai_prices.calc_price`` uses, so the
-results are identical to the last digit, exponent included.
+does: ``input_tokens`` minus cache reads and writes when those are priced separately); ``pricer``
+prices them with ``calc_price``'s arithmetic, so the results are identical to the last digit,
+exponent included.
 """
 
 from __future__ import annotations
