@@ -7,9 +7,9 @@ from wflo_core.pricing.catalog import ModelPrice as ModelPrice
 from wflo_core.pricing.catalog import PriceCatalog as PriceCatalog
 from wflo_core.pricing.catalog import UnknownModelPolicy as UnknownModelPolicy
 from wflo_core.pricing.catalog import UnpricedModelWarning as UnpricedModelWarning
-from wflo_core.pricing.cost import Cost as Cost
 from wflo_core.pricing.overrides import OverridePrice as OverridePrice
 from wflo_core.pricing.overrides import load_overrides as load_overrides
+from wflo_core.pricing.pricer import Cost as Cost
 from wflo_core.pricing.usage import usage_from_anthropic as usage_from_anthropic
 from wflo_core.pricing.usage import usage_from_google as usage_from_google
 from wflo_core.pricing.usage import usage_from_openai_chat as usage_from_openai_chat

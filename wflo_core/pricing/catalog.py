@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import math
 import warnings
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
+from datetime import UTC, datetime, time
 from decimal import Decimal
 from pathlib import Path
+from time import time as time_now
 from typing import Literal
 
 import genai_prices
@@ -27,8 +29,9 @@ from genai_prices.units import UnitRegistry
 from wflo_core.calls import Usage
 from wflo_core.config import WfloSettings
 from wflo_core.errors import ConfigError, ModelNotPriced
-from wflo_core.pricing.cost import Cost, PricePoint
+from wflo_core.pricing.cost import PricePoint
 from wflo_core.pricing.overrides import EXAMPLE_PATH, PriceOverrides, load_overrides
+from wflo_core.pricing.pricer import Cost, Pricer
 
 UnknownModelPolicy = Literal["error", "warn", "fallback"]
 UNPRICED_VERSION = "unpriced"
@@ -51,14 +54,23 @@ class ModelPrice:
     provider: str
     model: str
     points: tuple[PricePoint, ...]
-    _start_days: tuple[date | None, ...] | None = field(init=False, repr=False, compare=False)
-    """Each point's UTC start date when all are date-constrained (or always valid), else ``None``."""
+    _latest_first: tuple[tuple[float, PricePoint], ...] | None = field(init=False, repr=False, compare=False)
+    """Each point with the POSIX time its UTC start date begins, latest first, when all points are
+    date-constrained (or always valid: ``-inf``), else ``None``."""
+    price: Pricer = field(init=False, repr=False, compare=False)
+    """The price in effect at the instant given, applied to the usage: ``cost`` without a method call."""
 
     def __post_init__(self) -> None:
         constraints = [point.constraint for point in self.points]
-        dated = all(c is None or isinstance(c, genai.StartDateConstraint) for c in constraints)
-        starts = tuple(getattr(c, "start_date", None) for c in constraints)
-        object.__setattr__(self, "_start_days", starts if dated else None)
+        latest_first = None
+        if all(c is None or isinstance(c, genai.StartDateConstraint) for c in constraints):
+            latest_first = tuple(
+                (datetime.combine(c.start_date, time(), UTC).timestamp()
+                 if isinstance(c, genai.StartDateConstraint) else -math.inf, point)
+                for c, point in zip(reversed(constraints), reversed(self.points), strict=True)
+            )
+        object.__setattr__(self, "_latest_first", latest_first)
+        object.__setattr__(self, "price", self._pricer())
 
     def price_at(self, at: datetime | None = None) -> PricePoint | None:
         """The price in effect at ``at`` (default now): the latest active one, else the first.
@@ -68,25 +80,38 @@ class ModelPrice:
         points = self.points
         if len(points) <= 1:
             return points[0] if points else None
-        at = at or datetime.now(tz=UTC)
-        if self._start_days is None:
+        if self._latest_first is None:
+            at = at or datetime.now(tz=UTC)
             return next((point for point in reversed(points) if point.active(at)), points[0])
-        day = (at.astimezone(UTC) if at.tzinfo is not None else at).date()
-        for index in range(len(points) - 1, -1, -1):
-            start = self._start_days[index]
-            if start is None or day >= start:
-                return points[index]
-        return points[0]
+        moment = _moment(at)
+        return next((point for begins, point in self._latest_first if moment >= begins), points[0])
 
     def cost(self, usage: Usage, at: datetime | None = None) -> Cost:
-        point = self.points[0] if len(self.points) == 1 else self.price_at(at)
-        if point is None:
-            return Cost(Decimal(0), Decimal(0), Decimal(0), UNPRICED_VERSION)
-        return point.cost(usage)
+        return self.price(usage, at)
 
     def upper_bound(self, prompt_tokens: int, max_output_tokens: int, at: datetime | None = None) -> Decimal:
         point = self.price_at(at)
         return Decimal(0) if point is None else point.upper_bound(prompt_tokens, max_output_tokens)
+
+    def _pricer(self) -> Pricer:
+        """One price needs no choosing; start dates are compared as POSIX times, without a datetime."""
+        points, latest_first = self.points, self._latest_first
+        if len(points) == 1:
+            return points[0].price
+        unpriced = Cost(Decimal(0), Decimal(0), Decimal(0), UNPRICED_VERSION)
+        dated = tuple((begins, point.price) for begins, point in latest_first or ())
+
+        def price(usage: Usage, at: datetime | None = None) -> Cost:
+            if not dated:  # unpriced, or time-of-day prices
+                point = self.price_at(at)
+                return unpriced if point is None else point.price(usage, at)
+            moment = _moment(at)
+            for begins, pricer in dated:
+                if moment >= begins:
+                    return pricer(usage, at)
+            return points[0].price(usage, at)
+
+        return price
 
 
 class PriceCatalog:
@@ -102,7 +127,8 @@ class PriceCatalog:
         self._registry = UnitRegistry(unit_data)
         self._overrides: PriceOverrides | None = load_overrides(overrides_path) if overrides_path else None
         self._policy = unknown_model_policy
-        self._resolved: dict[tuple[str, str], ModelPrice] = {}
+        self._resolved: dict[str, dict[str, ModelPrice]] = {}
+        """By provider, then model: two lookups cost less than building and hashing a tuple key."""
         self._fallback = self._resolve_fallback(unknown_model_policy, fallback_model)
 
     @classmethod
@@ -111,23 +137,24 @@ class PriceCatalog:
 
     def resolve(self, provider: str, model: str) -> ModelPrice:
         """The model's prices, looked up once; raises ``ModelNotPriced`` under the ``error`` policy."""
+        models = self._resolved.setdefault(provider, {})
         try:
-            return self._resolved[(provider, model)]
+            return models[model]
         except KeyError:
             pass
         resolved = self._lookup(provider, model)
         if resolved is None:
             resolved = self._unknown(provider, model)
-        self._resolved[(provider, model)] = resolved
+        models[model] = resolved
         return resolved
 
     def cost(self, provider: str, model: str, usage: Usage, at: datetime | None = None) -> Cost:
         """What a call with this usage cost, at the price in effect at ``at`` (default now)."""
-        resolved = self._resolved.get((provider, model)) or self.resolve(provider, model)
-        points = resolved.points
-        if len(points) == 1:  # the common case, without a clock read or a date comparison
-            return points[0].cost(usage)
-        return resolved.cost(usage, at)
+        try:
+            resolved = self._resolved[provider][model]
+        except KeyError:
+            resolved = self.resolve(provider, model)
+        return resolved.price(usage, at)
 
     def upper_bound(
         self, provider: str, model: str, prompt_tokens: int, max_output_tokens: int,
@@ -208,6 +235,13 @@ class PriceCatalog:
                 field="fallback_model",
             )
         return fallback
+
+
+def _moment(at: datetime | None) -> float:
+    """``at`` (default now) as a POSIX time; naive datetimes are UTC, as in genai-prices."""
+    if at is None:
+        return time_now()
+    return (at if at.tzinfo is not None else at.replace(tzinfo=UTC)).timestamp()
 
 
 def _label(constraint: genai.StartDateConstraint | genai.TimeOfDateConstraint | None) -> str:

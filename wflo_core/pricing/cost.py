@@ -1,10 +1,10 @@
-"""One price, compiled once so that pricing a call is a few integer and ``Decimal`` operations.
+"""One price of one model, validated and compiled once (see ``pricer`` for the per-call function).
 
 ``PricePoint.compile`` turns one genai-prices ``ModelPrice`` into a flat list of priced units. Each
 unit knows how to count its tokens from wflo's ``Usage`` (the same leaf decomposition genai-prices
-does: ``input_tokens`` minus cache reads and writes when those are priced separately) and is priced
-with exactly the arithmetic, in exactly the order, that ``genai_prices.calc_price`` uses, so the
-results are identical to the last digit, exponent included.
+does: ``input_tokens`` minus cache reads and writes when those are priced separately); ``pricer``
+prices them with ``calc_price``'s arithmetic, so the results are identical to the last digit,
+exponent included.
 """
 
 from __future__ import annotations
@@ -12,53 +12,21 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
-from typing import Any, NamedTuple
 
 from genai_prices import types as genai
 from genai_prices.units import UnitDef, UnitRegistry
 from genai_prices.validation import validate_priced_units
 
 from wflo_core.calls import Usage
-from wflo_core.errors import PricingError, UsageInvalid
+from wflo_core.errors import PricingError
+from wflo_core.pricing.pricer import INPUT, OTHER, OUTPUT, USAGE_KEYS, PricedUnit, Pricer, compile_pricer
 
-#: genai-prices usage keys that wflo's ``Usage`` reports, in the order of ``_counts`` below.
-USAGE_KEYS = ("input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens",
-              "output_reasoning_tokens")
 _INPUT_KEYS = frozenset({"input_tokens", "cache_read_tokens", "cache_write_tokens"})
 _OUTPUT_KEYS = frozenset({"output_tokens", "output_reasoning_tokens"})
 _ZERO = Decimal(0)
-_INPUT, _OUTPUT, _OTHER = 0, 1, 2
-_DIRECTIONS = {"input": _INPUT, "output": _OUTPUT}
+_DIRECTIONS = {"input": INPUT, "output": OUTPUT}
 
 Constraint = genai.StartDateConstraint | genai.TimeOfDateConstraint
-
-
-class Cost(NamedTuple):
-    """What one call cost, and exactly which price was used (recorded on the ledger row).
-
-    A named tuple, because one is built per call: a third of the cost of a frozen dataclass.
-    """
-
-    input_usd: Decimal
-    output_usd: Decimal
-    total_usd: Decimal
-    """``input_usd + output_usd`` plus any per-request fee (which belongs to neither side)."""
-    price_version: str
-    """e.g. ``genai-prices==0.2.3:openai/gpt-4o``, ``override:<sha12>:openai_compatible/llama3@always``."""
-
-
-@dataclass(frozen=True, slots=True)
-class _PricedUnit:
-    usage_key: str
-    direction: int
-    price: Decimal
-    tiers: tuple[tuple[int, Decimal], ...]
-    """``(start, price)`` highest start first; the first with ``input_tokens > start`` applies."""
-    per: int
-    terms: tuple[tuple[int, int], ...]
-    """The unit's token count as ``sum(coefficient * counts[index])`` over wflo's usage counts."""
-    constant: int
-    """1 for the per-request unit, else 0."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,31 +35,15 @@ class PricePoint:
 
     version: str
     constraint: Constraint | None
-    units: tuple[_PricedUnit, ...]
+    units: tuple[PricedUnit, ...]
     tiered: bool
-    _rows: tuple[tuple[Any, ...], ...] = field(init=False, repr=False, compare=False)
-    """``units`` flattened to tuples for the hot loop, each with the ``Decimal`` a zero count adds.
-    ``per`` is a ``Decimal`` there: dividing by an ``int`` converts it on every call (3x slower),
-    with the same value and exponent."""
-    _start: tuple[Decimal, Decimal, Decimal] = field(init=False, repr=False, compare=False)
-    """Starting input/output/other sums: the zeros of the units usage never counts."""
+    price: Pricer = field(init=False, repr=False, compare=False)
+    """This price compiled into one function of the usage (``at`` is ignored: the price is chosen)."""
     _flat_rates: tuple[Decimal, Decimal, Decimal] | None = field(init=False, repr=False, compare=False)
     """``_rates()`` of an untiered price, which do not depend on the prompt length."""
 
     def __post_init__(self) -> None:
-        # Units wflo's usage never counts (web searches, ...) always add their price's zero, whose only
-        # effect is its exponent: fold them into the starting sums once instead of on every call.
-        never_counted = [u for u in self.units if not u.terms and not u.constant and not u.tiers]
-        start = [_ZERO, _ZERO, _ZERO]
-        for u in never_counted:
-            start[u.direction] += u.price * _ZERO / u.per
-        rows = tuple(
-            (u.direction, u.price, tuple((start, price, price * _ZERO / u.per) for start, price in u.tiers),
-             Decimal(u.per), u.terms, u.constant, u.price * _ZERO / u.per, u.usage_key)
-            for u in self.units if u not in never_counted
-        )
-        object.__setattr__(self, "_rows", rows)
-        object.__setattr__(self, "_start", tuple(start))
+        object.__setattr__(self, "price", compile_pricer(self.units, self.version))
         object.__setattr__(self, "_flat_rates", None if self.tiered else self._rates(0))
 
     @classmethod
@@ -115,9 +67,9 @@ class PricePoint:
             raise PricingError(f"price {version} is inconsistent: {err}", price_version=version) from None
         terms = _leaf_terms([unit for unit, _ in resolved if unit.usage_key != "requests"])
         units = tuple(
-            _PricedUnit(
+            PricedUnit(
                 usage_key=unit.usage_key,
-                direction=_DIRECTIONS.get(unit.dimensions.get("direction", ""), _OTHER),
+                direction=_DIRECTIONS.get(unit.dimensions.get("direction", ""), OTHER),
                 price=price.base if isinstance(price, genai.TieredPrices) else price,
                 tiers=tuple((t.start, t.price) for t in reversed(price.tiers))
                 if isinstance(price, genai.TieredPrices) else (),
@@ -131,30 +83,6 @@ class PricePoint:
 
     def active(self, at: datetime) -> bool:
         return self.constraint is None or self.constraint.active(at)
-
-    def cost(self, usage: Usage) -> Cost:
-        """Price ``usage``; the arithmetic mirrors genai-prices' ``ModelPrice.calc_price`` step by step."""
-        counts = (usage.input_tokens, usage.output_tokens, usage.cached_input_tokens,
-                  usage.cache_write_tokens, usage.reasoning_tokens)
-        tier_tokens = usage.input_tokens if self.tiered else 0
-        sums = list(self._start)  # input, output, other (the per-request fee)
-        for direction, price, tiers, per, terms, count, unit_usd, usage_key in self._rows:
-            for index, coefficient in terms:
-                count += coefficient * counts[index]
-            if count < 0:
-                raise _inconsistent(usage, usage_key)
-            for start, tier_price, tier_zero_usd in tiers:
-                if tier_tokens > start:
-                    price, unit_usd = tier_price, tier_zero_usd
-                    break
-            if count:  # else unit_usd is the precomputed price * 0 / per: same value, same exponent
-                unit_usd = price * count / per  # int operands convert exactly, as Decimal(count) does
-            sums[direction] += unit_usd
-        # Exact sums (these amounts are far below 28 digits) do not depend on the order of the terms,
-        # neither in value nor in exponent (the smallest of the terms'), so the total can be summed
-        # per direction first: one addition per unit instead of two.
-        input_usd, output_usd, other_usd = sums
-        return Cost(input_usd, output_usd, input_usd + output_usd + other_usd, self.version)
 
     def upper_bound(self, prompt_tokens: int, max_output_tokens: int) -> Decimal:
         """The most a call with at most these token counts can cost at this price.
@@ -215,14 +143,6 @@ def _valid_price(version: str, price_key: str, value: object) -> Decimal | genai
 
 def _is_price(value: object) -> bool:
     return isinstance(value, Decimal) and value.is_finite() and value >= 0
-
-
-def _inconsistent(usage: Usage, usage_key: str) -> UsageInvalid:
-    problem = usage.inconsistency() or f"the {usage_key} count comes out negative"
-    return UsageInvalid(
-        f"UsageInvalid: cannot price {usage}: {problem}; fix the usage normalization for this provider",
-        shape="usage",
-    )
 
 
 def genai_usage(usage: Usage) -> genai.Usage:
