@@ -138,7 +138,8 @@ class StepRecorder:
         except WfloError:
             raise
         except Exception as err:
-            reason = str(getattr(err, "orig", None) or err).strip().splitlines()[0]
+            cause = getattr(err, "orig", None) or err
+            reason = (str(cause).strip().splitlines() or [type(cause).__name__])[0]
             raise LedgerError(f"the ledger could not record step {self.info.step_key!r} of run {self.info.run_id} "
                               f"({reason}); check the ledger database") from err
 
@@ -149,16 +150,18 @@ class StepRecorder:
         if self._ledger.dialect == "postgresql" and self._scope is not None:
             event = step_closed_event(info.run_id, info.step_key, info.attempt, self._scope.asset_key, status,
                                       error, totals)
+            write = functools.partial(self._close_now, info, status, error, event, totals)
             if info.run_id in self._ledger.recorded_runs:
-                self._writer.submit(functools.partial(self._close_now, info, status, error, event, totals))
-                return
-            if statements.close_step(self._ledger, self._record_event, info, status, error, event):
-                return
+                self._writer.submit(write)
+            else:
+                write()
+            return
         close_step(self._ledger, self._record_event, info.run_id, info.step_key, info.workflow, status, error,
                    totals)
 
     def _close_now(self, info: StepInfo, status: str, error: str | None, event: EventData,
                    totals: StepTotals) -> None:
+        """The close statement, or the ORM close for an attempt that has no row."""
         if not statements.close_step(self._ledger, self._record_event, info, status, error, event):
             close_step(self._ledger, self._record_event, info.run_id, info.step_key, info.workflow, status, error,
                        totals)
