@@ -570,6 +570,11 @@ def relay_best_effort(ledger: Ledger, sink: EventSink, *, max_seconds: float = 1
 IN_STEP_DELIVERY_TIMEOUT_S = 1.0
 """How long an in-step publish waits for acknowledgements before leaving the events to the relay."""
 IN_STEP_MAX_SECONDS = 2.0
+CATCH_UP_DELIVERY_TIMEOUT_S = 10.0
+"""How long the daemon-side relay (the relay sensor) waits for acknowledgements. Nothing waits on it,
+and it builds a fresh producer per pass: an idempotent one waits about 0.5 s for its producer id
+before it sends anything, so a step's 1 s left a loaded machine timing the same events out pass
+after pass (a run's last event, which no step is left to publish, missed its deadline)."""
 
 
 def relay_in_step(
