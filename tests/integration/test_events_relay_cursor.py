@@ -226,3 +226,24 @@ def test_a_relay_killed_between_sending_and_moving_its_cursor_sends_again_and_lo
         assert [e for e in resent if e in set(ids)] == ids
     with ledger.transaction() as s:
         assert pending_count(s) == 0
+
+
+def test_ids_a_rolled_back_writer_burned_neither_end_a_pass_nor_move_the_cursor_past_a_row(ledger: Ledger) -> None:
+    """Reads go by windows of ids: a gap wider than many windows (a writer that drew ids and rolled
+    back) is crossed in the same pass, and the cursor lands on the last row, not short of or past it."""
+    sink = MemoryEventSink()
+    with ledger.transaction() as s:
+        before = [emit(s, call("g", i), topic=TOPIC).id for i in range(30)]
+    with Session(ledger.engine) as rolled_back:
+        for i in range(1000):
+            emit(rolled_back, call("gone", i), topic=TOPIC)
+        rolled_back.rollback()
+    with ledger.transaction() as s:
+        after = [emit(s, call("g", 30 + i), topic=TOPIC).id for i in range(30)]
+    stats = OutboxRelay(ledger, sink).relay_until_idle(limit=20)
+    assert stats.published == 60 and [m.event_id for m in sink.messages] == before + after
+    assert cursor_at(ledger) == row_id(ledger, after[-1]) > row_id(ledger, before[-1]) + 1000
+    with ledger.transaction() as s:
+        tail = emit(s, call("g", 60), topic=TOPIC).id
+    OutboxRelay(ledger, sink).relay_until_idle(limit=20)
+    assert [m.event_id for m in sink.messages][60:] == [tail]
