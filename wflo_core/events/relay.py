@@ -83,7 +83,7 @@ class RelayStats:
 
 
 DEFAULT_BATCH = 2000
-"""Rows per relay batch: one keyset-paged read, one produce per event, one flush, one UPDATE."""
+"""Rows per relay batch: one read (a window of ids), one produce per event, one flush, one UPDATE."""
 SEQUENCE_DIGITS = 20
 """Width of the ``sequence`` extension: a BIGINT row id, zero-padded so strings sort like numbers."""
 _SEQUENCE_PREFIX = f'{{"sequence":"%0{SEQUENCE_DIGITS}d",'
@@ -334,7 +334,7 @@ class OutboxRelay:
             return self._relay(limit, batches=1, deadline=None)
 
     def relay_until_idle(self, *, max_seconds: float = 30.0, limit: int = DEFAULT_BATCH) -> RelayStats:
-        """Relay batch after batch (one lease, keyset-paged) until nothing is pending, a batch fails,
+        """Relay batch after batch (one lease, windows of ids) until nothing is pending, a batch fails,
         or time is up."""
         with relay_lease(self.ledger) as acquired:
             if not acquired:
@@ -343,7 +343,7 @@ class OutboxRelay:
 
     def _relay(self, limit: int, *, batches: int | None, deadline: float | None) -> RelayStats:
         """Batches in a pipeline: while the sink delivers batch N, the database thread moves the cursor
-        past batch N-1 and reads batch N+1 (keyset-paged, so the read needs no earlier UPDATE).
+        past batch N-1 and reads batch N+1 (the next window of ids, so the read needs no earlier UPDATE).
 
         A row counts as relayed only after the sink acknowledged it; a batch that is not healthy ends
         the pass before the next (already read) batch is sent, so a failed run's later events wait
