@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shlex
 import signal
 import time
 from pathlib import Path
@@ -38,10 +39,10 @@ class RunCgroup:
         parent = CGROUP_ROOT / "pids" / PARENT
         return sorted(p.name for p in parent.iterdir() if p.is_dir()) if parent.is_dir() else []
 
-    def create(self, *, memory_bytes: int, pids: int, cpus: float) -> None:
+    def create(self) -> None:
+        """Make the (empty, unlimited) groups; :meth:`set_limits` must follow before any job runs."""
         for path in self.dirs.values():
             path.mkdir(parents=True, exist_ok=True)
-        self.set_limits(memory_bytes=memory_bytes, pids=pids, cpus=cpus)
 
     def set_limits(self, *, memory_bytes: int, pids: int, cpus: float) -> None:
         self._write("memory", "memory.limit_in_bytes", memory_bytes)
@@ -56,14 +57,22 @@ class RunCgroup:
         self._write("cpuacct", "cpuacct.usage", 0)
         self._write("memory", "memory.max_usage_in_bytes", 0)
 
-    def join(self, pid: int) -> None:
-        """Move process ``pid`` (not its existing children) into every controller's group.
+    def join_self_script(self) -> str:
+        """Shell commands by which a single-threaded shell moves itself into every group.
 
-        The first move after a quiet spell waits out an RCU grace period in the kernel (v1's
-        threadgroup lock, several ms); moves right after it are cheap.
+        Writing 0 to a v1 ``tasks`` file moves the writing thread alone, which the kernel does
+        without its global threadgroup lock; a move by pid (``cgroup.procs``) takes that lock and
+        first waits out an RCU grace period (several ms, tens under load). What the shell then
+        starts is born in the groups, so nothing of the sandbox ever runs outside them.
         """
-        for path in self.dirs.values():
-            (path / "cgroup.procs").write_text(str(pid))
+        return " && ".join(f"echo 0 > {shlex.quote(str(path / 'tasks'))}" for path in self.dirs.values())
+
+    def holds(self, pid: int) -> bool:
+        """Whether process ``pid`` is in every controller's group."""
+        try:
+            return all(str(pid) in (path / "cgroup.procs").read_text().split() for path in self.dirs.values())
+        except OSError:
+            return False
 
     def pids_in_group(self) -> list[int]:
         try:

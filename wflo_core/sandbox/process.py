@@ -140,11 +140,14 @@ class ProcessSandbox(Sandbox):
         self._ready: deque[Future[_Slot]] = deque()
         self._lock = threading.Lock()
         self._closed = False
-        # Sandboxes are set up, and used ones removed, in one long-lived thread: bubblewrap dies
-        # with the thread that started it (--die-with-parent), so that thread must outlive them.
+        # Sandboxes are set up in one long-lived thread: bubblewrap dies with the thread that
+        # started it (--die-with-parent), so that thread must outlive them. Used ones are removed
+        # in another, so a setup never waits behind a teardown (a cgroup rmdir may wait for the
+        # kernel to finish with exited processes).
         self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="wflo-sandbox-process")
+        self._cleaner = ThreadPoolExecutor(max_workers=1, thread_name_prefix="wflo-sandbox-cleanup")
         # Dropped or left open at exit: the sandboxes set up ahead are still torn down.
-        self._finalizer = weakref.finalize(self, _discard_ready, self._ready, self._worker)
+        self._finalizer = weakref.finalize(self, _discard_ready, self._ready, self._worker, self._cleaner)
         self._refill()
 
     @property
@@ -162,17 +165,19 @@ class ProcessSandbox(Sandbox):
             self._closed = True
         self._finalizer()
         self._worker.shutdown(wait=True)
+        self._cleaner.shutdown(wait=True)
 
     def _execute(self, job: SandboxJob) -> SandboxResult:
-        slot = self._take_ready() or self._open_slot(job.limits)
+        slot = self._take_ready()
+        # The next sandbox is set up while this run goes on, so a run right after it finds it ready.
+        self._refill()
+        slot = slot or self._open_slot(job.limits)
         try:
             return self._run(slot, job)
         finally:
-            # Every process of the run is dead here (or the run failed): set the next sandbox up
-            # first, then remove this one, both off the caller's path.
-            self._refill()
+            # Every process of the run is dead here (or the run failed): removed off the caller's path.
             try:
-                self._worker.submit(_discard, slot)
+                self._cleaner.submit(_discard, slot)
             except RuntimeError:  # closed meanwhile
                 _discard(slot)
 
@@ -215,11 +220,9 @@ class ProcessSandbox(Sandbox):
             if uid is not None:
                 _mount_tmpfs(run_dir / "work", size=limits.workdir_bytes, uid=uid)
             if cgroup is not None:
-                cgroup.create(memory_bytes=limits.memory_bytes, pids=limits.pids, cpus=limits.cpus)
-            # setpriv, not Popen(user=...): that forks the whole caller instead of a vfork + exec.
-            drop = ["setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups"] if uid is not None else []
+                cgroup.create()
             proc = subprocess.Popen(
-                [*drop, *self._bwrap_args(run_dir), "--", "/bin/sh", "-c", _WAIT_FOR_JOB, "wflo-run"],
+                self._launcher(run_dir, uid, cgroup),
                 stdin=sandbox_end.fileno(),
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,
@@ -236,19 +239,27 @@ class ProcessSandbox(Sandbox):
         slot = _Slot(name, run_dir, uid, cgroup, limits.workdir_bytes, limits_written, proc, host_end)
         try:
             if cgroup is not None:
-                # The first move into a cgroup waits out a kernel grace period (several ms) while
-                # bubblewrap sets the sandbox up; whatever it started before the move is moved
-                # once the sandbox is ready, when nothing in it runs or forks until "go".
-                cgroup.join(proc.pid)
+                # While bubblewrap sets the sandbox up: nothing in it runs or forks until "go".
+                cgroup.set_limits(memory_bytes=limits.memory_bytes, pids=limits.pids, cpus=limits.cpus)
             _wait_until_ready(slot)
-            if cgroup is not None:
-                _join_all(cgroup, proc.pid)
+            if cgroup is not None and not cgroup.holds(proc.pid):
+                raise SandboxError(f"the sandbox's bubblewrap (pid {proc.pid}) is not in its cgroups")
         except (SandboxError, OSError) as err:
             raise _setup_failed(slot, str(err)) from None
         except BaseException:
             _discard(slot)
             raise
         return slot
+
+    def _launcher(self, run_dir: Path, uid: int | None, cgroup: RunCgroup | None) -> list[str]:
+        """The command that becomes the sandbox: (cgroup join, uid drop,) bubblewrap, the waiting shell."""
+        # setpriv, not Popen(user=...): that forks the whole caller instead of a vfork + exec.
+        drop = ["setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups"] if uid is not None else []
+        argv = [*drop, *self._bwrap_args(run_dir), "--", "/bin/sh", "-c", _WAIT_FOR_JOB, "wflo-run"]
+        if cgroup is None:
+            return argv
+        # A root shell joins the groups, then execs the rest: bubblewrap is started inside them.
+        return ["/bin/sh", "-c", f'{cgroup.join_self_script()} && exec "$@"', "wflo-join", *argv]
 
     def _bwrap_args(self, run_dir: Path) -> list[str]:
         args = [str(self.bwrap), "--unshare-all", "--die-with-parent", "--new-session", "--cap-drop", "ALL"]
@@ -390,14 +401,15 @@ def _discard(slot: _Slot) -> None:
     _remove_parts(slot.dir, slot.cgroup, mounted=slot.uid is not None)
 
 
-def _discard_ready(ready: deque[Future[_Slot]], worker: ThreadPoolExecutor) -> None:
-    """Tear down the sandboxes set up ahead (one being set up now first finishes) and stop the worker."""
+def _discard_ready(ready: deque[Future[_Slot]], worker: ThreadPoolExecutor, cleaner: ThreadPoolExecutor) -> None:
+    """Tear down the sandboxes set up ahead (one being set up now first finishes) and stop the threads."""
     while ready:
         upcoming = ready.popleft()
         if not upcoming.cancel():
             with contextlib.suppress(Exception):
                 _discard(upcoming.result())
     worker.shutdown(wait=False)
+    cleaner.shutdown(wait=False)
 
 
 def _pump(proc: subprocess.Popen[bytes], sinks: dict[IO[bytes], CappedBuffer], deadline: float) -> KilledReason | None:
@@ -460,27 +472,6 @@ def _remove_parts(run_dir: Path, cgroup: RunCgroup | None, *, mounted: bool) -> 
 def _nproc_flag() -> str:
     """The ``ulimit`` option of /bin/sh for RLIMIT_NPROC: ``-u`` in bash, ``-p`` in dash."""
     return "-u" if subprocess.run(["/bin/sh", "-c", "ulimit -u"], capture_output=True).returncode == 0 else "-p"
-
-
-def _join_all(cgroup: RunCgroup, pid: int) -> None:
-    """Move ``pid`` and all its descendants into ``cgroup`` (SandboxError if any stays out)."""
-    tree = _process_tree(pid)
-    for missing in sorted(set(tree) - set(cgroup.pids_in_group())):
-        cgroup.join(missing)
-    if outside := set(tree) - set(cgroup.pids_in_group()):
-        raise SandboxError(f"sandbox processes {sorted(outside)} could not join their cgroup")
-
-
-def _process_tree(pid: int) -> list[int]:
-    """``pid`` and its descendants, from /proc/PID/task/TID/children."""
-    tree, todo = [], [pid]
-    while todo:
-        current = todo.pop()
-        tree.append(current)
-        for task in os.listdir(f"/proc/{current}/task"):
-            with open(f"/proc/{current}/task/{task}/children") as children:
-                todo += map(int, children.read().split())
-    return tree
 
 
 def _kill(proc: subprocess.Popen[bytes], cgroup: RunCgroup | None) -> None:
