@@ -51,7 +51,6 @@ import threading
 import time
 import weakref
 from collections import deque
-from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -61,6 +60,7 @@ from wflo_core.errors import ConfigError, SandboxError
 from wflo_core.sandbox.base import WORKDIR, Sandbox, SandboxJob
 from wflo_core.sandbox.cgroups import RunCgroup
 from wflo_core.sandbox.files import read_files, write_files
+from wflo_core.sandbox.launcher import Launched, Launcher, LauncherError
 from wflo_core.sandbox.output import CappedBuffer
 from wflo_core.sandbox.policy import SandboxLimits
 from wflo_core.sandbox.result import KilledReason, SandboxResult
@@ -95,7 +95,7 @@ class _Slot:
     #: The work dir tmpfs's size and the cgroup limits (memory, pids, cpus) as last written.
     workdir_bytes: int
     cgroup_limits: tuple[int, int, float]
-    proc: subprocess.Popen[bytes]
+    proc: Launched
     #: The host's end of the waiting shell's stdin; writing "go" starts the job.
     control: socket.socket
 
@@ -140,14 +140,17 @@ class ProcessSandbox(Sandbox):
         self._ready: deque[Future[_Slot]] = deque()
         self._lock = threading.Lock()
         self._closed = False
-        # Sandboxes are set up in one long-lived thread: bubblewrap dies with the thread that
-        # started it (--die-with-parent), so that thread must outlive them. Used ones are removed
-        # in another, so a setup never waits behind a teardown (a cgroup rmdir may wait for the
-        # kernel to finish with exited processes).
+        # Sandboxes set up ahead are set up in one long-lived thread, which also starts the helper
+        # process that starts every bubblewrap (the helper dies with the thread that started it,
+        # and bubblewrap with the helper). Used ones are removed in another thread, so a setup
+        # never waits behind a teardown.
         self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="wflo-sandbox-process")
         self._cleaner = ThreadPoolExecutor(max_workers=1, thread_name_prefix="wflo-sandbox-cleanup")
+        self._launcher = self._worker.submit(Launcher)
         # Dropped or left open at exit: the sandboxes set up ahead are still torn down.
-        self._finalizer = weakref.finalize(self, _discard_ready, self._ready, self._worker, self._cleaner)
+        self._finalizer = weakref.finalize(
+            self, _discard_ready, self._ready, self._worker, self._cleaner, self._launcher
+        )
         self._refill()
 
     @property
@@ -221,14 +224,17 @@ class ProcessSandbox(Sandbox):
                 _mount_tmpfs(run_dir / "work", size=limits.workdir_bytes, uid=uid)
             if cgroup is not None:
                 cgroup.create()
-            proc = subprocess.Popen(
-                self._launcher(run_dir, uid, cgroup),
-                stdin=sandbox_end.fileno(),
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                start_new_session=True,
+            proc = self._launcher.result().spawn(
+                [*self._bwrap_args(run_dir), "--", "/bin/sh", "-c", _WAIT_FOR_JOB, "wflo-run"],
                 env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin"},
+                uid=uid,
+                tasks=cgroup.tasks_files() if cgroup is not None else [],
+                stdin=sandbox_end.fileno(),
             )
+        except LauncherError as err:
+            host_end.close()
+            _remove_parts(run_dir, cgroup, mounted=uid is not None)
+            raise SandboxError(f"the process sandbox could not start: {err}") from None
         except BaseException:
             host_end.close()
             _remove_parts(run_dir, cgroup, mounted=uid is not None)
@@ -250,16 +256,6 @@ class ProcessSandbox(Sandbox):
             _discard(slot)
             raise
         return slot
-
-    def _launcher(self, run_dir: Path, uid: int | None, cgroup: RunCgroup | None) -> list[str]:
-        """The command that becomes the sandbox: (cgroup join, uid drop,) bubblewrap, the waiting shell."""
-        # setpriv, not Popen(user=...): that forks the whole caller instead of a vfork + exec.
-        drop = ["setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups"] if uid is not None else []
-        argv = [*drop, *self._bwrap_args(run_dir), "--", "/bin/sh", "-c", _WAIT_FOR_JOB, "wflo-run"]
-        if cgroup is None:
-            return argv
-        # A root shell joins the groups, then execs the rest: bubblewrap is started inside them.
-        return ["/bin/sh", "-c", f'{cgroup.join_self_script()} && exec "$@"', "wflo-join", *argv]
 
     def _bwrap_args(self, run_dir: Path) -> list[str]:
         args = [str(self.bwrap), "--unshare-all", "--die-with-parent", "--new-session", "--cap-drop", "ALL"]
@@ -324,19 +320,18 @@ class ProcessSandbox(Sandbox):
         except OSError:
             raise SandboxError("the process sandbox ended before its job could start") from None
         slot.control.close()  # before the job starts: the socket it could find leads nowhere
-        assert proc.stdout is not None and proc.stderr is not None  # started with both piped
         try:
             killed = _pump(proc, {proc.stdout: stdout, proc.stderr: stderr}, deadline)
             if killed is not None:
                 _kill(proc, cgroup)
-            reaped = _reap(proc.pid, deadline)
+            reaped = _reap(proc, deadline)
             if reaped is None:
                 killed = KilledReason.TIMEOUT
                 _kill(proc, cgroup)
-                reaped = _reap(proc.pid, None)
+                reaped = _reap(proc, None)
         except BaseException:
             _kill(proc, cgroup)
-            proc.returncode = os.waitstatus_to_exitcode(_reap(proc.pid, None))
+            proc.returncode = os.waitstatus_to_exitcode(_reap(proc, None))
             raise
         finally:
             for stream in (proc.stdout, proc.stderr):
@@ -347,7 +342,7 @@ class ProcessSandbox(Sandbox):
         if exit_code == 125 and stderr.getvalue().startswith(b"wflo-launch:"):
             raise SandboxError(f"the process sandbox could not start: {stderr.getvalue().decode().strip()}")
         if cgroup is not None:
-            cgroup.kill_all()
+            cgroup.stop_all()  # what the code left running (a daemon) ends here
         if killed is None and cgroup is not None and cgroup.oom_killed():
             killed = KilledReason.MEMORY
         if killed is None and exit_code == 128 + signal.SIGXCPU:
@@ -381,7 +376,7 @@ def _wait_until_ready(slot: _Slot) -> None:
 def _setup_failed(slot: _Slot, problem: str) -> SandboxError:
     """Tear the half-made sandbox down; ``problem`` plus what bubblewrap said about it."""
     _kill(slot.proc, slot.cgroup)
-    slot.proc.returncode = os.waitstatus_to_exitcode(_reap(slot.proc.pid, None))
+    slot.proc.returncode = os.waitstatus_to_exitcode(_reap(slot.proc, None))
     stderr = slot.proc.stderr
     said = os.read(stderr.fileno(), 2000) if stderr and select.select([stderr], [], [], 1)[0] else b""
     _discard(slot)
@@ -393,26 +388,29 @@ def _discard(slot: _Slot) -> None:
     proc = slot.proc
     if proc.returncode is None:
         _kill(proc, slot.cgroup)
-        proc.returncode = os.waitstatus_to_exitcode(_reap(proc.pid, None))
-    for stream in (proc.stdout, proc.stderr):
-        if stream is not None:
-            stream.close()
+        proc.returncode = os.waitstatus_to_exitcode(_reap(proc, None))
+    proc.close()
     slot.control.close()
     _remove_parts(slot.dir, slot.cgroup, mounted=slot.uid is not None)
 
 
-def _discard_ready(ready: deque[Future[_Slot]], worker: ThreadPoolExecutor, cleaner: ThreadPoolExecutor) -> None:
-    """Tear down the sandboxes set up ahead (one being set up now first finishes) and stop the threads."""
+def _discard_ready(
+    ready: deque[Future[_Slot]], worker: ThreadPoolExecutor, cleaner: ThreadPoolExecutor, launcher: Future[Launcher]
+) -> None:
+    """Tear down the sandboxes set up ahead (one being set up now first finishes), stop the threads
+    and the helper (which takes any bubblewrap still running with it)."""
     while ready:
         upcoming = ready.popleft()
         if not upcoming.cancel():
             with contextlib.suppress(Exception):
                 _discard(upcoming.result())
     worker.shutdown(wait=False)
-    cleaner.shutdown(wait=False)
+    cleaner.shutdown(wait=True)
+    with contextlib.suppress(Exception):
+        launcher.result().close()
 
 
-def _pump(proc: subprocess.Popen[bytes], sinks: dict[IO[bytes], CappedBuffer], deadline: float) -> KilledReason | None:
+def _pump(proc: Launched, sinks: dict[IO[bytes], CappedBuffer], deadline: float) -> KilledReason | None:
     """Copy both pipes into their capped buffers until EOF, the deadline, or too much output."""
     with selectors.DefaultSelector() as selector:
         for stream in sinks:
@@ -433,32 +431,19 @@ def _pump(proc: subprocess.Popen[bytes], sinks: dict[IO[bytes], CappedBuffer], d
 
 
 @overload
-def _reap(pid: int, deadline: None) -> int: ...
+def _reap(proc: Launched, deadline: None) -> int: ...
 
 
 @overload
-def _reap(pid: int, deadline: float) -> int | None: ...
+def _reap(proc: Launched, deadline: float) -> int | None: ...
 
 
-def _reap(pid: int, deadline: float | None) -> int | None:
-    """Wait for the launcher; its wait status, or None if it still runs at ``deadline`` (None = block)."""
-    try:
-        if deadline is not None:
-            with _pidfd(pid) as fd:  # readable the moment the process exits
-                if not select.select([fd], [], [], max(0.0, deadline - time.monotonic()))[0]:
-                    return None
-        return os.waitpid(pid, 0)[1]
-    except ChildProcessError:
-        return None if deadline is not None else 0
-
-
-@contextlib.contextmanager
-def _pidfd(pid: int) -> Iterator[int]:
-    fd = os.pidfd_open(pid)
-    try:
-        yield fd
-    finally:
-        os.close(fd)
+def _reap(proc: Launched, deadline: float | None) -> int | None:
+    """The launcher's wait status, or None if it still runs at ``deadline`` (None = block)."""
+    timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
+    if not select.select([proc.status], [], [], timeout)[0]:
+        return None
+    return proc.read_status()
 
 
 def _remove_parts(run_dir: Path, cgroup: RunCgroup | None, *, mounted: bool) -> None:
@@ -474,11 +459,11 @@ def _nproc_flag() -> str:
     return "-u" if subprocess.run(["/bin/sh", "-c", "ulimit -u"], capture_output=True).returncode == 0 else "-p"
 
 
-def _kill(proc: subprocess.Popen[bytes], cgroup: RunCgroup | None) -> None:
+def _kill(proc: Launched, cgroup: RunCgroup | None) -> None:
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(proc.pid, signal.SIGKILL)
     if cgroup is not None:
-        cgroup.kill_all()
+        cgroup.stop_all()
 
 
 def _mount_tmpfs(path: Path, *, size: int, uid: int) -> None:
