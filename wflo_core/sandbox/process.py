@@ -11,13 +11,19 @@ writable place. When the caller is root (the CI machines, a run container) it al
 * cgroup v1 groups: memory (OOM kill, reported as ``memory``), pids and CPU share, with exact CPU
   time and peak memory.
 
-Setting a sandbox up (uid, tmpfs, cgroups, namespaces, mounts) costs about as much as starting
-Python, so by default one is kept set up ahead: its shell waits inside for "go", and the run only
-writes its files, limits and launch script. The next one is set up in the background right after
-each run, so a run that follows the previous one at once still waits for that setup. What a waiting
-sandbox holds: three sleeping processes (bubblewrap, its init, the shell), an empty tmpfs and four
-empty cgroups. Each sandbox serves exactly one run and is then torn down; ``warm_pool_size=0`` sets
-each one up on its run's path instead.
+Setting a sandbox up (uid, tmpfs, cgroups, namespaces, mounts) costs about half as much as
+starting Python, so by default two are kept set up ahead: each one's shell waits inside for "go",
+and a run only writes its files, limits and launch script. After each run the pool is topped up
+in the background (at once, while the run goes on, if it ran empty), so a run that follows the
+previous one at once still finds one ready. A sandbox being set up ahead gets the least CPU
+weight, so it yields to running jobs. What a waiting sandbox holds: three sleeping processes
+(bubblewrap, its init, the shell), an empty tmpfs and four empty cgroups. Each sandbox serves
+exactly one run and is then torn down (in a thread of its own, after the run's result is back);
+``warm_pool_size=0`` sets each one up on its run's path instead.
+
+Every bubblewrap is started by one helper process (:mod:`wflo_core.sandbox.launcher`), which
+forks a child that moves itself into the run's cgroups, drops to the run's uid and execs
+bubblewrap: the sandbox is born inside its groups, and no shell or ``setpriv`` runs first.
 
 What it does NOT guarantee (use :class:`~wflo_core.sandbox.docker.DockerSandbox`, ideally with
 gVisor, where these matter):
@@ -82,6 +88,9 @@ _LAUNCH_DIR = "/.wflo"
 #: (limits, then ``exec`` of the job), so the job is started by this very process.
 _WAIT_FOR_JOB = f'echo >&0 && read -r go && [ "$go" = go ] && exec </dev/null && . {_LAUNCH_DIR}/run'
 _SETUP_SECONDS = 30
+#: Sandboxes kept set up ahead by default: two, so a run started the moment the previous one
+#: returned finds one ready while the one it used is replaced.
+DEFAULT_WARM_POOL = 2
 
 
 @dataclass
@@ -98,6 +107,8 @@ class _Slot:
     proc: Launched
     #: The host's end of the waiting shell's stdin; writing "go" starts the job.
     control: socket.socket
+    #: Set up ahead with the least CPU weight (so it yields to running jobs) until released.
+    background: bool = False
 
     @property
     def work(self) -> Path:
@@ -107,17 +118,21 @@ class _Slot:
 class ProcessSandbox(Sandbox):
     """Runs code under bubblewrap on this host (the embedded default).
 
-    ``warm_pool_size`` sandboxes (default 1) are kept set up ahead: uid, tmpfs, cgroups,
+    ``warm_pool_size`` sandboxes (default 2) are kept set up ahead: uid, tmpfs, cgroups,
     namespaces and mounts done, a shell inside waiting for its job. A run then only writes its
-    files, limits and launch script and says "go"; the next sandbox is set up in the background
-    right after. Each sandbox serves exactly one run and is torn down after it. With 0, each
-    run's sandbox is set up when the run starts.
+    files, limits and launch script and says "go"; the pool is topped up in the background.
+    Each sandbox serves exactly one run and is torn down after it. With 0, each run's sandbox
+    is set up when the run starts.
     """
 
     name: Literal["process"] = "process"
 
     def __init__(
-        self, *, limits: SandboxLimits | None = None, base_dir: Path | None = None, warm_pool_size: int = 1
+        self,
+        *,
+        limits: SandboxLimits | None = None,
+        base_dir: Path | None = None,
+        warm_pool_size: int = DEFAULT_WARM_POOL,
     ) -> None:
         super().__init__(limits=limits)
         if warm_pool_size < 0:
@@ -162,6 +177,13 @@ class ProcessSandbox(Sandbox):
             return None
         return upcoming.result().name
 
+    @property
+    def prepared_runs(self) -> list[str]:
+        """The names of all sandboxes set up and waiting, the next run's first."""
+        with self._lock:
+            upcoming = list(self._ready)
+        return [f.result().name for f in upcoming if f.done() and f.exception() is None]
+
     def close(self) -> None:
         """Tear down the sandboxes set up ahead and wait for used ones to be removed."""
         with self._lock:
@@ -172,13 +194,17 @@ class ProcessSandbox(Sandbox):
 
     def _execute(self, job: SandboxJob) -> SandboxResult:
         slot = self._take_ready()
-        # The next sandbox is set up while this run goes on, so a run right after it finds it ready.
-        self._refill()
+        with self._lock:
+            drained = not self._ready
+        if drained:  # set the next one up while this run goes on, so a run right after finds it ready
+            self._refill()
         slot = slot or self._open_slot(job.limits)
         try:
             return self._run(slot, job)
         finally:
-            # Every process of the run is dead here (or the run failed): removed off the caller's path.
+            # Every process of the run is dead here (or the run failed): top the pool up, and
+            # remove this sandbox, both off the caller's path.
+            self._refill()
             try:
                 self._cleaner.submit(_discard, slot)
             except RuntimeError:  # closed meanwhile
@@ -188,7 +214,7 @@ class ProcessSandbox(Sandbox):
         with self._lock:
             while not self._closed and len(self._ready) < self.warm_pool_size:
                 try:
-                    self._ready.append(self._worker.submit(self._open_slot, self.default_limits))
+                    self._ready.append(self._worker.submit(self._open_slot, self.default_limits, ahead=True))
                 except RuntimeError:  # the interpreter is shutting down
                     return
 
@@ -209,7 +235,7 @@ class ProcessSandbox(Sandbox):
                 return slot
             _discard(slot)
 
-    def _open_slot(self, limits: SandboxLimits) -> _Slot:
+    def _open_slot(self, limits: SandboxLimits, *, ahead: bool = False) -> _Slot:
         """Set up a sandbox (uid, work dir, cgroups, namespaces, mounts) whose shell waits for a job."""
         name = f"{os.getpid()}-{secrets.token_hex(6)}"
         run_dir = self.base_dir / name
@@ -224,6 +250,7 @@ class ProcessSandbox(Sandbox):
                 _mount_tmpfs(run_dir / "work", size=limits.workdir_bytes, uid=uid)
             if cgroup is not None:
                 cgroup.create()
+                cgroup.set_background(ahead)
             proc = self._launcher.result().spawn(
                 [*self._bwrap_args(run_dir), "--", "/bin/sh", "-c", _WAIT_FOR_JOB, "wflo-run"],
                 env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin"},
@@ -242,7 +269,7 @@ class ProcessSandbox(Sandbox):
         finally:
             sandbox_end.close()
         limits_written = (limits.memory_bytes, limits.pids, limits.cpus)
-        slot = _Slot(name, run_dir, uid, cgroup, limits.workdir_bytes, limits_written, proc, host_end)
+        slot = _Slot(name, run_dir, uid, cgroup, limits.workdir_bytes, limits_written, proc, host_end, ahead)
         try:
             if cgroup is not None:
                 # While bubblewrap sets the sandbox up: nothing in it runs or forks until "go".
@@ -286,6 +313,8 @@ class ProcessSandbox(Sandbox):
             if slot.cgroup_limits != wanted:
                 slot.cgroup.set_limits(memory_bytes=limits.memory_bytes, pids=limits.pids, cpus=limits.cpus)
                 slot.cgroup_limits = wanted
+            if slot.background:
+                slot.cgroup.set_background(False)
             slot.cgroup.reset_usage()  # count the job, not the setup
         cpu = limits.effective_cpu_seconds
         nproc = limits.pids if slot.uid is not None else _processes_of(os.getuid()) + limits.pids
