@@ -98,11 +98,14 @@ class Launcher:
         except OSError as err:
             for fd in (out_r, err_r, status_r):
                 os.close(fd)
-            raise LauncherError(f"the sandbox launcher is gone ({err})") from None
+            raise LauncherError(
+                f"its launcher process is gone ({err}); close this ProcessSandbox and open a new one"
+            ) from None
         finally:
             for fd in (out_w, err_w, status_w):
                 os.close(fd)
-        answer: dict[str, Any] = json.loads(reply) if reply else {"error": "the sandbox launcher exited"}
+        gone = "its launcher process exited; close this ProcessSandbox and open a new one"
+        answer: dict[str, Any] = json.loads(reply) if reply else {"error": gone}
         if "pid" not in answer:
             for fd in (out_r, err_r, status_r):
                 os.close(fd)
