@@ -78,10 +78,10 @@ def timed_setups(sandbox: ProcessSandbox) -> list[float]:
     durations: list[float] = []
     setup = sandbox._open_slot
 
-    def recorded(limits: SandboxLimits, *, ahead: bool = False) -> _Slot:
+    def recorded(limits: SandboxLimits) -> _Slot:
         started = time.perf_counter()
         try:
-            return setup(limits, ahead=ahead)
+            return setup(limits)
         finally:
             durations.append(time.perf_counter() - started)
 

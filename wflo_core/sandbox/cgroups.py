@@ -17,7 +17,6 @@ CGROUP_ROOT = Path("/sys/fs/cgroup")
 PARENT = "wflo-sandbox"
 CONTROLLERS = ("memory", "pids", "cpu", "cpuacct")
 CFS_PERIOD_US = 100_000
-MIN_CPU_SHARES, DEFAULT_CPU_SHARES = 2, 1024
 #: In /proc/TID/stat flags: the thread has begun to exit.
 _PF_EXITING = 0x4
 
@@ -53,11 +52,6 @@ class RunCgroup:
         self._write("pids", "pids.max", pids)
         self._write("cpu", "cpu.cfs_period_us", CFS_PERIOD_US)
         self._write("cpu", "cpu.cfs_quota_us", max(1000, int(cpus * CFS_PERIOD_US)))
-
-    def set_background(self, background: bool) -> None:
-        """Give the group the least CPU weight among its siblings (a sandbox being set up ahead
-        yields to running jobs), or the default weight back."""
-        self._write("cpu", "cpu.shares", MIN_CPU_SHARES if background else DEFAULT_CPU_SHARES)
 
     def reset_usage(self) -> None:
         """Zero the CPU time and peak memory counters (v1 allows writing 0 to both)."""

@@ -15,8 +15,7 @@ Setting a sandbox up (uid, tmpfs, cgroups, namespaces, mounts) costs about half 
 starting Python, so by default two are kept set up ahead: each one's shell waits inside for "go",
 and a run only writes its files, limits and launch script. After each run the pool is topped up
 in the background (at once, while the run goes on, if it ran empty), so a run that follows the
-previous one at once still finds one ready. A sandbox being set up ahead gets the least CPU
-weight, so it yields to running jobs. What a waiting sandbox holds: three sleeping processes
+previous one at once still finds one ready. What a waiting sandbox holds: three sleeping processes
 (bubblewrap, its init, the shell), an empty tmpfs and four empty cgroups. Each sandbox serves
 exactly one run and is then torn down (in a thread of its own, after the run's result is back);
 ``warm_pool_size=0`` sets each one up on its run's path instead.
@@ -107,8 +106,6 @@ class _Slot:
     proc: Launched
     #: The host's end of the waiting shell's stdin; writing "go" starts the job.
     control: socket.socket
-    #: Set up ahead with the least CPU weight (so it yields to running jobs) until released.
-    background: bool = False
 
     @property
     def work(self) -> Path:
@@ -214,7 +211,7 @@ class ProcessSandbox(Sandbox):
         with self._lock:
             while not self._closed and len(self._ready) < self.warm_pool_size:
                 try:
-                    self._ready.append(self._worker.submit(self._open_slot, self.default_limits, ahead=True))
+                    self._ready.append(self._worker.submit(self._open_slot, self.default_limits))
                 except RuntimeError:  # the interpreter is shutting down
                     return
 
@@ -235,7 +232,7 @@ class ProcessSandbox(Sandbox):
                 return slot
             _discard(slot)
 
-    def _open_slot(self, limits: SandboxLimits, *, ahead: bool = False) -> _Slot:
+    def _open_slot(self, limits: SandboxLimits) -> _Slot:
         """Set up a sandbox (uid, work dir, cgroups, namespaces, mounts) whose shell waits for a job."""
         name = f"{os.getpid()}-{secrets.token_hex(6)}"
         run_dir = self.base_dir / name
@@ -250,7 +247,6 @@ class ProcessSandbox(Sandbox):
                 _mount_tmpfs(run_dir / "work", size=limits.workdir_bytes, uid=uid)
             if cgroup is not None:
                 cgroup.create()
-                cgroup.set_background(ahead)
             proc = self._launcher.result().spawn(
                 [*self._bwrap_args(run_dir), "--", "/bin/sh", "-c", _WAIT_FOR_JOB, "wflo-run"],
                 env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin"},
@@ -269,7 +265,7 @@ class ProcessSandbox(Sandbox):
         finally:
             sandbox_end.close()
         limits_written = (limits.memory_bytes, limits.pids, limits.cpus)
-        slot = _Slot(name, run_dir, uid, cgroup, limits.workdir_bytes, limits_written, proc, host_end, ahead)
+        slot = _Slot(name, run_dir, uid, cgroup, limits.workdir_bytes, limits_written, proc, host_end)
         try:
             if cgroup is not None:
                 # While bubblewrap sets the sandbox up: nothing in it runs or forks until "go".
@@ -313,8 +309,6 @@ class ProcessSandbox(Sandbox):
             if slot.cgroup_limits != wanted:
                 slot.cgroup.set_limits(memory_bytes=limits.memory_bytes, pids=limits.pids, cpus=limits.cpus)
                 slot.cgroup_limits = wanted
-            if slot.background:
-                slot.cgroup.set_background(False)
             slot.cgroup.reset_usage()  # count the job, not the setup
         cpu = limits.effective_cpu_seconds
         nproc = limits.pids if slot.uid is not None else _processes_of(os.getuid()) + limits.pids
