@@ -75,11 +75,15 @@ class Launcher:
     def __init__(self) -> None:
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         with theirs:
-            self._proc = subprocess.Popen(
-                [sys.executable, "-I", "-S", str(Path(__file__).resolve())],
-                stdin=theirs.fileno(),
-                start_new_session=True,
-            )
+            try:
+                self._proc = subprocess.Popen(
+                    [sys.executable, "-I", "-S", str(Path(__file__).resolve())],
+                    stdin=theirs.fileno(),
+                    start_new_session=True,
+                )
+            except OSError as err:
+                ours.close()
+                raise LauncherError(f"its launcher process could not start with {sys.executable!r}: {err}") from None
         self._sock = ours
         self._lock = threading.Lock()
 
