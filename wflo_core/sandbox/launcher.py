@@ -1,12 +1,12 @@
 """One long-lived helper process that starts every sandbox of a :class:`ProcessSandbox`.
 
-Starting a sandbox from the caller took three programs before bubblewrap (a vfork of the caller,
-a root shell to join the cgroups, ``setpriv`` to drop to the run's uid), each an exec with its
-own dynamic linking. The helper, a small single-threaded Python started once, forks instead: the
-child moves itself into the run's cgroups (a write of 0 to each v1 ``tasks`` file, which the
-kernel does without its global threadgroup lock), drops to the run's uid and execs bubblewrap.
-Bubblewrap is thus born inside the groups and dies with the helper (``--die-with-parent``), and
-the helper dies with the thread that started it or when its socket closes.
+Each exec before bubblewrap (a shell to join the cgroups, ``setpriv`` to drop to the run's uid)
+costs milliseconds of loading and linking, and moving an already running bubblewrap into its
+cgroups waits out a kernel grace period. The helper, a small single-threaded Python started once,
+forks instead: the child moves itself into the run's cgroups (a write of 0 to each v1 ``tasks``
+file, which the kernel does without its global threadgroup lock), drops to the run's uid and
+execs bubblewrap. Bubblewrap is thus born inside the groups and dies with the helper
+(``--die-with-parent``); the helper dies with the thread that started it or when its socket closes.
 
 The helper reaps its children and writes each one's wait status to a pipe given with the
 request, which is how the caller learns a sandbox's exit. This file runs as that helper
@@ -32,7 +32,7 @@ from typing import IO, Any
 
 _PR_SET_PDEATHSIG = 1
 _STATUS = struct.Struct("i")
-_KILLED = signal.SIGKILL  # the wait status of a process killed by SIGKILL
+_KILLED = int(signal.SIGKILL)  # the wait status of a process killed by SIGKILL
 _MAX_REQUEST = 1 << 20
 
 
