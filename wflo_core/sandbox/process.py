@@ -17,8 +17,7 @@ and a run only writes its files, limits and launch script. After each run the po
 in the background (at once, while the run goes on, if it ran empty), so a run that follows the
 previous one at once still finds one ready. What a waiting sandbox holds: three sleeping processes
 (bubblewrap, its init, the shell), an empty tmpfs and four empty cgroups. Each sandbox serves
-exactly one run and is then torn down in a thread of its own, once no run goes on (at most a
-second later), so a run that follows at once does not share the CPU with that teardown;
+exactly one run and is then torn down (in a thread of its own, after the run's result is back);
 ``warm_pool_size=0`` sets each one up on its run's path instead.
 
 Every bubblewrap is started by one helper process (:mod:`wflo_core.sandbox.launcher`), which
@@ -91,8 +90,6 @@ _SETUP_SECONDS = 30
 #: Sandboxes kept set up ahead by default: two, so a run started the moment the previous one
 #: returned finds one ready while the one it used is replaced.
 DEFAULT_WARM_POOL = 2
-#: How long a used sandbox's removal may wait for a moment when no run goes on.
-_TEARDOWN_PATIENCE = 1.0
 
 
 @dataclass
@@ -155,10 +152,6 @@ class ProcessSandbox(Sandbox):
         self._ready: deque[Future[_Slot]] = deque()
         self._lock = threading.Lock()
         self._closed = False
-        #: Runs going on now; a used sandbox is removed once none is (or after a short wait),
-        #: so its teardown does not take CPU from a job that follows at once.
-        self._running = 0
-        self._idle = threading.Condition(self._lock)
         # Sandboxes set up ahead are set up in one long-lived thread, which also starts the helper
         # process that starts every bubblewrap (the helper dies with the thread that started it,
         # and bubblewrap with the helper). Used ones are removed in another thread, so a setup
@@ -190,24 +183,13 @@ class ProcessSandbox(Sandbox):
 
     def close(self) -> None:
         """Tear down the sandboxes set up ahead and wait for used ones to be removed."""
-        with self._idle:
+        with self._lock:
             self._closed = True
-            self._idle.notify_all()
         self._finalizer()
         self._worker.shutdown(wait=True)
         self._cleaner.shutdown(wait=True)
 
     def _execute(self, job: SandboxJob) -> SandboxResult:
-        with self._lock:
-            self._running += 1
-        try:
-            return self._execute_counted(job)
-        finally:
-            with self._idle:
-                self._running -= 1
-                self._idle.notify_all()
-
-    def _execute_counted(self, job: SandboxJob) -> SandboxResult:
         slot = self._take_ready()
         with self._lock:
             drained = not self._ready
@@ -221,17 +203,9 @@ class ProcessSandbox(Sandbox):
             # remove this sandbox, both off the caller's path.
             self._refill()
             try:
-                self._cleaner.submit(self._discard_when_idle, slot, time.monotonic() + _TEARDOWN_PATIENCE)
+                self._cleaner.submit(_discard, slot)
             except RuntimeError:  # closed meanwhile
                 _discard(slot)
-
-    def _discard_when_idle(self, slot: _Slot, deadline: float) -> None:
-        """Remove a used sandbox once no run goes on, or at ``deadline`` (so removals never pile up)."""
-        with self._idle:
-            self._idle.wait_for(
-                lambda: self._running == 0 or self._closed, timeout=max(0.0, deadline - time.monotonic())
-            )
-        _discard(slot)
 
     def _refill(self) -> None:
         with self._lock:
