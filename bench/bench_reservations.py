@@ -9,8 +9,9 @@ the attempt's ``held`` ledger row written, all in one statement).
 1. rate: every limit is out of reach; workers hold as fast as they can for a fixed time, once with
    4 scopes of their own each (bound by CPU) and once with 3 of the 4 shared (bound by the row locks). The
    baseline, run alongside in the same way (16 processes, the same Postgres), is the least such a hold
-   can cost: one raw psycopg ``UPDATE budgets SET held_usd = held_usd + x WHERE id = ANY(4 ids) AND
-   spent + held + x <= limit`` per hold, no hold rows, no ledger row, no all-or-nothing check.
+   can cost: one raw psycopg ``UPDATE budgets SET held_usd = held_usd + x WHERE id IN (the 4 ids, locked
+   in id order, as any two holds sharing budgets must lock them) AND spent + held + x <= limit`` per
+   hold, no hold rows, no ledger row, no all-or-nothing check.
 2. overshoot: the shared workflow budget is set to fit exactly ``FIT`` holds; the workers hold until it
    refuses them. Overshoot = held − limit on every budget must be 0 (never above), the budget must end
    exactly full, and the ledger's ``held`` rows must add up to it.
@@ -88,8 +89,9 @@ def _raw_worker(url: str, worker: int, seconds: float, ids: list[int], start, co
         start.wait()
         deadline = time.perf_counter() + seconds
         while time.perf_counter() < deadline:
-            conn.execute("UPDATE budgets SET held_usd = held_usd + %s WHERE id = ANY(%s) "
-                         "AND spent_usd + held_usd + %s <= limit_usd", (AMOUNT, ids, AMOUNT))
+            conn.execute("UPDATE budgets SET held_usd = held_usd + %s WHERE id IN (SELECT id FROM budgets "
+                         "WHERE id = ANY(%s) ORDER BY id FOR UPDATE) AND spent_usd + held_usd + %s <= limit_usd",
+                         (AMOUNT, ids, AMOUNT))
             held += 1
         counts.put(held)
 

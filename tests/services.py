@@ -9,6 +9,7 @@ saying which one and why; the fixtures turn that into a test failure, never a sk
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import shutil
 import signal
@@ -259,14 +260,15 @@ def start_dockerd() -> Service:
     """dockerd with ``--bridge=none --iptables=false`` on its own socket and data root.
 
     The daemon is shared across test sessions on the machine (images built once stay cached in its
-    data root); it is stopped at the end only if this session started it and
-    ``WFLO_TEST_KEEP_DOCKERD`` is unset.
+    data root). Each session holds a lease on it while it runs; the session that started it stops it
+    at the end, unless another session still holds a lease or ``WFLO_TEST_KEEP_DOCKERD`` is set.
     """
     if host := os.environ.get("WFLO_TEST_DOCKER_HOST"):
         return Service("docker", host)
     host = f"unix://{DOCKER_SOCKET}"
+    lease = _DockerLease()
     if _docker_ping(host):
-        return Service("docker", host)
+        return Service("docker", host, lease.release)
     if shutil.which("dockerd") is None:
         apt_install("docker.io")
     DOCKER_SOCKET.parent.mkdir(parents=True, exist_ok=True)
@@ -292,11 +294,45 @@ def start_dockerd() -> Service:
         raise ServiceError("docker: dockerd did not answer a ping within 60 s")
 
     def stop() -> None:
-        if os.environ.get("WFLO_TEST_KEEP_DOCKERD"):
+        if os.environ.get("WFLO_TEST_KEEP_DOCKERD") or not lease.release(last=True):
             return
-        proc.terminate()
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            proc.wait(20)
-        proc.kill()
+        try:
+            proc.terminate()
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(20)
+            proc.kill()
+        finally:
+            lease.close()
 
     return Service("docker", host, stop, {"pid": str(proc.pid)})
+
+
+class _DockerLease:
+    """A test session's share of the machine's test dockerd: a shared ``flock`` on one file, held
+    until the session ends. The session that started the daemon stops it only when its exclusive
+    lock succeeds, i.e. no other session (another checkout's suite, a helper's run) still uses it;
+    a session that starts meanwhile waits for that stop to finish and then starts a new daemon."""
+
+    def __init__(self, path: Path = DOCKER_SOCKET.parent / "sessions.lock") -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._fd: int | None = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        fcntl.flock(self._fd, fcntl.LOCK_SH)
+
+    def release(self, last: bool = False) -> bool:
+        """End this session's lease; with ``last``, True (the lock kept exclusive until :meth:`close`)
+        if no other session holds one."""
+        if self._fd is None:
+            return False
+        if last:
+            try:
+                fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return True
+            except BlockingIOError:
+                pass
+        self.close()
+        return False
+
+    def close(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None

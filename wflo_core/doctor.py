@@ -16,7 +16,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from wflo_core.config import WfloSettings
-from wflo_core.errors import ConfigError
+from wflo_core.errors import ConfigError, first_line
 
 _TIMEOUT_S = 5.0
 
@@ -49,11 +49,6 @@ def _secrets(settings: WfloSettings) -> list[str]:
         if url and urlsplit(url).password:
             values.append(str(urlsplit(url).password))
     return [v for v in values if v]
-
-
-def _first_line(err: BaseException) -> str:
-    text = str(err).strip()
-    return text.splitlines()[0] if text else type(err).__name__
 
 
 def check_ledger(settings: WfloSettings) -> Check:
@@ -94,7 +89,7 @@ def check_redis(settings: WfloSettings) -> Check:
     except redis.RedisError as err:
         return Check(
             "redis",
-            f"{where(settings.redis_url)} does not answer PING: {_first_line(err)}",
+            f"{where(settings.redis_url)} does not answer PING: {first_line(err)}",
             "start Redis or fix WFLO_REDIS_URL",
         )
     finally:
@@ -163,7 +158,7 @@ def check_sandbox(settings: WfloSettings) -> Check:
     except DockerException as err:
         return Check(
             "sandbox",
-            f"Docker engine at {target} unreachable: {_first_line(err)}",
+            f"Docker engine at {target} unreachable: {first_line(err)}",
             "start dockerd, set WFLO_DOCKER_HOST, or use WFLO_SANDBOX_BACKEND=process",
         )
     try:
@@ -198,7 +193,7 @@ def check_llm(settings: WfloSettings) -> Check:
         except ConfigError as err:
             return Check(
                 "llm",
-                f"replay mode, cassette {path} unreadable: {_first_line(err)}",
+                f"replay mode, cassette {path} unreadable: {first_line(err)}",
                 "re-record it with WFLO_LLM_MODE=record",
             )
         return Check("llm", f"replay mode, cassette {path} ({entries} recorded calls); no key needed")
@@ -246,7 +241,7 @@ def run_checks(settings: WfloSettings) -> list[Check]:
         except Exception as err:  # a broken check must not hide the others
             result = Check(
                 check.__name__.removeprefix("check_"),
-                f"check crashed: {_first_line(err)}",
+                f"check crashed: {first_line(err)}",
                 "report this; the other checks are unaffected",
             )
         results.append(Check(result.name, scrub(result.detail) or "", scrub(result.fix)))

@@ -35,6 +35,12 @@ from decimal import Decimal
 from typing import Any, ClassVar
 
 
+def first_line(err: BaseException) -> str:
+    """The first line of ``err``'s message (drivers add detail lines below it), or its type's name."""
+    text = str(err).strip()
+    return text.splitlines()[0] if text else type(err).__name__
+
+
 class WfloError(Exception):
     """Base class of every error wflo raises on purpose."""
 

@@ -7,6 +7,7 @@ however many resources, sensors or commands use it: :func:`shared_services` hand
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -45,7 +46,9 @@ from wflo_core.resilience.breaker import BreakerConfig, BreakerStore, CircuitBre
 from wflo_core.resilience.fail_open import FailOpenBreakerStore
 from wflo_core.resilience.retry import RetryPolicy, call_with_retries
 from wflo_core.runs.close import close_run
-from wflo_core.steps.writer import StepWriter
+from wflo_core.steps.writer import StepWriter, unwritten
+
+log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 HOLD_MARGIN_SECONDS = 60
@@ -74,7 +77,7 @@ class WfloServices:
 
     def close_run(self, run_id: str, workflow: str, status: str, reason: str | None = None) -> bool:
         """Record the run's end once: crashed steps, released holds, the run event (see ``runs.close``)."""
-        self.step_writer.flush()  # this process's steps closed first
+        self._log_unwritten(self.step_writer.flush())  # this process's steps closed first
         closed = close_run(self.ledger, self.budgets, run_id, workflow, status, reason,
                            record_event=self.record_event)
         if closed:
@@ -86,6 +89,11 @@ class WfloServices:
             telemetry.flush()
         return closed
 
+    @staticmethod
+    def _log_unwritten(errors: list[BaseException]) -> None:
+        for err in errors:
+            log.warning(unwritten(err))
+
     def relay_events(self) -> RelayStats:
         """Publish pending outbox events now, the in-step way: short, never raises, and skipped while
         the broker is known to be down (the relay sensor and ``wflo events relay`` catch up)."""
@@ -94,7 +102,7 @@ class WfloServices:
         return relay_in_step(self.ledger, self._sink, publish_breaker(self.settings))
 
     def close(self) -> None:
-        self.step_writer.close()
+        self._log_unwritten(self.step_writer.close())
         for provider in self._providers.values():
             provider.close()
         if self._sink is not None:

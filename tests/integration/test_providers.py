@@ -259,3 +259,28 @@ def test_server_in_a_separate_process(llm_server_process):
     provider.close()
 
     assert llm_server_process.request_count() == llm_server_process.request_count(CHAT) == 1
+
+
+@pytest.mark.parametrize(("api", "path"),
+                         [("chat", CHAT), ("responses", "/v1/responses"), ("messages", "/v1/messages")])
+def test_extra_parameters_and_headers_reach_the_server(llm_server, api, path):
+    """The adapters post a plain body through the SDK client: ``extra`` lands in it, next to the
+    request's own fields, and the client's auth and version headers still go along."""
+    if api == "messages":
+        provider = AnthropicProvider(api_key=KEY, base_url=llm_server.base_url, timeout=5)
+        request = ask("hi", provider="anthropic", model="claude-haiku-4-5", api=api, max_tokens=64, temperature=0.3,
+                      extra={"metadata": {"user_id": "u-7"}})
+    else:
+        provider = OpenAIProvider(api_key=KEY, base_url=llm_server.openai_base_url, timeout=5)
+        request = ask("hi", api=api, max_tokens=64, temperature=0.3, extra={"metadata": {"user_id": "u-7"}})
+    try:
+        response = provider.complete(request)
+    finally:
+        provider.close()
+
+    sent = llm_server.requests(path)[-1]
+    assert sent["body"]["metadata"] == {"user_id": "u-7"} and sent["body"]["temperature"] == 0.3
+    assert sent["body"]["model"] == request.model and "extra_body" not in sent["body"]
+    headers = {k.lower() for k in sent["headers"]}
+    assert "anthropic-version" in headers if api == "messages" else "user-agent" in headers
+    assert response.usage.input_tokens > 0 and response.text

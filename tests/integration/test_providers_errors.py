@@ -152,3 +152,42 @@ def test_server_recovers_after_the_failing_requests(llm_server):
     provider.close()
 
     assert response.text and llm_server.request_count() == 3
+
+
+@pytest.mark.parametrize("api", APIS)
+def test_an_answer_that_is_not_json_is_unavailable(api):
+    """A 2xx whose body is no JSON object (a proxy's HTML page) fails in one line, as retryable with
+    unknown billing, instead of handing the gateway an empty answer to price."""
+    import http.server
+    import threading
+
+    class Html(http.server.BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802 - stdlib name
+            self.rfile.read(int(self.headers.get("content-length", 0)))
+            body = b"<html>captive portal</html>"
+            self.send_response(200)
+            self.send_header("content-type", "text/html")
+            self.send_header("content-length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Html)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    base = f"http://127.0.0.1:{server.server_address[1]}"
+    fake = type("Html", (), {"base_url": base, "openai_base_url": f"{base}/v1"})()
+    provider, model = make(fake, api)
+    request = LLMRequest(provider=provider.name, model=model, api=api, messages=(Message("user", "hi"),))
+    try:
+        with pytest.raises(ProviderUnavailable) as caught:
+            provider.complete(request)
+    finally:
+        provider.close()
+        server.shutdown()
+        server.server_close()
+
+    err = caught.value
+    assert err.retryable and err.billed is None and err.status_code == 200
+    assert "\n" not in str(err) and "HTTP 200" in str(err) and "text/html" in str(err) and KEY not in str(err)

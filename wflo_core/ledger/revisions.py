@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from wflo_core.config import redact_url
-from wflo_core.errors import ConfigError
+from wflo_core.errors import ConfigError, first_line
 
 _VERSIONS = Path(__file__).parent / "migrations" / "versions"
 _REVISION_LINE = re.compile(r"^(revision|down_revision)\s*(?::[^=\n]*)?=\s*(.+?)\s*$", re.MULTILINE)
@@ -49,7 +49,7 @@ def migration_heads() -> tuple[str, ...]:
 
 def unreachable(url: str, error: BaseException) -> ConfigError:
     """The one line for a ledger the driver could not reach or read; ``reason`` is the driver's first line."""
-    reason = (str(error).strip().splitlines() or [type(error).__name__])[0]
+    reason = first_line(error)
     return ConfigError(
         f"ledger at {redact_url(url)} is unreachable ({reason}); check WFLO_DATABASE_URL and that "
         f"the database server is running",

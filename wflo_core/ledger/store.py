@@ -19,7 +19,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from wflo_core.calls import Usage
-from wflo_core.errors import LedgerError
+from wflo_core.errors import LedgerError, first_line
 from wflo_core.ledger.engine import make_engine, make_session_factory, shared_engine
 from wflo_core.ledger.models import Base, LLMCall, Run, Step, Workflow, utcnow
 
@@ -31,12 +31,11 @@ TERMINAL_RUN_STATUSES = frozenset({"succeeded", "failed", "canceled", "rolled_ba
 
 
 def _constraint_message(err: IntegrityError | Exception) -> str:
-    text = str(err.orig if isinstance(err, IntegrityError) else err)
-    name = re.search(r'constraint "([^"]+)"', text)
-    first_line = text.strip().splitlines()[0] if text.strip() else "integrity error"
+    cause: BaseException = (err.orig if isinstance(err, IntegrityError) else None) or err
+    name = re.search(r'constraint "([^"]+)"', str(cause))
     if name:
-        return f"ledger constraint {name.group(1)} violated: {first_line}"
-    return f"ledger constraint violated: {first_line}"
+        return f"ledger constraint {name.group(1)} violated: {first_line(cause)}"
+    return f"ledger constraint violated: {first_line(cause)}"
 
 
 class Ledger:

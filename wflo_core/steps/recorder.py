@@ -25,7 +25,7 @@ from wflo_core.budgets.reservations import check_limit
 from wflo_core.budgets.scopes import tags_from
 from wflo_core.calls import CallOutcome, LLMRequest, LLMResponse
 from wflo_core.checkpoints import SettledResults
-from wflo_core.errors import LedgerError, WfloError
+from wflo_core.errors import LedgerError, WfloError, first_line
 from wflo_core.events.outbox import EventRecorder
 from wflo_core.events.schemas import EventData, RunStarted, StepFailed, StepRetried, StepStarted, StepSucceeded
 from wflo_core.keys import APPROVAL_TAG, BUDGET_TAG, ON_BREACH_TAG, RUN_BUDGET_TAG
@@ -138,8 +138,7 @@ class StepRecorder:
         except WfloError:
             raise
         except Exception as err:
-            cause = getattr(err, "orig", None) or err
-            reason = (str(cause).strip().splitlines() or [type(cause).__name__])[0]
+            reason = first_line(getattr(err, "orig", None) or err)
             raise LedgerError(f"the ledger could not record step {self.info.step_key!r} of run {self.info.run_id} "
                               f"({reason}); check the ledger database") from err
 

@@ -23,13 +23,22 @@ class StepWriter:
     def __init__(self) -> None:
         self._executor: ThreadPoolExecutor | None = None
         self._pending: set[Future[object]] = set()
+        self._failed: list[BaseException] = []
         self._lock = threading.Lock()
 
     def submit(self, write: Callable[[], T]) -> Future[T]:
+        def run() -> T:
+            try:
+                return write()
+            except BaseException as err:  # kept for flush() before the future completes; its waiter sees it too
+                with self._lock:
+                    self._failed.append(err)
+                raise
+
         with self._lock:
             if self._executor is None:
                 self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="wflo-step-writes")
-            future = self._executor.submit(write)
+            future = self._executor.submit(run)
             self._pending.add(future)  # type: ignore[arg-type]
         future.add_done_callback(self._done)  # type: ignore[arg-type]
         return future
@@ -39,11 +48,14 @@ class StepWriter:
             self._pending.discard(future)
 
     def flush(self) -> list[BaseException]:
-        """Wait for every write submitted so far; the errors of those that failed."""
+        """Wait for every write submitted so far; the errors of the writes that failed since the last
+        flush, including those that failed long before it."""
         with self._lock:
             pending = list(self._pending)
         wait(pending)
-        return [err for future in pending if (err := future.exception()) is not None]
+        with self._lock:
+            errors, self._failed = self._failed, []
+        return errors
 
     def close(self) -> list[BaseException]:
         errors = self.flush()
@@ -52,3 +64,9 @@ class StepWriter:
         if executor is not None:
             executor.shutdown()
         return errors
+
+
+def unwritten(err: BaseException) -> str:
+    """The warning for a background step write that failed: the step's row is closed out later."""
+    return (f"wflo could not write a step's ledger row ({type(err).__name__}: {err}); "
+            "the run-status sensor closes the step out when the run ends")

@@ -18,6 +18,7 @@ from wflo_core.llm.providers.base import StreamChunk
 from wflo_core.money import parse_usd
 from wflo_core.services import WfloServices, release_services
 from wflo_core.steps.recorder import BudgetDefaults, StepInfo, StepRecorder
+from wflo_core.steps.writer import unwritten
 from wflo_dagster.resources.wflo import WfloResource, acquire
 
 if TYPE_CHECKING:
@@ -103,8 +104,7 @@ class LLMResource(dg.ConfigurableResource):
             self._dropin = None
         if self._services is not None:
             for err in self._services.step_writer.flush():  # this run's step rows, before their events go out
-                context.log.warning(f"wflo could not write a step's ledger row ({type(err).__name__}: {err}); "
-                                    "the run-status sensor closes the step out when the run ends")
+                context.log.warning(unwritten(err))
             self._services.relay_events()  # in-step best effort; the relay sensor does the rest
             release_services(self._services)
             self._services = None

@@ -12,6 +12,7 @@ from wflo_core.calls import LLMRequest, LLMResponse, Message, ToolCall
 from wflo_core.errors import ProviderRequestRejected
 from wflo_core.llm.providers.base import DEFAULT_TIMEOUT_SECONDS, StreamChunk
 from wflo_core.llm.providers.sdk_errors import translate_sdk_error
+from wflo_core.llm.providers.sdk_post import post_json
 from wflo_core.pricing.usage import usage_from_anthropic
 
 
@@ -38,10 +39,11 @@ class AnthropicProvider:
 
     def complete(self, request: LLMRequest) -> LLMResponse:
         try:
-            message = self._client.messages.create(**self._params(request))
+            message = post_json(self._client, "/v1/messages", self._params(request), provider=self.name,
+                                model=request.model)
         except anthropic.AnthropicError as err:
             raise translate_sdk_error(err, provider=self.name, model=request.model) from err
-        return self._from_message(message.to_dict())
+        return self._from_message(message)
 
     def stream(self, request: LLMRequest) -> Iterator[StreamChunk]:
         try:

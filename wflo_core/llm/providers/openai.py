@@ -11,6 +11,7 @@ from wflo_core.calls import LLMRequest, LLMResponse, Message, ToolCall
 from wflo_core.errors import ProviderRequestRejected, ProviderUnavailable
 from wflo_core.llm.providers.base import DEFAULT_TIMEOUT_SECONDS, StreamChunk
 from wflo_core.llm.providers.sdk_errors import translate_sdk_error
+from wflo_core.llm.providers.sdk_post import post_json
 from wflo_core.pricing.usage import (
     usage_from_openai_chat,
     usage_from_openai_responses,
@@ -44,12 +45,13 @@ class OpenAIProvider:
     def complete(self, request: LLMRequest) -> LLMResponse:
         try:
             if request.api == "responses":
-                result = self._client.responses.create(**self._responses_params(request))
-                return self._from_responses(result.to_dict())
-            completion = self._client.chat.completions.create(**self._chat_params(request))
-            return self._from_chat(completion.to_dict())
+                return self._from_responses(self._post("/responses", self._responses_params(request), request))
+            return self._from_chat(self._post("/chat/completions", self._chat_params(request), request))
         except openai.OpenAIError as err:
             raise translate_sdk_error(err, provider=self.name, model=request.model) from err
+
+    def _post(self, path: str, params: dict[str, Any], request: LLMRequest) -> dict[str, Any]:
+        return post_json(self._client, path, params, provider=self.name, model=request.model)
 
     def stream(self, request: LLMRequest) -> Iterator[StreamChunk]:
         try:
