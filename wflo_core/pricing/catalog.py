@@ -105,22 +105,42 @@ class ModelPrice:
         return Decimal(0) if point is None else point.upper_bound(prompt_tokens, max_output_tokens)
 
     def _pricer(self) -> Pricer:
-        """One price needs no choosing; start dates are compared as POSIX times, without a datetime."""
+        """One price needs no choosing. A dated one is chosen by comparing ``at`` with the instant each
+        price starts, kept as an aware and as a naive (UTC) datetime, like ``at``, and as a POSIX time
+        for now: converting ``at`` itself (``timestamp()``) would cost more than the arithmetic."""
         points, latest_first = self.points, self._latest_first
         if len(points) == 1:
             return points[0].price
         unpriced = Cost(Decimal(0), Decimal(0), Decimal(0), UNPRICED_VERSION)
-        dated = tuple((begins, point.price) for begins, point in latest_first or ())
+        if not points or latest_first is None:  # unpriced, or time-of-day prices
 
-        def price(usage: Usage, at: datetime | None = None) -> Cost:
-            if not dated:  # unpriced, or time-of-day prices
+            def by_constraint(usage: Usage, at: datetime | None = None) -> Cost:
                 point = self.price_at(at)
                 return unpriced if point is None else point.price(usage, at)
-            moment = _moment(at)
-            for begins, pricer in dated:
-                if moment >= begins:
-                    return pricer(usage, at)
-            return points[0].price(usage, at)
+
+            return by_constraint
+        posix: list[tuple[float, Pricer]] = []
+        otherwise = points[0].price
+        for begins, point in latest_first:
+            if begins == -math.inf:  # always valid: what no later start date applies to
+                otherwise = point.price
+                break
+            posix.append((begins, point.price))
+        aware = tuple((datetime.fromtimestamp(begins, UTC), pricer) for begins, pricer in posix)
+        naive = tuple((begins.replace(tzinfo=None), pricer) for begins, pricer in aware)
+        now = tuple(posix)
+
+        def price(usage: Usage, at: datetime | None = None) -> Cost:
+            if at is None:
+                moment = time_now()
+                for begins, pricer in now:
+                    if moment >= begins:
+                        return pricer(usage, at)
+            else:
+                for instant, pricer in aware if at.tzinfo is not None else naive:
+                    if at >= instant:
+                        return pricer(usage, at)
+            return otherwise(usage, at)
 
         return price
 
