@@ -35,22 +35,26 @@ from bench.result import result  # noqa: E402
 from tests.services import start_postgres  # noqa: E402
 
 AMOUNT = Decimal("0.001")
-BUDGETED = ("run", "workflow", "tag", "day", "asset")
+OWN = ("run", "workflow", "tag", "asset")
+SHARED = ("run", "workflow", "tag", "day")
 FIT = 2000
 SPAWN = multiprocessing.get_context("spawn")
 GOAL_PER_S = 5000
 D_MAX = Decimal(10**6)
 
 
-def _scope(worker: int, shared: bool):  # type: ignore[no-untyped-def]
-    """4 budgeted scopes: the worker's run, and a workflow, a ``team`` tag and the day (or, not shared,
-    an asset of its own instead of the day, and workflow and team of its own)."""
+def _refs(worker: int, shared: bool):  # type: ignore[no-untyped-def]
+    """The call's 4 budgeted scopes: the worker's run, and a workflow, a ``team`` tag and the day (or,
+    not shared, an asset of its own instead of the day, which every worker would share, and workflow
+    and team of its own). The call's other scopes have no budget."""
     from wflo_core.budgets import CallScope
 
     if shared:
-        return CallScope(run_id=f"run-{worker}", workflow="bench", step_key="step", tags={"team": "bench"})
-    return CallScope(run_id=f"run-{worker}", workflow=f"bench-{worker}", step_key="step", asset_key=f"a{worker}",
-                     tags={"team": f"t{worker}"})
+        scope = CallScope(run_id=f"run-{worker}", workflow="bench", step_key="step", tags={"team": "bench"})
+    else:
+        scope = CallScope(run_id=f"run-{worker}", workflow=f"bench-{worker}", step_key="step",
+                          asset_key=f"a{worker}", tags={"team": f"t{worker}"})
+    return [r for r in scope.refs() if r.scope in (SHARED if shared else OWN)]
 
 
 def _wflo_worker(url: str, worker: int, seconds: float, until_refused: bool, shared: bool,  # type: ignore[no-untyped-def]
@@ -63,7 +67,7 @@ def _wflo_worker(url: str, worker: int, seconds: float, until_refused: bool, sha
 
     ledger = Ledger(url)
     writes = PostgresAttemptWrites(ledger, BudgetBook(ledger), DEFAULT_RECORDER)
-    refs = [r for r in _scope(worker, shared).refs() if r.scope in BUDGETED]
+    refs = _refs(worker, shared)
     columns = {"step_key": "step", "provider": "openai", "model": "gpt-4o-mini", "attempt": 1, "tags": {}}
     held = 0
     start.wait()
@@ -134,7 +138,7 @@ def run(url: str, workers: int, seconds: float) -> None:
     upgrade(url)
     ledger = Ledger(url)
     book = BudgetBook(ledger)
-    refs = {(shared, w): [r for r in _scope(w, shared).refs() if r.scope in BUDGETED]
+    refs = {(shared, w): _refs(w, shared)
             for shared in (True, False) for w in range(workers)}
 
     def reset(shared_limit: Decimal) -> None:

@@ -61,6 +61,27 @@ def fresh_postgres_url(postgres_url: str) -> Iterator[str]:
         yield url
 
 
+@pytest.fixture
+def postgres_ledger(fresh_postgres_url: str):
+    """A migrated ledger on a new empty Postgres database."""
+    from wflo_core.config import load_settings
+    from wflo_core.ledger.migrations import upgrade
+    from wflo_core.ledger.store import Ledger
+
+    url = load_settings(database_url=fresh_postgres_url).ledger_url
+    upgrade(url)
+    ledger = Ledger(url)
+    yield ledger
+    ledger.close()
+
+
+def use_live_ledger(monkeypatch: pytest.MonkeyPatch, database_url: str, llm_server) -> None:
+    """Steps and services of this test use ``database_url`` and call the tests' LLM server live."""
+    for key, value in {"WFLO_DATABASE_URL": database_url, "WFLO_LLM_MODE": "live", "WFLO_OPENAI_API_KEY": "sk-test",
+                       "WFLO_OPENAI_BASE_URL": llm_server.openai_base_url}.items():
+        monkeypatch.setenv(key, value)
+
+
 @pytest.fixture(scope="session")
 def redis_url() -> str:
     return _service("redis", services.start_redis).url

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import timedelta
 from decimal import Decimal
 
@@ -12,10 +11,8 @@ from sqlalchemy import func, select
 
 from wflo_core.budgets import BudgetBook, CallScope
 from wflo_core.calls import Usage
-from wflo_core.config import load_settings
 from wflo_core.events.outbox import DEFAULT_RECORDER
 from wflo_core.events.schemas import LLMCallSettled
-from wflo_core.ledger.migrations import upgrade
 from wflo_core.ledger.models import Budget, BudgetHold, LLMCall, OutboxEvent
 from wflo_core.ledger.store import Ledger
 from wflo_core.llm.attempt_writes import HeldRow, PostgresAttemptWrites, Settlement
@@ -27,15 +24,11 @@ SCOPE = CallScope(run_id="r", workflow="wf", step_key="s")
 
 
 @pytest.fixture
-def ledger(fresh_postgres_url: str) -> Iterator[Ledger]:
-    url = load_settings(database_url=fresh_postgres_url).ledger_url
-    upgrade(url)
-    ledger = Ledger(url)
-    with ledger.transaction() as s:
-        BudgetBook(ledger).set_limit(s, "run", "r", Decimal("1"))
-        ledger.ensure_run(s, "r", "wf")
-    yield ledger
-    ledger.close()
+def ledger(postgres_ledger: Ledger) -> Ledger:
+    with postgres_ledger.transaction() as s:
+        BudgetBook(postgres_ledger).set_limit(s, "run", "r", Decimal("1"))
+        postgres_ledger.ensure_run(s, "r", "wf")
+    return postgres_ledger
 
 
 def _writes(ledger: Ledger) -> PostgresAttemptWrites:

@@ -8,11 +8,9 @@ import dagster as dg
 import pytest
 from sqlalchemy import func, select
 
-from tests.conftest import REPO_ROOT
+from tests.conftest import REPO_ROOT, use_live_ledger
 from tests.integration.jobs import budgeted
 from wflo_core.budgets import BudgetBook
-from wflo_core.config import load_settings
-from wflo_core.ledger.migrations import upgrade
 from wflo_core.ledger.models import BudgetHold, LLMCall, OutboxEvent, Step
 from wflo_core.ledger.rollups import run_total
 from wflo_core.ledger.store import Ledger
@@ -22,17 +20,11 @@ pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
-def ledger(fresh_postgres_url: str, llm_server, monkeypatch: pytest.MonkeyPatch):
-    for key, value in {"WFLO_DATABASE_URL": fresh_postgres_url, "WFLO_LLM_MODE": "live",
-                       "WFLO_OPENAI_API_KEY": "sk-test", "WFLO_OPENAI_BASE_URL": llm_server.openai_base_url,
-                       "WFLO_RETRY_BASE_DELAY_SECONDS": "0.01"}.items():
-        monkeypatch.setenv(key, value)
+def ledger(postgres_ledger: Ledger, fresh_postgres_url: str, llm_server, monkeypatch: pytest.MonkeyPatch) -> Ledger:
+    use_live_ledger(monkeypatch, fresh_postgres_url, llm_server)
+    monkeypatch.setenv("WFLO_RETRY_BASE_DELAY_SECONDS", "0.01")
     monkeypatch.chdir(REPO_ROOT)  # step processes re-import the job module from the working directory
-    url = load_settings().ledger_url
-    upgrade(url)
-    ledger = Ledger(url)
-    yield ledger
-    ledger.close()
+    return postgres_ledger
 
 
 def _run(job_fn, instance: dg.DagsterInstance) -> dg.ExecutionResult:

@@ -23,6 +23,7 @@ from sqlalchemy import select
 from tests.integration import conftest_deploy
 from tests.integration.conftest_deploy import PROBE_LOCATION, ROOT, WFLO_LOCATION, DagsterDeployment
 from wflo_core.events.envelope import decode_event
+from wflo_core.events.outbox import PENDING
 from wflo_core.ledger.models import LLMCall, OutboxEvent, Run, SandboxRun, Step
 from wflo_core.ledger.store import Ledger
 from wflo_core.steps.totals import COST_KEY
@@ -89,7 +90,7 @@ def pending_outbox(dep: DagsterDeployment, run_id: str) -> int:
     try:
         with ledger.transaction() as session:
             return len(list(session.scalars(select(OutboxEvent.id).where(
-                OutboxEvent.key == run_id, OutboxEvent.published_at.is_(None)))))
+                OutboxEvent.key == run_id, *PENDING))))
     finally:
         ledger.close()
 

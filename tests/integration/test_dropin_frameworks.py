@@ -21,7 +21,6 @@ from sqlalchemy import select
 
 from tests.llm_server_answers import UsageExtras, chat_answer, chat_json, responses_answer, responses_json
 from wflo_core.config import load_settings
-from wflo_core.ledger.migrations import upgrade
 from wflo_core.ledger.models import Budget, BudgetHold, LLMCall
 from wflo_core.ledger.store import Ledger
 from wflo_core.pricing import PriceCatalog
@@ -87,15 +86,11 @@ AGENTS: dict[str, Callable[..., str]] = {
 
 
 @pytest.fixture
-def ledger(fresh_postgres_url: str, llm_server, monkeypatch: pytest.MonkeyPatch):
+def ledger(postgres_ledger: Ledger, fresh_postgres_url: str, llm_server, monkeypatch: pytest.MonkeyPatch) -> Ledger:
     monkeypatch.setenv("WFLO_DATABASE_URL", fresh_postgres_url)
     monkeypatch.setenv("WFLO_RETRY_BASE_DELAY_SECONDS", "0.01")
-    url = load_settings().ledger_url
-    upgrade(url)
-    ledger = Ledger(url)
     llm_server.set_tool_rounds(TOOL_ROUNDS)
-    yield ledger
-    ledger.close()
+    return postgres_ledger
 
 
 def _materialize(framework: str, base_url: str, budget_usd: str,

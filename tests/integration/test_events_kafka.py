@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from decimal import Decimal
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
 from wflo_core.events import (
     CloudEvent,
@@ -31,7 +31,7 @@ from wflo_core.events import (
 from wflo_core.events.reader import read_kafka
 from wflo_core.events.sinks.kafka import KafkaEventSink
 from wflo_core.ledger.migrations import upgrade
-from wflo_core.ledger.models import LLMCall, OutboxEvent
+from wflo_core.ledger.models import LLMCall, OutboxCursor, OutboxEvent
 from wflo_core.ledger.store import Ledger
 
 pytestmark = pytest.mark.integration
@@ -161,11 +161,11 @@ def test_consumer_rebuilds_each_runs_cost_from_events_alone(
     relay = OutboxRelay(ledger, sink)
     assert relay.relay_pending(limit=25).published == 25
     relay.relay_pending(limit=25)
-    with ledger.transaction() as s:  # an already-relayed event re-queued: delivered twice
-        s.execute(OutboxEvent.__table__.update().where(OutboxEvent.id <= 5).values(published_at=None))
-    assert relay.relay_until_idle().published == 15
+    with ledger.transaction() as s:  # the relay's cursor set back: what it relayed is delivered twice
+        s.execute(update(OutboxCursor).values(relayed_through=0))
+    assert relay.relay_until_idle().published == 60
     received = [e for _, e in read_events(kafka_bootstrap, layout.events)]
-    assert len(received) == 65
+    assert len(received) == 110
     from_events = cost_by_run(unique_events(received))
     with ledger.transaction() as s:
         from_ledger = dict(

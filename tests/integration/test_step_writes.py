@@ -14,10 +14,9 @@ import psycopg
 import pytest
 from sqlalchemy import select
 
-from wflo_core.config import load_settings
+from tests.conftest import use_live_ledger
 from wflo_core.events.outbox import DEFAULT_RECORDER
 from wflo_core.events.schemas import StepStarted
-from wflo_core.ledger.migrations import upgrade
 from wflo_core.ledger.models import OutboxEvent, Run, Step
 from wflo_core.ledger.store import Ledger
 from wflo_core.steps import statements
@@ -29,15 +28,9 @@ pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
-def ledger(fresh_postgres_url: str, llm_server, monkeypatch: pytest.MonkeyPatch):
-    for key, value in {"WFLO_DATABASE_URL": fresh_postgres_url, "WFLO_LLM_MODE": "live",
-                       "WFLO_OPENAI_API_KEY": "sk-test", "WFLO_OPENAI_BASE_URL": llm_server.openai_base_url}.items():
-        monkeypatch.setenv(key, value)
-    url = load_settings().ledger_url
-    upgrade(url)
-    ledger = Ledger(url)
-    yield ledger
-    ledger.close()
+def ledger(postgres_ledger: Ledger, fresh_postgres_url: str, llm_server, monkeypatch: pytest.MonkeyPatch) -> Ledger:
+    use_live_ledger(monkeypatch, fresh_postgres_url, llm_server)
+    return postgres_ledger
 
 
 def asked(name: str, *deps: str) -> dg.AssetsDefinition:

@@ -7,7 +7,7 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from wflo_core.config import load_settings
 from wflo_core.errors import LedgerError
@@ -21,7 +21,7 @@ from wflo_core.events import (
 from wflo_core.events.lease import relay_lease
 from wflo_core.events.outbox import DEFAULT_RECORDER as record_event
 from wflo_core.ledger.migrations import upgrade
-from wflo_core.ledger.models import LLMCall, OutboxEvent
+from wflo_core.ledger.models import LLMCall, OutboxCursor, OutboxEvent
 from wflo_core.ledger.store import Ledger
 from wflo_core.services import shared_services
 
@@ -96,7 +96,7 @@ def test_topic_follows_the_configured_prefix(ledger: Ledger, monkeypatch: pytest
         assert s.scalar(select(OutboxEvent.topic)) == "acme.events"
 
 
-def test_relay_publishes_in_id_order_and_marks_rows(ledger: Ledger) -> None:
+def test_relay_publishes_in_id_order_and_moves_its_cursor_past_them(ledger: Ledger) -> None:
     sink = MemoryEventSink()
     with ledger.transaction() as s:
         ids = [record_event(s, settled(f"r{i % 3}", i)).id for i in range(30)]
@@ -106,7 +106,9 @@ def test_relay_publishes_in_id_order_and_marks_rows(ledger: Ledger) -> None:
     assert [m.key for m in sink.messages[:3]] == ["r0", "r1", "r2"]
     with ledger.transaction() as s:
         assert pending_count(s) == 0
-        assert set(s.scalars(select(OutboxEvent.attempts))) == {1}
+        assert s.scalar(select(OutboxCursor.relayed_through)) == s.scalar(select(func.max(OutboxEvent.id)))
+        # the relayed rows themselves are not rewritten
+        assert set(s.execute(select(OutboxEvent.published_at, OutboxEvent.attempts))) == {(None, 0)}
     assert OutboxRelay(ledger, sink).relay_pending().published == 0
 
 

@@ -18,10 +18,13 @@ from sqlalchemy.orm import Session
 from wflo_core.events.envelope import DEFAULT_SOURCE, CloudEvent, encode_event, encode_new_event, new_event
 from wflo_core.events.schemas import EventData
 from wflo_core.events.topics import TopicLayout
-from wflo_core.ledger.models import OutboxEvent, utcnow
+from wflo_core.ledger.models import OutboxCursor, OutboxEvent, utcnow
 
-PENDING = (OutboxEvent.published_at.is_(None), OutboxEvent.dead_lettered_at.is_(None))
-"""Rows still to relay: neither published nor dead-lettered."""
+RELAYED_THROUGH = select(func.coalesce(func.max(OutboxCursor.relayed_through), 0)).scalar_subquery()
+"""The relay's cursor: every row up to this id is relayed (0 before the first relay)."""
+PENDING = (OutboxEvent.id > RELAYED_THROUGH, OutboxEvent.published_at.is_(None),
+           OutboxEvent.dead_lettered_at.is_(None))
+"""Rows still to relay: past the relay's cursor, and neither published nor dead-lettered ahead of it."""
 
 
 def emit(

@@ -23,7 +23,6 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
-    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
@@ -290,17 +289,15 @@ class Compensation(Base):
     executed_at: Mapped[datetime | None] = _ts(nullable=True)
 
 
-_OUTBOX_PENDING = text("published_at IS NULL AND dead_lettered_at IS NULL")
-
-
 class OutboxEvent(Base):
-    """An event committed with the ledger change that caused it, waiting to be relayed to Kafka."""
+    """An event committed with the ledger change that caused it, waiting to be relayed to Kafka.
+
+    Relayed rows are not rewritten: :class:`OutboxCursor` says how far the relay got. ``published_at``
+    is set only on a row the relay published ahead of that position (an earlier id was still being
+    written, or failed).
+    """
 
     __tablename__ = "outbox"
-    __table_args__ = (
-        # Pending rows only (migration 0004): a relay read costs its batch, however long the history.
-        Index("ix_outbox_pending", "id", postgresql_where=_OUTBOX_PENDING, sqlite_where=_OUTBOX_PENDING),
-    )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     """Monotonic: relaying in id order keeps each run's events in order."""
@@ -314,5 +311,21 @@ class OutboxEvent(Base):
     created_at: Mapped[datetime] = _ts(default=utcnow)
     published_at: Mapped[datetime | None] = _ts(nullable=True)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
+    """Failed delivery attempts (a row published at the first try keeps 0)."""
     last_error: Mapped[str | None] = mapped_column(Text)
     dead_lettered_at: Mapped[datetime | None] = _ts(nullable=True)
+
+
+class OutboxCursor(Base):
+    """How far the outbox relay got (one row, migration 0005): every outbox row with an id up to
+    ``relayed_through`` was published or dead-lettered, and no row with such an id can still commit.
+
+    One small row updated per batch instead of every relayed row: marking wide outbox rows one by
+    one cost the relay more than sending them.
+    """
+
+    __tablename__ = "outbox_cursor"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    relayed_through: Mapped[int] = mapped_column(BigInteger)
+    updated_at: Mapped[datetime] = _ts(default=utcnow)

@@ -16,7 +16,12 @@ from sqlalchemy.orm import Session
 
 from wflo_core.config import WfloSettings
 from wflo_core.events import CloudEvent, EventData, EventSink, RelayStats, TopicLayout, emit
-from wflo_core.events.relay import IN_STEP_DELIVERY_TIMEOUT_S, relay_catch_up, relay_in_step
+from wflo_core.events.relay import (
+    CATCH_UP_DELIVERY_TIMEOUT_S,
+    IN_STEP_DELIVERY_TIMEOUT_S,
+    relay_catch_up,
+    relay_in_step,
+)
 from wflo_core.events.sinks import build_event_sink, publish_breaker
 from wflo_core.ledger.store import Ledger
 from wflo_core.services import WfloServices, release_services
@@ -86,8 +91,13 @@ class EventSinkResource(ConfigurableResource):
         """Publish pending events now (the relay sensor's catch-up): failures are logged and left for
         the next pass, and tell the steps' in-step relays whether the broker is up."""
         services = self._start()
-        assert self._sink is not None
-        return relay_catch_up(self.ledger, self._sink, publish_breaker(services.settings), max_seconds=max_seconds)
+        # Not the steps' sink: the catch-up may wait longer for the broker (CATCH_UP_DELIVERY_TIMEOUT_S).
+        sink = build_event_sink(services.settings,
+                                delivery_timeout_s=max(self.delivery_timeout_seconds, CATCH_UP_DELIVERY_TIMEOUT_S))
+        try:
+            return relay_catch_up(self.ledger, sink, publish_breaker(services.settings), max_seconds=max_seconds)
+        finally:
+            sink.close()
 
     def _relay_in_step(self) -> RelayStats:
         services = self._start()
