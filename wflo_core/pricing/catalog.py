@@ -33,7 +33,7 @@ from time import time as time_now
 from typing import TYPE_CHECKING, Any, Literal
 
 from wflo_core.calls import Usage
-from wflo_core.config import WfloSettings
+from wflo_core.config import WfloSettings, default_cache_dir
 from wflo_core.errors import ConfigError, ModelNotPriced
 from wflo_core.pricing.cost import PricePoint, StartDate
 from wflo_core.pricing.overrides import EXAMPLE_PATH, PriceOverrides, load_overrides
@@ -309,11 +309,6 @@ def _label(constraint: genai.StartDateConstraint | genai.TimeOfDateConstraint | 
     if isinstance(constraint, genai.TimeOfDateConstraint):
         return f"@{constraint.start_time.isoformat('minutes')}-{constraint.end_time.isoformat('minutes')}"
     return ""
-
-
-def default_cache_dir() -> Path:
-    """``$XDG_CACHE_HOME/wflo``, else ``~/.cache/wflo``."""
-    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "wflo"
 
 
 _CODE_VERSION = hashlib.sha256(b"".join(
