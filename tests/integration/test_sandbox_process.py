@@ -41,7 +41,7 @@ def _wait_for(predicate, timeout: float = 30.0):
 
 @pytest.mark.parametrize("warm_pool_size", [0, 1])
 def test_each_run_gets_its_own_uid_and_cgroup_limits(bubblewrap: str, warm_pool_size: int) -> None:
-    """Cold, the limits are written before bwrap's processes join the group; warm, at release."""
+    """Cold, the limits are written while bubblewrap sets up (before "go"); warm, at release."""
     sandbox = ProcessSandbox(warm_pool_size=warm_pool_size)
     assert sandbox.is_root and sandbox.use_cgroups, "the CI machines run as root with cgroup v1"
     uids = {int(sandbox.run("import os; print(os.getuid())", timeout=20).stdout) for _ in range(3)}
@@ -106,6 +106,9 @@ def test_a_sandbox_set_up_and_never_used_is_torn_down_on_close(bubblewrap: str) 
     assert len(set(names)) == 2
     groups = [RunCgroup(name) for name in names]
     assert all(len(g.pids_in_group()) == 3 for g in groups)  # bwrap, its init, the waiting shell
+    for group in groups:  # born in every controller's group
+        members = {c: frozenset((path / "cgroup.procs").read_text().split()) for c, path in group.dirs.items()}
+        assert len(set(members.values())) == 1, members
     assert all((sandbox.base_dir / name / "work").is_mount() for name in names)
     sandbox.close()
     assert not any(g.dirs["pids"].exists() for g in groups)
@@ -133,6 +136,19 @@ def test_a_sandbox_left_open_at_exit_is_torn_down(bubblewrap: str) -> None:
     assert name and not group.dirs["pids"].exists() and not work.exists()
 
 
+def test_a_dead_launcher_is_a_clear_error(bubblewrap: str) -> None:
+    """The helper that starts every bubblewrap killed: its sandboxes die with it, runs say so."""
+    with ProcessSandbox(warm_pool_size=1) as sandbox:
+        group = RunCgroup(_ready(sandbox))
+        helper = sandbox._launcher.result()._proc
+        helper.kill()
+        helper.wait()
+        _wait_for(lambda: not group.pids_in_group(), timeout=10)  # --die-with-parent
+        with pytest.raises(SandboxError, match="launcher process is gone"):
+            sandbox.run("print(1)")
+    assert_nothing_left(sandbox)
+
+
 def test_a_failing_setup_is_a_clear_error(bubblewrap: str) -> None:
     """A bubblewrap that cannot set up says why, and the run raises that instead of a result."""
     shelf = Path(tempfile.mkdtemp(prefix="wflo-broken-bwrap-", dir="/tmp"))  # the sandbox uid can exec it
@@ -140,7 +156,7 @@ def test_a_failing_setup_is_a_clear_error(bubblewrap: str) -> None:
     broken = shelf / "bwrap"
     broken.write_text("#!/bin/sh\necho 'bwrap: Creating new namespace failed: No space left on device' >&2\nexit 1\n")
     broken.chmod(0o755)
-    with ProcessSandbox() as sandbox, contextlib.ExitStack() as cleanup:
+    with ProcessSandbox(warm_pool_size=1) as sandbox, contextlib.ExitStack() as cleanup:
         cleanup.callback(shutil.rmtree, shelf)
         _ready(sandbox)
         sandbox.bwrap = str(broken)

@@ -17,6 +17,8 @@ CGROUP_ROOT = Path("/sys/fs/cgroup")
 PARENT = "wflo-sandbox"
 CONTROLLERS = ("memory", "pids", "cpu", "cpuacct")
 CFS_PERIOD_US = 100_000
+#: In /proc/TID/stat flags: the thread has begun to exit.
+_PF_EXITING = 0x4
 
 
 class RunCgroup:
@@ -38,10 +40,10 @@ class RunCgroup:
         parent = CGROUP_ROOT / "pids" / PARENT
         return sorted(p.name for p in parent.iterdir() if p.is_dir()) if parent.is_dir() else []
 
-    def create(self, *, memory_bytes: int, pids: int, cpus: float) -> None:
+    def create(self) -> None:
+        """Make the (empty, unlimited) groups; :meth:`set_limits` must follow before any job runs."""
         for path in self.dirs.values():
             path.mkdir(parents=True, exist_ok=True)
-        self.set_limits(memory_bytes=memory_bytes, pids=pids, cpus=cpus)
 
     def set_limits(self, *, memory_bytes: int, pids: int, cpus: float) -> None:
         self._write("memory", "memory.limit_in_bytes", memory_bytes)
@@ -56,14 +58,22 @@ class RunCgroup:
         self._write("cpuacct", "cpuacct.usage", 0)
         self._write("memory", "memory.max_usage_in_bytes", 0)
 
-    def join(self, pid: int) -> None:
-        """Move process ``pid`` (not its existing children) into every controller's group.
+    def tasks_files(self) -> list[str]:
+        """Each group's v1 ``tasks`` file, where a process writes 0 to move itself in.
 
-        The first move after a quiet spell waits out an RCU grace period in the kernel (v1's
-        threadgroup lock, several ms); moves right after it are cheap.
+        Writing 0 moves the writing thread alone, which the kernel does without its global
+        threadgroup lock; a move by pid (``cgroup.procs``) takes that lock and first waits out an
+        RCU grace period (several ms, tens under load). A single-threaded process that moves
+        itself before it execs bubblewrap has the whole sandbox born in the groups.
         """
-        for path in self.dirs.values():
-            (path / "cgroup.procs").write_text(str(pid))
+        return [str(path / "tasks") for path in self.dirs.values()]
+
+    def holds(self, pid: int) -> bool:
+        """Whether process ``pid`` is in every controller's group."""
+        try:
+            return all(str(pid) in (path / "cgroup.procs").read_text().split() for path in self.dirs.values())
+        except OSError:
+            return False
 
     def pids_in_group(self) -> list[int]:
         try:
@@ -80,6 +90,27 @@ class RunCgroup:
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, signal.SIGKILL)
             time.sleep(0.001)
+
+    def stop_all(self, timeout: float = 5.0) -> None:
+        """SIGKILL every process in the group until each of its threads is exiting.
+
+        An exiting thread runs no code of its own any more (the kernel marks it as the exit
+        begins), so nothing of the run can act after this returns; the kernel's own part of the
+        exit (e.g. tearing down the namespaces the sandbox's init held) is not waited for, unlike
+        in :meth:`kill_all`.
+        """
+        deadline = time.monotonic() + timeout
+        while (running := [tid for tid in self._threads() if not _exiting(tid)]) and time.monotonic() < deadline:
+            for tid in running:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(tid, signal.SIGKILL)  # a thread's id names its whole process here
+            time.sleep(0.001)
+
+    def _threads(self) -> list[int]:
+        try:
+            return [int(tid) for tid in (self.dirs["pids"] / "tasks").read_text().split()]
+        except OSError:  # gone, or being removed (ENODEV)
+            return []
 
     def cpu_ms(self) -> int | None:
         return _int_or_none(self._read("cpuacct", "cpuacct.usage"), 1_000_000)
@@ -115,6 +146,16 @@ class RunCgroup:
             return (self.dirs[controller] / filename).read_text()
         except OSError:
             return ""
+
+
+def _exiting(tid: int) -> bool:
+    """Whether thread ``tid`` is gone, a zombie, or has begun to exit (PF_EXITING in its flags)."""
+    try:
+        with open(f"/proc/{tid}/stat", "rb") as stat:
+            fields = stat.read().rsplit(b")", 1)[1].split()
+    except (OSError, IndexError):
+        return True
+    return fields[0] in (b"Z", b"X") or bool(int(fields[6]) & _PF_EXITING)
 
 
 def _int_or_none(text: str, divisor: int) -> int | None:

@@ -11,13 +11,18 @@ writable place. When the caller is root (the CI machines, a run container) it al
 * cgroup v1 groups: memory (OOM kill, reported as ``memory``), pids and CPU share, with exact CPU
   time and peak memory.
 
-Setting a sandbox up (uid, tmpfs, cgroups, namespaces, mounts) costs about as much as starting
-Python, so by default one is kept set up ahead: its shell waits inside for "go", and the run only
-writes its files, limits and launch script. The next one is set up in the background right after
-each run, so a run that follows the previous one at once still waits for that setup. What a waiting
-sandbox holds: three sleeping processes (bubblewrap, its init, the shell), an empty tmpfs and four
-empty cgroups. Each sandbox serves exactly one run and is then torn down; ``warm_pool_size=0`` sets
-each one up on its run's path instead.
+Setting a sandbox up (uid, tmpfs, cgroups, namespaces, mounts) costs about half as much as
+starting Python, so by default two are kept set up ahead: each one's shell waits inside for "go",
+and a run only writes its files, limits and launch script. After each run the pool is topped up
+in the background (at once, while the run goes on, if it ran empty), so a run that follows the
+previous one at once still finds one ready. What a waiting sandbox holds: three sleeping processes
+(bubblewrap, its init, the shell), an empty tmpfs and four empty cgroups. Each sandbox serves
+exactly one run and is then torn down (in a thread of its own, after the run's result is back);
+``warm_pool_size=0`` sets each one up on its run's path instead.
+
+Every bubblewrap is started by one helper process (:mod:`wflo_core.sandbox.launcher`), which
+forks a child that moves itself into the run's cgroups, drops to the run's uid and execs
+bubblewrap: the sandbox is born inside its groups, and no shell or ``setpriv`` runs first.
 
 What it does NOT guarantee (use :class:`~wflo_core.sandbox.docker.DockerSandbox`, ideally with
 gVisor, where these matter):
@@ -51,7 +56,6 @@ import threading
 import time
 import weakref
 from collections import deque
-from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -61,6 +65,7 @@ from wflo_core.errors import ConfigError, SandboxError
 from wflo_core.sandbox.base import WORKDIR, Sandbox, SandboxJob
 from wflo_core.sandbox.cgroups import RunCgroup
 from wflo_core.sandbox.files import read_files, write_files
+from wflo_core.sandbox.launcher import Launched, Launcher, LauncherError
 from wflo_core.sandbox.output import CappedBuffer
 from wflo_core.sandbox.policy import SandboxLimits
 from wflo_core.sandbox.result import KilledReason, SandboxResult
@@ -82,6 +87,9 @@ _LAUNCH_DIR = "/.wflo"
 #: (limits, then ``exec`` of the job), so the job is started by this very process.
 _WAIT_FOR_JOB = f'echo >&0 && read -r go && [ "$go" = go ] && exec </dev/null && . {_LAUNCH_DIR}/run'
 _SETUP_SECONDS = 30
+#: Sandboxes kept set up ahead by default: two, so a run started the moment the previous one
+#: returned finds one ready while the one it used is replaced.
+DEFAULT_WARM_POOL = 2
 
 
 @dataclass
@@ -95,7 +103,7 @@ class _Slot:
     #: The work dir tmpfs's size and the cgroup limits (memory, pids, cpus) as last written.
     workdir_bytes: int
     cgroup_limits: tuple[int, int, float]
-    proc: subprocess.Popen[bytes]
+    proc: Launched
     #: The host's end of the waiting shell's stdin; writing "go" starts the job.
     control: socket.socket
 
@@ -107,17 +115,21 @@ class _Slot:
 class ProcessSandbox(Sandbox):
     """Runs code under bubblewrap on this host (the embedded default).
 
-    ``warm_pool_size`` sandboxes (default 1) are kept set up ahead: uid, tmpfs, cgroups,
+    ``warm_pool_size`` sandboxes (default 2) are kept set up ahead: uid, tmpfs, cgroups,
     namespaces and mounts done, a shell inside waiting for its job. A run then only writes its
-    files, limits and launch script and says "go"; the next sandbox is set up in the background
-    right after. Each sandbox serves exactly one run and is torn down after it. With 0, each
-    run's sandbox is set up when the run starts.
+    files, limits and launch script and says "go"; the pool is topped up in the background.
+    Each sandbox serves exactly one run and is torn down after it. With 0, each run's sandbox
+    is set up when the run starts.
     """
 
     name: Literal["process"] = "process"
 
     def __init__(
-        self, *, limits: SandboxLimits | None = None, base_dir: Path | None = None, warm_pool_size: int = 1
+        self,
+        *,
+        limits: SandboxLimits | None = None,
+        base_dir: Path | None = None,
+        warm_pool_size: int = DEFAULT_WARM_POOL,
     ) -> None:
         super().__init__(limits=limits)
         if warm_pool_size < 0:
@@ -140,11 +152,17 @@ class ProcessSandbox(Sandbox):
         self._ready: deque[Future[_Slot]] = deque()
         self._lock = threading.Lock()
         self._closed = False
-        # Sandboxes are set up, and used ones removed, in one long-lived thread: bubblewrap dies
-        # with the thread that started it (--die-with-parent), so that thread must outlive them.
+        # Sandboxes set up ahead are set up in one long-lived thread, which also starts the helper
+        # process that starts every bubblewrap (the helper dies with the thread that started it,
+        # and bubblewrap with the helper). Used ones are removed in another thread, so a setup
+        # never waits behind a teardown.
         self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="wflo-sandbox-process")
+        self._cleaner = ThreadPoolExecutor(max_workers=1, thread_name_prefix="wflo-sandbox-cleanup")
+        self._launcher = self._worker.submit(Launcher)
         # Dropped or left open at exit: the sandboxes set up ahead are still torn down.
-        self._finalizer = weakref.finalize(self, _discard_ready, self._ready, self._worker)
+        self._finalizer = weakref.finalize(
+            self, _discard_ready, self._ready, self._worker, self._cleaner, self._launcher
+        )
         self._refill()
 
     @property
@@ -156,23 +174,36 @@ class ProcessSandbox(Sandbox):
             return None
         return upcoming.result().name
 
+    @property
+    def prepared_runs(self) -> list[str]:
+        """The names of all sandboxes set up and waiting, the next run's first."""
+        with self._lock:
+            upcoming = list(self._ready)
+        return [f.result().name for f in upcoming if f.done() and f.exception() is None]
+
     def close(self) -> None:
         """Tear down the sandboxes set up ahead and wait for used ones to be removed."""
         with self._lock:
             self._closed = True
         self._finalizer()
         self._worker.shutdown(wait=True)
+        self._cleaner.shutdown(wait=True)
 
     def _execute(self, job: SandboxJob) -> SandboxResult:
-        slot = self._take_ready() or self._open_slot(job.limits)
+        slot = self._take_ready()
+        with self._lock:
+            drained = not self._ready
+        if drained:  # set the next one up while this run goes on, so a run right after finds it ready
+            self._refill()
+        slot = slot or self._open_slot(job.limits)
         try:
             return self._run(slot, job)
         finally:
-            # Every process of the run is dead here (or the run failed): set the next sandbox up
-            # first, then remove this one, both off the caller's path.
+            # Every process of the run is dead here (or the run failed): top the pool up, and
+            # remove this sandbox, both off the caller's path.
             self._refill()
             try:
-                self._worker.submit(_discard, slot)
+                self._cleaner.submit(_discard, slot)
             except RuntimeError:  # closed meanwhile
                 _discard(slot)
 
@@ -215,17 +246,18 @@ class ProcessSandbox(Sandbox):
             if uid is not None:
                 _mount_tmpfs(run_dir / "work", size=limits.workdir_bytes, uid=uid)
             if cgroup is not None:
-                cgroup.create(memory_bytes=limits.memory_bytes, pids=limits.pids, cpus=limits.cpus)
-            # setpriv, not Popen(user=...): that forks the whole caller instead of a vfork + exec.
-            drop = ["setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups"] if uid is not None else []
-            proc = subprocess.Popen(
-                [*drop, *self._bwrap_args(run_dir), "--", "/bin/sh", "-c", _WAIT_FOR_JOB, "wflo-run"],
-                stdin=sandbox_end.fileno(),
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                start_new_session=True,
+                cgroup.create()
+            proc = self._launcher.result().spawn(
+                [*self._bwrap_args(run_dir), "--", "/bin/sh", "-c", _WAIT_FOR_JOB, "wflo-run"],
                 env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin"},
+                uid=uid,
+                tasks=cgroup.tasks_files() if cgroup is not None else [],
+                stdin=sandbox_end.fileno(),
             )
+        except LauncherError as err:
+            host_end.close()
+            _remove_parts(run_dir, cgroup, mounted=uid is not None)
+            raise SandboxError(f"the process sandbox could not start: {err}") from None
         except BaseException:
             host_end.close()
             _remove_parts(run_dir, cgroup, mounted=uid is not None)
@@ -236,13 +268,11 @@ class ProcessSandbox(Sandbox):
         slot = _Slot(name, run_dir, uid, cgroup, limits.workdir_bytes, limits_written, proc, host_end)
         try:
             if cgroup is not None:
-                # The first move into a cgroup waits out a kernel grace period (several ms) while
-                # bubblewrap sets the sandbox up; whatever it started before the move is moved
-                # once the sandbox is ready, when nothing in it runs or forks until "go".
-                cgroup.join(proc.pid)
+                # While bubblewrap sets the sandbox up: nothing in it runs or forks until "go".
+                cgroup.set_limits(memory_bytes=limits.memory_bytes, pids=limits.pids, cpus=limits.cpus)
             _wait_until_ready(slot)
-            if cgroup is not None:
-                _join_all(cgroup, proc.pid)
+            if cgroup is not None and not cgroup.holds(proc.pid):
+                raise SandboxError(f"the sandbox's bubblewrap (pid {proc.pid}) is not in its cgroups")
         except (SandboxError, OSError) as err:
             raise _setup_failed(slot, str(err)) from None
         except BaseException:
@@ -313,19 +343,18 @@ class ProcessSandbox(Sandbox):
         except OSError:
             raise SandboxError("the process sandbox ended before its job could start") from None
         slot.control.close()  # before the job starts: the socket it could find leads nowhere
-        assert proc.stdout is not None and proc.stderr is not None  # started with both piped
         try:
             killed = _pump(proc, {proc.stdout: stdout, proc.stderr: stderr}, deadline)
             if killed is not None:
                 _kill(proc, cgroup)
-            reaped = _reap(proc.pid, deadline)
+            reaped = _reap(proc, deadline)
             if reaped is None:
                 killed = KilledReason.TIMEOUT
                 _kill(proc, cgroup)
-                reaped = _reap(proc.pid, None)
+                reaped = _reap(proc, None)
         except BaseException:
             _kill(proc, cgroup)
-            proc.returncode = os.waitstatus_to_exitcode(_reap(proc.pid, None))
+            proc.returncode = os.waitstatus_to_exitcode(_reap(proc, None))
             raise
         finally:
             for stream in (proc.stdout, proc.stderr):
@@ -336,7 +365,7 @@ class ProcessSandbox(Sandbox):
         if exit_code == 125 and stderr.getvalue().startswith(b"wflo-launch:"):
             raise SandboxError(f"the process sandbox could not start: {stderr.getvalue().decode().strip()}")
         if cgroup is not None:
-            cgroup.kill_all()
+            cgroup.stop_all()  # what the code left running (a daemon) ends here
         if killed is None and cgroup is not None and cgroup.oom_killed():
             killed = KilledReason.MEMORY
         if killed is None and exit_code == 128 + signal.SIGXCPU:
@@ -370,7 +399,7 @@ def _wait_until_ready(slot: _Slot) -> None:
 def _setup_failed(slot: _Slot, problem: str) -> SandboxError:
     """Tear the half-made sandbox down; ``problem`` plus what bubblewrap said about it."""
     _kill(slot.proc, slot.cgroup)
-    slot.proc.returncode = os.waitstatus_to_exitcode(_reap(slot.proc.pid, None))
+    slot.proc.returncode = os.waitstatus_to_exitcode(_reap(slot.proc, None))
     stderr = slot.proc.stderr
     said = os.read(stderr.fileno(), 2000) if stderr and select.select([stderr], [], [], 1)[0] else b""
     _discard(slot)
@@ -382,25 +411,29 @@ def _discard(slot: _Slot) -> None:
     proc = slot.proc
     if proc.returncode is None:
         _kill(proc, slot.cgroup)
-        proc.returncode = os.waitstatus_to_exitcode(_reap(proc.pid, None))
-    for stream in (proc.stdout, proc.stderr):
-        if stream is not None:
-            stream.close()
+        proc.returncode = os.waitstatus_to_exitcode(_reap(proc, None))
+    proc.close()
     slot.control.close()
     _remove_parts(slot.dir, slot.cgroup, mounted=slot.uid is not None)
 
 
-def _discard_ready(ready: deque[Future[_Slot]], worker: ThreadPoolExecutor) -> None:
-    """Tear down the sandboxes set up ahead (one being set up now first finishes) and stop the worker."""
+def _discard_ready(
+    ready: deque[Future[_Slot]], worker: ThreadPoolExecutor, cleaner: ThreadPoolExecutor, launcher: Future[Launcher]
+) -> None:
+    """Tear down the sandboxes set up ahead (one being set up now first finishes), stop the threads
+    and the helper (which takes any bubblewrap still running with it)."""
     while ready:
         upcoming = ready.popleft()
         if not upcoming.cancel():
             with contextlib.suppress(Exception):
                 _discard(upcoming.result())
     worker.shutdown(wait=False)
+    cleaner.shutdown(wait=True)
+    with contextlib.suppress(Exception):
+        launcher.result().close()
 
 
-def _pump(proc: subprocess.Popen[bytes], sinks: dict[IO[bytes], CappedBuffer], deadline: float) -> KilledReason | None:
+def _pump(proc: Launched, sinks: dict[IO[bytes], CappedBuffer], deadline: float) -> KilledReason | None:
     """Copy both pipes into their capped buffers until EOF, the deadline, or too much output."""
     with selectors.DefaultSelector() as selector:
         for stream in sinks:
@@ -421,32 +454,19 @@ def _pump(proc: subprocess.Popen[bytes], sinks: dict[IO[bytes], CappedBuffer], d
 
 
 @overload
-def _reap(pid: int, deadline: None) -> int: ...
+def _reap(proc: Launched, deadline: None) -> int: ...
 
 
 @overload
-def _reap(pid: int, deadline: float) -> int | None: ...
+def _reap(proc: Launched, deadline: float) -> int | None: ...
 
 
-def _reap(pid: int, deadline: float | None) -> int | None:
-    """Wait for the launcher; its wait status, or None if it still runs at ``deadline`` (None = block)."""
-    try:
-        if deadline is not None:
-            with _pidfd(pid) as fd:  # readable the moment the process exits
-                if not select.select([fd], [], [], max(0.0, deadline - time.monotonic()))[0]:
-                    return None
-        return os.waitpid(pid, 0)[1]
-    except ChildProcessError:
-        return None if deadline is not None else 0
-
-
-@contextlib.contextmanager
-def _pidfd(pid: int) -> Iterator[int]:
-    fd = os.pidfd_open(pid)
-    try:
-        yield fd
-    finally:
-        os.close(fd)
+def _reap(proc: Launched, deadline: float | None) -> int | None:
+    """The launcher's wait status, or None if it still runs at ``deadline`` (None = block)."""
+    timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
+    if not select.select([proc.status], [], [], timeout)[0]:
+        return None
+    return proc.read_status()
 
 
 def _remove_parts(run_dir: Path, cgroup: RunCgroup | None, *, mounted: bool) -> None:
@@ -462,32 +482,11 @@ def _nproc_flag() -> str:
     return "-u" if subprocess.run(["/bin/sh", "-c", "ulimit -u"], capture_output=True).returncode == 0 else "-p"
 
 
-def _join_all(cgroup: RunCgroup, pid: int) -> None:
-    """Move ``pid`` and all its descendants into ``cgroup`` (SandboxError if any stays out)."""
-    tree = _process_tree(pid)
-    for missing in sorted(set(tree) - set(cgroup.pids_in_group())):
-        cgroup.join(missing)
-    if outside := set(tree) - set(cgroup.pids_in_group()):
-        raise SandboxError(f"sandbox processes {sorted(outside)} could not join their cgroup")
-
-
-def _process_tree(pid: int) -> list[int]:
-    """``pid`` and its descendants, from /proc/PID/task/TID/children."""
-    tree, todo = [], [pid]
-    while todo:
-        current = todo.pop()
-        tree.append(current)
-        for task in os.listdir(f"/proc/{current}/task"):
-            with open(f"/proc/{current}/task/{task}/children") as children:
-                todo += map(int, children.read().split())
-    return tree
-
-
-def _kill(proc: subprocess.Popen[bytes], cgroup: RunCgroup | None) -> None:
+def _kill(proc: Launched, cgroup: RunCgroup | None) -> None:
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(proc.pid, signal.SIGKILL)
     if cgroup is not None:
-        cgroup.kill_all()
+        cgroup.stop_all()
 
 
 def _mount_tmpfs(path: Path, *, size: int, uid: int) -> None:
