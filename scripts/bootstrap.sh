@@ -16,3 +16,7 @@ if [ ! -f "$stamp" ]; then
   .venv/bin/python -m pip install -q -e "$spec" 2>&1 | grep -v "is ignored" || true
   .venv/bin/python -c "import wflo_core, wflo_dagster" && touch "$stamp"
 fi
+# Byte-compile wflo itself (an editable install is never compiled, and PYTHONDONTWRITEBYTECODE keeps
+# Python from caching it): otherwise every `wflo` command compiles ~170 modules from source first.
+# Quick when nothing changed; a stale file is recompiled here, and Python never trusts a stale one.
+.venv/bin/python -m compileall -q wflo_core wflo_dagster >/dev/null

@@ -8,6 +8,7 @@ to its production backend independently.
 
 from __future__ import annotations
 
+import os
 import re
 from decimal import Decimal
 from pathlib import Path
@@ -190,6 +191,12 @@ class WfloSettings(BaseSettings):
     @property
     def effective_sandbox_backend(self) -> Literal["docker", "process"]:
         return self.sandbox_backend or ("process" if self.is_embedded else "docker")
+
+
+def default_cache_dir() -> Path:
+    """Where wflo keeps what it can rebuild (compiled prices, the ledger's DDL): ``$XDG_CACHE_HOME/wflo``,
+    else ``~/.cache/wflo``. Nothing in it is needed; a process that cannot write it does without."""
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "wflo"
 
 
 def load_settings(**overrides: Any) -> WfloSettings:

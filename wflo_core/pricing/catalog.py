@@ -5,37 +5,48 @@ every dated price it has had, compiled; after that, pricing a call is a dict loo
 in effect and a few ``Decimal`` operations. What to do with a model nobody has priced is the
 catalog's ``unknown_model_policy``: refuse it before the call (``error``), price it at zero with a
 warning (``warn``) or price it as a named ``fallback`` model.
+
+Importing genai-prices and loading its snapshot costs a quarter of a second, in every process that
+prices a call. So what a model resolved to in the snapshot (its priced units, already validated and
+decomposed) is kept in a cache per genai-prices version and version of this code (``cache_dir``, by
+default ``~/.cache/wflo``); a process whose models are all in it never imports genai-prices. The
+units read back are compiled by the same code as fresh ones, so the prices are the same to the digit.
+A cache file that cannot be read is ignored, one that cannot be written is not written.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import json
 import logging
 import math
+import os
+import tempfile
 import warnings
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, time
-from decimal import Decimal
+from datetime import UTC, date, datetime, time
+from decimal import Decimal, InvalidOperation
+from importlib.metadata import version as package_version
 from pathlib import Path
 from time import time as time_now
-from typing import Literal
-
-import genai_prices
-from genai_prices import data_snapshot
-from genai_prices import types as genai
-from genai_prices.data_units import unit_data
-from genai_prices.units import UnitRegistry
+from typing import TYPE_CHECKING, Any, Literal
 
 from wflo_core.calls import Usage
-from wflo_core.config import WfloSettings
+from wflo_core.config import WfloSettings, default_cache_dir
 from wflo_core.errors import ConfigError, ModelNotPriced
-from wflo_core.pricing.cost import PricePoint
+from wflo_core.pricing.cost import PricePoint, StartDate
 from wflo_core.pricing.overrides import EXAMPLE_PATH, PriceOverrides, load_overrides
-from wflo_core.pricing.pricer import Cost, Pricer
+from wflo_core.pricing.pricer import Cost, PricedUnit, Pricer
+
+if TYPE_CHECKING:
+    from genai_prices import types as genai
+    from genai_prices.data_snapshot import DataSnapshot
+    from genai_prices.units import UnitRegistry
 
 UnknownModelPolicy = Literal["error", "warn", "fallback"]
 UNPRICED_VERSION = "unpriced"
-CATALOG_VERSION = f"genai-prices=={genai_prices.__version__}"
+CATALOG_VERSION = f"genai-prices=={package_version('genai-prices')}"
 #: Provider names that are never looked up in genai-prices: a self-hosted model must not be billed
 #: at a cloud price because its name matches (genai-prices maps ``openai_compatible`` to ``openai``).
 OVERRIDES_ONLY_PROVIDERS = frozenset({"openai_compatible"})
@@ -63,10 +74,10 @@ class ModelPrice:
     def __post_init__(self) -> None:
         constraints = [point.constraint for point in self.points]
         latest_first = None
-        if all(c is None or isinstance(c, genai.StartDateConstraint) for c in constraints):
+        if all(c is None or isinstance(c, StartDate) for c in constraints):
             latest_first = tuple(
                 (datetime.combine(c.start_date, time(), UTC).timestamp()
-                 if isinstance(c, genai.StartDateConstraint) else -math.inf, point)
+                 if isinstance(c, StartDate) else -math.inf, point)
                 for c, point in zip(reversed(constraints), reversed(self.points), strict=True)
             )
         object.__setattr__(self, "_latest_first", latest_first)
@@ -94,22 +105,42 @@ class ModelPrice:
         return Decimal(0) if point is None else point.upper_bound(prompt_tokens, max_output_tokens)
 
     def _pricer(self) -> Pricer:
-        """One price needs no choosing; start dates are compared as POSIX times, without a datetime."""
+        """One price needs no choosing. A dated one is chosen by comparing ``at`` with the instant each
+        price starts, kept as an aware and as a naive (UTC) datetime, like ``at``, and as a POSIX time
+        for now: converting ``at`` itself (``timestamp()``) would cost more than the arithmetic."""
         points, latest_first = self.points, self._latest_first
         if len(points) == 1:
             return points[0].price
         unpriced = Cost(Decimal(0), Decimal(0), Decimal(0), UNPRICED_VERSION)
-        dated = tuple((begins, point.price) for begins, point in latest_first or ())
+        if not points or latest_first is None:  # unpriced, or time-of-day prices
 
-        def price(usage: Usage, at: datetime | None = None) -> Cost:
-            if not dated:  # unpriced, or time-of-day prices
+            def by_constraint(usage: Usage, at: datetime | None = None) -> Cost:
                 point = self.price_at(at)
                 return unpriced if point is None else point.price(usage, at)
-            moment = _moment(at)
-            for begins, pricer in dated:
-                if moment >= begins:
-                    return pricer(usage, at)
-            return points[0].price(usage, at)
+
+            return by_constraint
+        posix: list[tuple[float, Pricer]] = []
+        otherwise = points[0].price
+        for begins, point in latest_first:
+            if begins == -math.inf:  # always valid: what no later start date applies to
+                otherwise = point.price
+                break
+            posix.append((begins, point.price))
+        aware = tuple((datetime.fromtimestamp(begins, UTC), pricer) for begins, pricer in posix)
+        naive = tuple((begins.replace(tzinfo=None), pricer) for begins, pricer in aware)
+        now = tuple(posix)
+
+        def price(usage: Usage, at: datetime | None = None) -> Cost:
+            if at is None:
+                moment = time_now()
+                for begins, pricer in now:
+                    if moment >= begins:
+                        return pricer(usage, at)
+            else:
+                for instant, pricer in aware if at.tzinfo is not None else naive:
+                    if at >= instant:
+                        return pricer(usage, at)
+            return otherwise(usage, at)
 
         return price
 
@@ -122,9 +153,10 @@ class PriceCatalog:
         overrides_path: Path | None = None,
         unknown_model_policy: UnknownModelPolicy = "error",
         fallback_model: str | None = None,
+        cache_dir: Path | None = None,
     ) -> None:
-        self._snapshot = data_snapshot.get_snapshot()
-        self._registry = UnitRegistry(unit_data)
+        self._genai: tuple[DataSnapshot, UnitRegistry] | None = None
+        self._cache = _SnapshotCache(cache_dir) if cache_dir is not None else None
         self._overrides: PriceOverrides | None = load_overrides(overrides_path) if overrides_path else None
         self._policy = unknown_model_policy
         self._resolved: dict[str, dict[str, ModelPrice]] = {}
@@ -133,7 +165,8 @@ class PriceCatalog:
 
     @classmethod
     def from_settings(cls, settings: WfloSettings) -> PriceCatalog:
-        return cls(settings.price_overrides_path, settings.unknown_model_policy, settings.fallback_model)
+        return cls(settings.price_overrides_path, settings.unknown_model_policy, settings.fallback_model,
+                   cache_dir=default_cache_dir())
 
     def resolve(self, provider: str, model: str) -> ModelPrice:
         """The model's prices, looked up once; raises ``ModelNotPriced`` under the ``error`` policy."""
@@ -170,18 +203,30 @@ class PriceCatalog:
     def _lookup(self, provider: str, model: str) -> ModelPrice | None:
         if self._overrides is not None and (entries := self._overrides.prices_for(provider, model)):
             sha = self._overrides.sha
+            _, registry = self._genai_prices()
             return ModelPrice(provider, model, tuple(
                 PricePoint.compile(
-                    entry.to_genai(), self._registry,
+                    entry.to_genai(), registry,
                     version=f"override:{sha}:{provider}/{entry.model}@{entry.effective_from or 'always'}",
-                    constraint=genai.StartDateConstraint(entry.effective_from) if entry.effective_from else None,
+                    constraint=StartDate(entry.effective_from) if entry.effective_from else None,
                 )
                 for entry in entries
             ))
         if provider in OVERRIDES_ONLY_PROVIDERS:
             return None
+        if self._cache is not None and (points := self._cache.get(provider, model)) is not None:
+            return ModelPrice(provider, model, points)
+        found = self._from_snapshot(provider, model)
+        if found is not None and self._cache is not None:
+            self._cache.put(provider, model, found.points)
+        return found
+
+    def _from_snapshot(self, provider: str, model: str) -> ModelPrice | None:
+        from genai_prices import types as genai
+
+        snapshot, registry = self._genai_prices()
         try:
-            found_provider, found = self._snapshot.find_provider_model(model, None, provider, None)
+            found_provider, found = snapshot.find_provider_model(model, None, provider, None)
         except LookupError:
             return None
         name = f"{CATALOG_VERSION}:{found_provider.id}/{found.id}"
@@ -190,10 +235,21 @@ class PriceCatalog:
         else:
             dated = found.prices
         return ModelPrice(provider, model, tuple(
-            PricePoint.compile(entry.prices, self._registry, version=name + _label(entry.constraint),
-                               constraint=entry.constraint)
+            PricePoint.compile(entry.prices, registry, version=name + _label(entry.constraint),
+                               constraint=StartDate(entry.constraint.start_date)
+                               if isinstance(entry.constraint, genai.StartDateConstraint) else entry.constraint)
             for entry in dated
         ))
+
+    def _genai_prices(self) -> tuple[DataSnapshot, UnitRegistry]:
+        """genai-prices' snapshot and unit registry, loaded on first use."""
+        if self._genai is None:
+            from genai_prices import data_snapshot
+            from genai_prices.data_units import unit_data
+            from genai_prices.units import UnitRegistry
+
+            self._genai = data_snapshot.get_snapshot(), UnitRegistry(unit_data)
+        return self._genai
 
     def _unknown(self, provider: str, model: str) -> ModelPrice:
         if self._policy == "warn":
@@ -246,11 +302,89 @@ def _moment(at: datetime | None) -> float:
 
 def _label(constraint: genai.StartDateConstraint | genai.TimeOfDateConstraint | None) -> str:
     """Which of a model's dated prices this is, for the price version string."""
+    from genai_prices import types as genai
+
     if isinstance(constraint, genai.StartDateConstraint):
         return f"@{constraint.start_date.isoformat()}"
     if isinstance(constraint, genai.TimeOfDateConstraint):
         return f"@{constraint.start_time.isoformat('minutes')}-{constraint.end_time.isoformat('minutes')}"
     return ""
+
+
+_CODE_VERSION = hashlib.sha256(b"".join(
+    (Path(__file__).parent / name).read_bytes() for name in ("catalog.py", "cost.py", "pricer.py")
+)).hexdigest()[:16]
+"""Of the code that turns a snapshot entry into priced units: a change to it starts a new cache file."""
+
+
+class _SnapshotCache:
+    """What models resolved to in genai-prices' snapshot, as priced units: one small JSON file per
+    model in a folder per genai-prices version and version of this code, written whole (a rename), so
+    concurrent processes never see half a file. Only models whose prices are all undated or dated by
+    start date are kept (time-of-day prices always come from genai-prices)."""
+
+    def __init__(self, directory: Path) -> None:
+        self._folder = directory / f"prices-{CATALOG_VERSION.replace('==', '-')}-{_CODE_VERSION}"
+
+    def get(self, provider: str, model: str) -> tuple[PricePoint, ...] | None:
+        try:
+            entry = json.loads(self._file(provider, model).read_text())
+            if entry["provider"] != provider or entry["model"] != model:
+                return None
+            return tuple(_point(point) for point in entry["points"])
+        except (OSError, TypeError, ValueError, KeyError, InvalidOperation):  # absent or damaged: look it up
+            return None
+
+    def put(self, provider: str, model: str, points: tuple[PricePoint, ...]) -> None:
+        if not all(point.constraint is None or isinstance(point.constraint, StartDate) for point in points):
+            return
+        entry = {"provider": provider, "model": model, "points": [_point_json(point) for point in points]}
+        try:
+            self._folder.mkdir(parents=True, exist_ok=True)
+            with tempfile.NamedTemporaryFile("w", dir=self._folder, prefix=".", delete=False) as out:
+                json.dump(entry, out)
+            os.replace(out.name, self._file(provider, model))
+        except OSError:
+            pass  # a read-only or full cache directory: the next process looks the model up again
+
+    def _file(self, provider: str, model: str) -> Path:
+        name = hashlib.sha256("\n".join((provider, model)).encode()).hexdigest()[:32]
+        return self._folder / f"{name}.json"
+
+
+def _point_json(point: PricePoint) -> dict[str, Any]:
+    start = point.constraint.start_date.isoformat() if isinstance(point.constraint, StartDate) else None
+    return {"version": point.version, "start_date": start, "units": [
+        [u.usage_key, u.direction, str(u.price), [[t, str(p)] for t, p in u.tiers], u.per,
+         [list(term) for term in u.terms], u.constant]
+        for u in point.units
+    ]}
+
+
+def _point(data: dict[str, Any]) -> PricePoint:
+    """A cached price, checked as strictly as it was when compiled: a tampered file cannot price a
+    call at a negative, infinite or malformed amount."""
+    units = tuple(
+        PricedUnit(str(key), _int(direction), _price(price), tuple((_int(t), _price(p)) for t, p in tiers),
+                   _int(per), tuple((_int(i), _int(c)) for i, c in terms), _int(constant))
+        for key, direction, price, tiers, per, terms, constant in data["units"]
+    )
+    start = data["start_date"]
+    return PricePoint(str(data["version"]), StartDate(date.fromisoformat(start)) if start else None, units,
+                      any(unit.tiers for unit in units))
+
+
+def _price(text: object) -> Decimal:
+    value = Decimal(str(text)) if isinstance(text, str) else None
+    if value is None or not value.is_finite() or value < 0:
+        raise ValueError(f"not a price: {text!r}")
+    return value
+
+
+def _int(value: object) -> int:
+    if type(value) is not int:
+        raise ValueError(f"not an integer: {value!r}")
+    return value
 
 
 def _where_looked(provider: str) -> str:

@@ -10,23 +10,41 @@ exponent included.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, date, datetime
 from decimal import Decimal
-
-from genai_prices import types as genai
-from genai_prices.units import UnitDef, UnitRegistry
-from genai_prices.validation import validate_priced_units
+from typing import TYPE_CHECKING, TypeAlias
 
 from wflo_core.calls import Usage
 from wflo_core.errors import PricingError
 from wflo_core.pricing.pricer import INPUT, OTHER, OUTPUT, USAGE_KEYS, PricedUnit, Pricer, compile_pricer
+
+if TYPE_CHECKING:  # genai-prices is imported only to compile a price (see ``catalog``'s cache)
+    from genai_prices import types as genai
+    from genai_prices.units import UnitDef, UnitRegistry
 
 _INPUT_KEYS = frozenset({"input_tokens", "cache_read_tokens", "cache_write_tokens"})
 _OUTPUT_KEYS = frozenset({"output_tokens", "output_reasoning_tokens"})
 _ZERO = Decimal(0)
 _DIRECTIONS = {"input": INPUT, "output": OUTPUT}
 
-Constraint = genai.StartDateConstraint | genai.TimeOfDateConstraint
+
+
+@dataclass(frozen=True, slots=True)
+class StartDate:
+    """A price in effect from a UTC date on: genai-prices' ``StartDateConstraint``, as wflo's own type
+    so that a price read back from the catalog cache needs no genai-prices."""
+
+    start_date: date
+
+    def active(self, at: datetime) -> bool:
+        """As genai-prices decides it: the instant's UTC date; naive datetimes are UTC."""
+        if at.tzinfo is not None:
+            at = at.astimezone(UTC)
+        return at.date() >= self.start_date
+
+
+if TYPE_CHECKING:
+    Constraint: TypeAlias = StartDate | genai.TimeOfDateConstraint
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,6 +70,9 @@ class PricePoint:
         constraint: Constraint | None,
     ) -> PricePoint:
         """Validate a genai-prices ``ModelPrice`` the way ``calc_price`` does and flatten it."""
+        from genai_prices import types as genai
+        from genai_prices.validation import validate_priced_units
+
         resolved: list[tuple[UnitDef, Decimal | genai.TieredPrices]] = []
         for price_key, value in model_price.__dict__.items():
             if price_key.startswith("_") or value is None:
@@ -130,6 +151,8 @@ def _leaf_terms(priced: list[UnitDef]) -> dict[str, tuple[tuple[int, int], ...]]
 
 def _valid_price(version: str, price_key: str, value: object) -> Decimal | genai.TieredPrices:
     """Reject what calc_price would reject on every call, once, when the price is compiled."""
+    from genai_prices import types as genai
+
     if isinstance(value, genai.TieredPrices):
         starts = [tier.start for tier in value.tiers]
         if _is_price(value.base) and starts == sorted(starts) and all(
@@ -147,6 +170,8 @@ def _is_price(value: object) -> bool:
 
 def genai_usage(usage: Usage) -> genai.Usage:
     """The same usage as genai-prices spells it, to compare wflo's prices with ``calc_price``."""
+    from genai_prices import types as genai
+
     return genai.Usage(**dict(zip(USAGE_KEYS, (usage.input_tokens, usage.output_tokens,
                                                usage.cached_input_tokens, usage.cache_write_tokens,
                                                usage.reasoning_tokens), strict=True)))

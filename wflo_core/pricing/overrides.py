@@ -12,13 +12,15 @@ from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
-from genai_prices import types as genai
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from wflo_core.errors import ConfigError
+
+if TYPE_CHECKING:
+    from genai_prices import types as genai
 
 EXAMPLE_PATH = Path(__file__).with_name("overrides.example.yaml")
 
@@ -45,6 +47,8 @@ class OverridePrice(BaseModel):
 
     def to_genai(self) -> genai.ModelPrice:
         """The same price as genai-prices models it, so it is priced by the same arithmetic."""
+        from genai_prices import types as genai
+
         keys = {
             "input_mtok": self.input_mtok,
             "output_mtok": self.output_mtok,

@@ -12,38 +12,48 @@ def demo(
     partition: str | None = typer.Option(None, help="Partition of a partitioned job (default: the latest)."),
 ) -> None:
     """Materialize an example agent pipeline offline (replay cassette) and print its cost report."""
-    import os
+    import gc
 
-    from rich.console import Console
-
-    from wflo_core.config import load_settings, redact_url
-    from wflo_core.errors import ConfigError
-    from wflo_core.ledger import open_ledger
-    from wflo_core.ledger.rollups import cost_rollup, run_total
-    from wflo_core.services import shared_services
-    from wflo_dagster.cli.costs import rollup_table
-
-    os.environ.setdefault("WFLO_LLM_MODE", "replay")  # offline even where a provider key is set
-    settings = load_settings()
-    dagster_home = settings.home.resolve() / "dagster"
-    dagster_home.mkdir(parents=True, exist_ok=True)
-    (dagster_home / "dagster.yaml").touch()  # an embedded instance: SQLite storage in this folder
-    os.environ.setdefault("DAGSTER_HOME", str(dagster_home))
-    open_ledger(settings).close()  # migrated before the steps open it
-
-    import dagster as dg
-
-    from wflo_dagster.definitions import defs
-    from wflo_dagster.sensors.run_status import close_out_run
-
+    # Loading Dagster, SQLAlchemy and wflo allocates about a million objects that live as long as the
+    # process, and every full collection on the way scans them all again (a second of the demo, for
+    # no garbage): collect nothing while they load, then freeze them out of every later collection.
+    gc.disable()
     try:
-        job_def = defs.resolve_job_def(job)
-    except Exception:
-        raise ConfigError(f"no job named {job!r} in wflo_dagster.definitions; try {DEMO_JOB}") from None
-    if partition is None and job_def.partitions_def is not None:
-        partition = job_def.partitions_def.get_last_partition_key()
-    console = Console(width=max(110, Console().width))
-    instance = dg.DagsterInstance.get()
+        import os
+
+        from rich.console import Console
+
+        from wflo_core.config import load_settings, redact_url
+        from wflo_core.errors import ConfigError
+        from wflo_core.ledger import open_ledger
+        from wflo_core.ledger.rollups import cost_rollup, run_total
+        from wflo_core.services import shared_services
+        from wflo_dagster.cli.costs import rollup_table
+
+        os.environ.setdefault("WFLO_LLM_MODE", "replay")  # offline even where a provider key is set
+        settings = load_settings()
+        dagster_home = settings.home.resolve() / "dagster"
+        dagster_home.mkdir(parents=True, exist_ok=True)
+        (dagster_home / "dagster.yaml").touch()  # an embedded instance: SQLite storage in this folder
+        os.environ.setdefault("DAGSTER_HOME", str(dagster_home))
+        open_ledger(settings).close()  # migrated before the steps open it
+
+        import dagster as dg
+
+        from wflo_dagster.definitions import defs
+        from wflo_dagster.sensors.run_status import close_out_run
+
+        try:
+            job_def = defs.resolve_job_def(job)
+        except Exception:
+            raise ConfigError(f"no job named {job!r} in wflo_dagster.definitions; try {DEMO_JOB}") from None
+        if partition is None and job_def.partitions_def is not None:
+            partition = job_def.partitions_def.get_last_partition_key()
+        console = Console(width=max(110, Console().width))
+        instance = dg.DagsterInstance.get()
+    finally:
+        gc.freeze()
+        gc.enable()
     with console.status(f"running {job} ..."):
         result = job_def.execute_in_process(
             instance=instance, raise_on_error=False, partition_key=partition,

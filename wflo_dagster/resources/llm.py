@@ -14,7 +14,6 @@ from wflo_core.calls import LLMRequest, LLMResponse, Message
 from wflo_core.errors import ConfigError
 from wflo_core.keys import BUDGET_TAG, PARENT_RUN_TAG
 from wflo_core.ledger.rollups import Dimension, RollupRow, cost_rollup
-from wflo_core.llm.dropin import DropinClients
 from wflo_core.llm.providers.base import StreamChunk
 from wflo_core.money import parse_usd
 from wflo_core.services import WfloServices, release_services
@@ -25,6 +24,8 @@ from wflo_dagster.resources.wflo import WfloResource, acquire
 if TYPE_CHECKING:
     import anthropic
     import openai
+
+    from wflo_core.llm.dropin import DropinClients  # on first use: it loads httpx2 and the SDK adapters
 
 StepContext = dg.AssetExecutionContext | dg.OpExecutionContext
 LLM_RESOURCE_KEY = "llm"
@@ -180,6 +181,8 @@ class LLMResource(dg.ConfigurableResource):
         return self._services
 
     def _dropin_clients(self) -> DropinClients:
+        from wflo_core.llm.dropin import DropinClients
+
         with self._lock:
             if self._dropin is None:
                 self._dropin = DropinClients(self._wflo_services.gateway, self._wflo_services.settings)

@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
+import json
+import os
+import tempfile
 from pathlib import Path
+from typing import Any
 
+import alembic
+import sqlalchemy
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Engine, inspect
+from sqlalchemy import Connection, Engine, event, inspect
 
+from wflo_core.config import default_cache_dir
 from wflo_core.ledger.engine import make_engine
 
 _HERE = Path(__file__).parent
@@ -36,18 +45,77 @@ def upgrade(url: str, revision: str = "head") -> None:
 
 def _create_at_head_if_empty(engine: Engine, config: Config) -> bool:
     """Create every table and stamp the head if the database has no table yet; whether it did. One
-    transaction (``BEGIN IMMEDIATE``), so concurrent first steps create it once."""
+    transaction (``BEGIN IMMEDIATE``), so concurrent first steps create it once.
+
+    SQLAlchemy generates its DDL compilers on first use, a fifth of a second in each process that
+    creates a ledger; so the statements creating and stamping it are kept in the cache folder
+    (keyed by every ledger source file and the SQLAlchemy and Alembic versions) and replayed
+    as they are. A cache that cannot be read or replayed is ignored: the transaction rolls back and
+    the ledger is created the usual way."""
+    cache = default_cache_dir() / f"sqlite-ledger-{_schema_key()}.json"
+    with contextlib.suppress(OSError, ValueError, TypeError, sqlalchemy.exc.SQLAlchemyError):
+        statements = json.loads(cache.read_text())
+        with engine.begin() as connection:
+            if inspect(connection).get_table_names():
+                return False
+            for statement, parameters in statements:
+                connection.exec_driver_sql(str(statement), tuple(parameters))
+            return True
+    with engine.begin() as connection:
+        if inspect(connection).get_table_names():
+            return False
+        statements = _create_and_stamp(connection, config)
+    if statements is not None:
+        _keep(cache, statements)
+    return True
+
+
+def _create_and_stamp(connection: Connection, config: Config) -> list[tuple[str, list[Any]]] | None:
+    """Create every table and stamp the head; the statements that changed the database, or ``None``
+    if one had parameters that are not a plain sequence (they could not be replayed as recorded)."""
     from alembic.migration import MigrationContext
     from alembic.script import ScriptDirectory
 
     from wflo_core.ledger.models import Base
 
-    with engine.begin() as connection:
-        if inspect(connection).get_table_names():
-            return False
+    executed: list[tuple[str, list[Any]]] = []
+    replayable = True
+
+    def record(_conn: Connection, _cursor: object, statement: str, parameters: Any, *_: object) -> None:
+        nonlocal replayable
+        if statement.lstrip().upper().startswith(("SELECT", "PRAGMA")):
+            return
+        if not isinstance(parameters, tuple | list) or not all(
+            isinstance(value, str | int | None) for value in parameters
+        ):
+            replayable = False
+        executed.append((statement, list(parameters or ())))
+
+    event.listen(connection, "before_cursor_execute", record)
+    try:
         Base.metadata.create_all(connection)
         MigrationContext.configure(connection).stamp(ScriptDirectory.from_config(config), "head")
-        return True
+    finally:
+        event.remove(connection, "before_cursor_execute", record)
+    return executed if replayable else None
+
+
+def _schema_key() -> str:
+    digest = hashlib.sha256(f"{sqlalchemy.__version__} {alembic.__version__}".encode())
+    for path in sorted(_HERE.parent.rglob("*.py")):
+        digest.update(path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def _keep(cache: Path, statements: list[tuple[str, list[Any]]]) -> None:
+    """Write the cache whole (a rename), or not at all."""
+    try:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile("w", dir=cache.parent, prefix=".", delete=False) as out:
+            json.dump(statements, out)
+        os.replace(out.name, cache)
+    except OSError:
+        pass
 
 
 def downgrade(url: str, revision: str) -> None:
