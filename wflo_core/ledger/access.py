@@ -47,11 +47,6 @@ def _current_revision(conn: Connection) -> str | None:
         return None
 
 
-def ensure_migrated(url: str) -> None:
-    """``ConfigError`` naming the fix unless the ledger schema is at the head revision."""
-    refuse_unless_at_head(schema_state(url), url)
-
-
 def open_ledger(settings: WfloSettings) -> Ledger:
     """The ledger of ``settings``, checked; use it as ``with open_ledger(settings) as ledger:``."""
     url = settings.ledger_url
