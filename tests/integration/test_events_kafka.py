@@ -30,7 +30,6 @@ from wflo_core.events import (
 )
 from wflo_core.events.reader import read_kafka
 from wflo_core.events.sinks.kafka import KafkaEventSink
-from wflo_core.ledger.migrations import upgrade
 from wflo_core.ledger.models import LLMCall, OutboxCursor, OutboxEvent
 from wflo_core.ledger.store import Ledger
 
@@ -46,11 +45,8 @@ def layout(kafka_bootstrap: str) -> TopicLayout:
 
 
 @pytest.fixture
-def ledger(fresh_postgres_url: str) -> Iterator[Ledger]:
-    upgrade(fresh_postgres_url)
-    ledger = Ledger(fresh_postgres_url)
-    yield ledger
-    ledger.close()
+def ledger(postgres_ledger: Ledger) -> Ledger:
+    return postgres_ledger
 
 
 @pytest.fixture

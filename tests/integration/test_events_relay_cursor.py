@@ -12,24 +12,21 @@ import textwrap
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator
-from decimal import Decimal
 from pathlib import Path
 
 import pytest
 from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 
+from tests.integration.test_events_relay_pipeline import call
 from wflo_core.events import (
     JsonlEventSink,
-    LLMCallSettled,
     MemoryEventSink,
     OutboxRelay,
     TopicLayout,
     emit,
     pending_count,
 )
-from wflo_core.ledger.migrations import upgrade
 from wflo_core.ledger.models import OutboxCursor, OutboxEvent
 from wflo_core.ledger.store import Ledger
 
@@ -39,16 +36,8 @@ TOPIC = TopicLayout("cursor").events
 
 
 @pytest.fixture
-def ledger(fresh_postgres_url: str) -> Iterator[Ledger]:
-    upgrade(fresh_postgres_url)
-    ledger = Ledger(fresh_postgres_url)
-    yield ledger
-    ledger.close()
-
-
-def call(run: str, n: int) -> LLMCallSettled:
-    return LLMCallSettled(run_id=run, provider="openai", model="m", cost_usd=Decimal("0.001"),
-                          price_version="v", idempotency_key=f"{run}/{n}")
+def ledger(postgres_ledger: Ledger) -> Ledger:
+    return postgres_ledger
 
 
 def cursor_at(ledger: Ledger) -> int:

@@ -9,7 +9,7 @@ import signal
 import tempfile
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from decimal import Decimal
 from pathlib import Path
 
@@ -33,7 +33,6 @@ from wflo_core.events.outbox import PENDING
 from wflo_core.events.reader import read_kafka
 from wflo_core.events.relay import _Frontier, _Marks
 from wflo_core.events.sinks.kafka import KafkaEventSink
-from wflo_core.ledger.migrations import upgrade
 from wflo_core.ledger.models import OutboxEvent
 from wflo_core.ledger.store import Ledger
 
@@ -43,11 +42,8 @@ TOPIC = TopicLayout("pipeline").events
 
 
 @pytest.fixture
-def ledger(fresh_postgres_url: str) -> Iterator[Ledger]:
-    upgrade(fresh_postgres_url)
-    ledger = Ledger(fresh_postgres_url)
-    yield ledger
-    ledger.close()
+def ledger(postgres_ledger: Ledger) -> Ledger:
+    return postgres_ledger
 
 
 def call(run: str, n: int) -> LLMCallSettled:
