@@ -8,8 +8,10 @@ to its production backend independently.
 
 from __future__ import annotations
 
+import json
 import os
 import re
+import tempfile
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, Literal
@@ -197,6 +199,22 @@ def default_cache_dir() -> Path:
     """Where wflo keeps what it can rebuild (compiled prices, the ledger's DDL): ``$XDG_CACHE_HOME/wflo``,
     else ``~/.cache/wflo``. Nothing in it is needed; a process that cannot write it does without."""
     return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "wflo"
+
+
+def keep_cached(path: Path, value: Any) -> None:
+    """Write ``value`` as JSON to the cache file ``path`` whole (a rename, so concurrent processes never
+    read half a file) or not at all: a read-only or full cache directory only means a rebuild later."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile("w", dir=path.parent, prefix=".", delete=False) as out:
+            try:
+                json.dump(value, out)
+            except BaseException:
+                os.unlink(out.name)
+                raise
+        os.replace(out.name, path)
+    except OSError:
+        pass
 
 
 def load_settings(**overrides: Any) -> WfloSettings:

@@ -21,8 +21,6 @@ import hashlib
 import json
 import logging
 import math
-import os
-import tempfile
 import warnings
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time
@@ -33,7 +31,7 @@ from time import time as time_now
 from typing import TYPE_CHECKING, Any, Literal
 
 from wflo_core.calls import Usage
-from wflo_core.config import WfloSettings, default_cache_dir
+from wflo_core.config import WfloSettings, default_cache_dir, keep_cached
 from wflo_core.errors import ConfigError, ModelNotPriced
 from wflo_core.pricing.cost import PricePoint, StartDate
 from wflo_core.pricing.overrides import EXAMPLE_PATH, PriceOverrides, load_overrides
@@ -339,13 +337,7 @@ class _SnapshotCache:
         if not all(point.constraint is None or isinstance(point.constraint, StartDate) for point in points):
             return
         entry = {"provider": provider, "model": model, "points": [_point_json(point) for point in points]}
-        try:
-            self._folder.mkdir(parents=True, exist_ok=True)
-            with tempfile.NamedTemporaryFile("w", dir=self._folder, prefix=".", delete=False) as out:
-                json.dump(entry, out)
-            os.replace(out.name, self._file(provider, model))
-        except OSError:
-            pass  # a read-only or full cache directory: the next process looks the model up again
+        keep_cached(self._file(provider, model), entry)  # if it cannot be written, the next process looks it up
 
     def _file(self, provider: str, model: str) -> Path:
         name = hashlib.sha256("\n".join((provider, model)).encode()).hexdigest()[:32]

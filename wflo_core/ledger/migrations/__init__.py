@@ -5,8 +5,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +14,7 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy import Connection, Engine, event, inspect
 
-from wflo_core.config import default_cache_dir
+from wflo_core.config import default_cache_dir, keep_cached
 from wflo_core.ledger.engine import make_engine
 
 _HERE = Path(__file__).parent
@@ -66,7 +64,7 @@ def _create_at_head_if_empty(engine: Engine, config: Config) -> bool:
             return False
         statements = _create_and_stamp(connection, config)
     if statements is not None:
-        _keep(cache, statements)
+        keep_cached(cache, statements)
     return True
 
 
@@ -105,17 +103,6 @@ def _schema_key() -> str:
     for path in sorted(_HERE.parent.rglob("*.py")):
         digest.update(path.read_bytes())
     return digest.hexdigest()[:16]
-
-
-def _keep(cache: Path, statements: list[tuple[str, list[Any]]]) -> None:
-    """Write the cache whole (a rename), or not at all."""
-    try:
-        cache.parent.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile("w", dir=cache.parent, prefix=".", delete=False) as out:
-            json.dump(statements, out)
-        os.replace(out.name, cache)
-    except OSError:
-        pass
 
 
 def downgrade(url: str, revision: str) -> None:
