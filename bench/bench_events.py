@@ -22,8 +22,11 @@ outbox relay vs the raw producer, all in one run against a broker and a Postgres
    producer sending the same number of events in batches of the relay's size; only the relay's own
    rows are pending when it runs (the emit rows are relayed to a memory sink first, untimed) and the rate counts the
    rows it moved. Goal: >= 30k events/s.
+4. a step's publish on its way out with a producer built for the step (each step process of a
+   multiprocess run builds one): connected at the step's start, as steps do, vs built when publishing
+   (a fresh idempotent producer waits ~0.5 s for its producer id before it sends anything).
 
-Run: .venv/bin/python bench/bench_events.py [--events 20000] [--rounds 9] [--relay-events 20000]
+Run: .venv/bin/python bench/bench_events.py [--events 20000] [--rounds 15] [--relay-events 20000]
 """
 
 from __future__ import annotations
@@ -209,8 +212,9 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=20_000)
     parser.add_argument("--relay-events", type=int, default=20_000)
     parser.add_argument("--emits", type=int, default=2_000)
-    parser.add_argument("--rounds", type=int, default=9)
+    parser.add_argument("--rounds", type=int, default=15)
     parser.add_argument("--relay-rounds", type=int, default=5)
+    parser.add_argument("--step-rounds", type=int, default=6)
     args = parser.parse_args()
 
     broker = KafkaBroker(free_port(), Path(tempfile.mkdtemp(prefix="wflo-bench-kafka-")))
@@ -289,10 +293,37 @@ def main() -> None:
                f"raw confluent-kafka, batches of {DEFAULT_BATCH}, {raw:,.0f} ev/s",
                statistics.median(r / b for r, b in zip(relays, raws, strict=True)), ">= 30k ev/s",
                relay >= 30_000)
+        step_publish(broker.bootstrap, topic, messages[:3], args.step_rounds)
     finally:
         postgres.stop()
         broker.stop()
         shutil.rmtree(broker.data_dir, ignore_errors=True)
+
+
+STEP_S = 0.5
+"""A short step: the in-step sink is built at its start and publishes after this long."""
+
+
+def step_publish(bootstrap: str, topic: str, messages: list[OutboundMessage], rounds: int) -> None:
+    """A step's publish on its way out, in a process that has no producer yet (each step process of a
+    multiprocess run): the sink as steps build it (connected at the step's start) vs one built only when
+    publishing, alternating. The step's own work is a sleep of ``STEP_S``; only the publish is timed."""
+    sides: dict[bool, list[float]] = {True: [], False: []}
+    for n in range(rounds):
+        for connect in (True, False) if n % 2 == 0 else (False, True):
+            sink = KafkaEventSink(bootstrap, delivery_timeout_s=5, connect=connect)
+            time.sleep(STEP_S)
+            started = time.perf_counter()
+            bad = [d for d in sink.deliver(messages) if not d.ok]
+            sides[connect].append((time.perf_counter() - started) * 1000)
+            sink.close()
+            assert not bad, bad
+    connected, built_late = statistics.median(sides[True]), statistics.median(sides[False])
+    print(f"in-step publish after a {STEP_S:g} s step: connected at the start {connected:.1f} ms, "
+          f"producer built on the way out {built_late:.1f} ms (medians of {rounds})")
+    result(f"in-step publish on a step's way out (fresh producer, {STEP_S:g} s step)", f"{connected:.1f} ms",
+           f"producer built on the way out {built_late:.1f} ms", connected / built_late,
+           "reported: a step does not wait for its producer id", connected < built_late)
 
 
 if __name__ == "__main__":

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import socket
+import time
 import uuid
 from collections import defaultdict
 from collections.abc import Iterator
@@ -86,6 +88,35 @@ def test_sink_keeps_a_runs_messages_on_one_partition_in_order(
         mine = [(p, e) for p, e in received if e.run_id == run]
         assert len({p for p, _ in mine}) == 1
         assert [e.id for _, e in mine] == [e.id for e in events if e.run_id == run]
+
+
+def test_a_sink_connected_at_a_steps_start_publishes_on_its_way_out_without_waiting(
+    kafka_bootstrap: str, layout: TopicLayout
+) -> None:
+    """A fresh idempotent producer sends nothing before it holds a producer id: produced to at once it
+    waits ~0.5 s, merely created ~1 s. Connected at the step's start, it is ready 0.5 s later, so messages
+    that may wait only 0.4 s in the queue (0.9 s after it was created) are delivered."""
+    step_sink = KafkaEventSink(kafka_bootstrap, delivery_timeout_s=0.4, connect=True)
+    try:
+        time.sleep(0.5)  # the step's own work
+        events = [new_event(call("run-short-step", i, Decimal("0.01"))) for i in range(3)]
+        deliveries = step_sink.deliver([OutboundMessage.of(e, layout.events) for e in events])
+    finally:
+        step_sink.close()
+    assert [d.error for d in deliveries] == [None, None, None]
+    assert {e.id for _, e in read_events(kafka_bootstrap, layout.events)} == {e.id for e in events}
+
+
+def test_connecting_to_a_broker_that_is_down_neither_waits_nor_raises() -> None:
+    with socket.socket() as probe:  # a loopback port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    started = time.monotonic()
+    down = KafkaEventSink(f"127.0.0.1:{port}", delivery_timeout_s=0.2, connect=True)
+    assert time.monotonic() - started < 2.0  # connect asks, and does not wait for an answer
+    deliveries = down.deliver([OutboundMessage.of(new_event(StepStarted(run_id="r", step_key="s")), "t")])
+    down.close()
+    assert not deliveries[0].ok and not deliveries[0].permanent
 
 
 def test_oversized_message_is_a_permanent_failure(layout: TopicLayout, kafka_bootstrap: str) -> None:

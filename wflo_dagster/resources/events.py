@@ -22,7 +22,7 @@ from wflo_core.events.relay import (
     relay_catch_up,
     relay_in_step,
 )
-from wflo_core.events.sinks import build_event_sink, publish_breaker
+from wflo_core.events.sinks import build_event_sink, in_step_sink, publish_breaker
 from wflo_core.ledger.store import Ledger
 from wflo_core.services import WfloServices, release_services
 from wflo_dagster.resources.wflo import WfloResource, acquire
@@ -46,7 +46,7 @@ class EventSinkResource(ConfigurableResource):
     _sink: EventSink | None = PrivateAttr(default=None)
 
     def setup_for_execution(self, context: InitResourceContext) -> None:
-        self._start()
+        self._sink = self._in_step_sink()  # connects to Kafka while the step runs
 
     def teardown_after_execution(self, context: InitResourceContext) -> None:
         if self._services is not None:
@@ -61,8 +61,10 @@ class EventSinkResource(ConfigurableResource):
         if self._services is None:
             self._services = acquire(self.wflo, kafka_bootstrap_servers=self.kafka_bootstrap_servers,
                                      kafka_topic_prefix=self.topic_prefix)
-            self._sink = build_event_sink(self._services.settings, delivery_timeout_s=self.delivery_timeout_seconds)
         return self._services
+
+    def _in_step_sink(self) -> EventSink:
+        return in_step_sink(self._start().settings, delivery_timeout_s=self.delivery_timeout_seconds)
 
     @property
     def settings(self) -> WfloSettings:
@@ -100,6 +102,6 @@ class EventSinkResource(ConfigurableResource):
             sink.close()
 
     def _relay_in_step(self) -> RelayStats:
-        services = self._start()
-        assert self._sink is not None
-        return relay_in_step(self.ledger, self._sink, publish_breaker(services.settings))
+        if self._sink is None:
+            self._sink = self._in_step_sink()
+        return relay_in_step(self.ledger, self._sink, publish_breaker(self.settings))

@@ -37,6 +37,8 @@ PERMANENT_ERROR_CODES = frozenset(
     }
 )
 _FLUSH_GRACE_S = 5.0
+_NUDGE_S = 0.001
+"""``connect`` asks for metadata and waits this long: the request goes out, the answer is not awaited."""
 _POLL_EVERY = 1023
 """``deliver`` polls once per 1,024 messages, not per message: the flush serves the reports in bulk,
 and each poll is a GIL round trip."""
@@ -85,8 +87,10 @@ class KafkaEventSink:
         max_message_bytes: int = 1_000_000,
         client_id: str = "wflo",
         extra_config: Mapping[str, str | int | float | bool] | None = None,
+        connect: bool = False,
     ) -> None:
-        """``delivery_timeout_s`` bounds how long ``deliver`` waits while the broker is unreachable.
+        """``delivery_timeout_s`` bounds how long ``deliver`` waits while the broker is unreachable;
+        ``connect`` starts connecting at once (see :meth:`connect`).
 
         ``extra_config`` is the escape hatch for other librdkafka settings (security, SASL);
         it cannot turn off idempotence or ``acks=all``.
@@ -115,6 +119,23 @@ class KafkaEventSink:
         self._config.setdefault("log_level", 3)
         self._lock = threading.Lock()
         self._producer: Producer | None = None
+        if connect:
+            self.connect()
+
+    def connect(self) -> None:
+        """Start connecting without waiting, so that a ``deliver`` later on does not wait for it.
+
+        A fresh idempotent producer sends nothing before it holds a producer id, and it asks for one
+        only once a broker connection is up: produced to at once, it waited ~0.5 s (librdkafka retries
+        every 500 ms), and merely created, up to 1 s (it connects when first needed). A metadata request
+        brings a connection up now: a step that connects at its start publishes on its way out at once.
+        """
+        with self._lock:
+            producer = self._ready_producer()
+        try:
+            producer.list_topics(timeout=_NUDGE_S)
+        except KafkaException:  # no answer yet, as intended (or the broker is down: deliver will tell)
+            pass
 
     def _ready_producer(self) -> Producer:
         if self._producer is None:
