@@ -39,9 +39,6 @@ PERMANENT_ERROR_CODES = frozenset(
 _FLUSH_GRACE_S = 5.0
 _NUDGE_S = 0.001
 """``connect`` asks for metadata and waits this long: the request goes out, the answer is not awaited."""
-_POLL_EVERY = 1023
-"""``deliver`` polls once per 1,024 messages, not per message: the flush serves the reports in bulk,
-and each poll is a GIL round trip."""
 
 CONTENT_TYPE = "application/cloudevents+json; charset=UTF-8"
 STRUCTURED_HEADERS: tuple[tuple[str, bytes], ...] = (("content-type", CONTENT_TYPE.encode()),)
@@ -165,8 +162,9 @@ class KafkaEventSink:
                     refusal = self._produce_patiently(producer, m, on_delivery)
                     if refusal is not None:
                         refused[i] = refusal
-                if not i & _POLL_EVERY:  # serves failure reports (and logs) early; flush serves the rest
-                    poll(0)
+                # Serves delivery reports as they come, as the raw idiom does: left to the flush, 20,000
+                # callbacks ran after the last acknowledgement (0.88x raw in one batch; 0.98x polled).
+                poll(0)
             late = None
             if messages and producer.flush(self.delivery_timeout_s + _FLUSH_GRACE_S):
                 # Reports still missing: purge the local queue so those report (as failed). In-flight
