@@ -9,9 +9,13 @@ from collections import defaultdict
 from collections.abc import Iterator
 from decimal import Decimal
 
+import dagster as dg
 import pytest
 from sqlalchemy import func, select, update
 
+from tests.conftest import REPO_ROOT
+from tests.integration.jobs import publishing
+from wflo_core.config import load_settings
 from wflo_core.events import (
     CloudEvent,
     LLMCallSettled,
@@ -31,7 +35,9 @@ from wflo_core.events import (
     unique_events,
 )
 from wflo_core.events.reader import read_kafka
+from wflo_core.events.sinks import publish_breaker
 from wflo_core.events.sinks.kafka import KafkaEventSink
+from wflo_core.ledger.migrations import upgrade
 from wflo_core.ledger.models import LLMCall, OutboxCursor, OutboxEvent
 from wflo_core.ledger.store import Ledger
 
@@ -222,3 +228,30 @@ def test_undeliverable_event_goes_to_the_dead_letter_topic(
         assert "MSG_SIZE_TOO_LARGE" in s.scalar(
             select(OutboxEvent.last_error).where(OutboxEvent.event_id == huge)
         )
+
+
+def test_steps_in_their_own_processes_publish_their_events_before_they_exit(
+    kafka_bootstrap: str, fresh_postgres_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each step process builds its producer at the step's start, so a publish timeout shorter than a
+    fresh producer's wait for its id (``publishing.PUBLISH_TIMEOUT_S``) still delivers: nothing is left
+    for the relay sensor, and the publish breaker stays closed."""
+    prefix = f"p{uuid.uuid4().hex[:10]}"
+    layout = TopicLayout(prefix)
+    create_topics(kafka_bootstrap, layout.all, partitions=1)
+    upgrade(fresh_postgres_url)
+    monkeypatch.setenv("WFLO_DATABASE_URL", fresh_postgres_url)
+    monkeypatch.setenv("WFLO_KAFKA_BOOTSTRAP_SERVERS", kafka_bootstrap)
+    monkeypatch.setenv("WFLO_KAFKA_TOPIC_PREFIX", prefix)
+    monkeypatch.chdir(REPO_ROOT)  # step processes re-import the job module from the working directory
+
+    with dg.instance_for_test() as instance:
+        result = dg.execute_job(dg.reconstructable(publishing.publishing_job), instance=instance)
+    assert result.success
+    ledger = Ledger(fresh_postgres_url)
+    with ledger.transaction() as session:
+        assert pending_count(session) == 0
+    ledger.close()
+    received = [e for _, e in read_events(kafka_bootstrap, layout.events) if e.run_id == "publishing"]
+    assert sorted(e.data["step_key"] for e in received) == ["first", "second"]
+    assert not publish_breaker(load_settings()).is_open
