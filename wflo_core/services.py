@@ -94,17 +94,16 @@ class WfloServices:
         for err in errors:
             log.warning(unwritten(err))
 
-    def prepare_relay(self) -> None:
-        """Build the in-step publisher now, when a step starts: it connects while the step runs."""
+    def prepare_relay(self) -> EventSink:
+        """The in-step publisher, built when a step starts: it connects while the step runs."""
         if self._sink is None:
             self._sink = in_step_sink(self.settings, delivery_timeout_s=IN_STEP_DELIVERY_TIMEOUT_S)
+        return self._sink
 
     def relay_events(self) -> RelayStats:
         """Publish pending outbox events now, the in-step way: short, never raises, and skipped while
         the broker is known to be down (the relay sensor and ``wflo events relay`` catch up)."""
-        self.prepare_relay()
-        assert self._sink is not None
-        return relay_in_step(self.ledger, self._sink, publish_breaker(self.settings))
+        return relay_in_step(self.ledger, self.prepare_relay(), publish_breaker(self.settings))
 
     def close(self) -> None:
         self._log_unwritten(self.step_writer.close())
