@@ -5,10 +5,12 @@ catch-up relay publishes everything once the broker is back, closing the breaker
 from __future__ import annotations
 
 import json
+import logging
 import shutil
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Iterator, Sequence
 from decimal import Decimal
 from pathlib import Path
@@ -70,7 +72,7 @@ def step(n: int) -> LLMCallSettled:
 
 
 def test_steps_skip_the_relay_while_the_broker_is_down_and_nothing_is_lost(
-    broker: KafkaBroker, monkeypatch: pytest.MonkeyPatch
+    broker: KafkaBroker, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     layout = TopicLayout("down")
     create_topics(broker.bootstrap, layout.all, partitions=1)
@@ -87,6 +89,11 @@ def test_steps_skip_the_relay_while_the_broker_is_down_and_nothing_is_lost(
         first = CountingSink(KafkaEventSink(broker.bootstrap, delivery_timeout_s=IN_STEP_DELIVERY_TIMEOUT_S))
         stats = relay_in_step(ledger, first, breaker)
         assert (first.attempts, stats.failed, stats.skipped) == (1, 1, False) and breaker.is_open
+        caplog.clear()
+        with caplog.at_level(logging.ERROR, logger="wflo.events.kafka"):
+            time.sleep(1.5)  # a producer left open reconnects (100 ms backoff, doubling), logging each refusal
+            first.close()  # what the step's teardown does: it would serve those logs
+        assert [r.getMessage() for r in caplog.records if r.name == "wflo.events.kafka"] == []
 
         # Later steps in this process: the relay is not attempted at all.
         later = CountingSink(KafkaEventSink(broker.bootstrap, delivery_timeout_s=IN_STEP_DELIVERY_TIMEOUT_S))

@@ -596,12 +596,15 @@ def relay_in_step(
     ledger: Ledger, sink: EventSink, breaker: PublishBreaker, *, max_seconds: float = IN_STEP_MAX_SECONDS
 ) -> RelayStats:
     """A step's courtesy publish on its way out: skipped while ``breaker`` is open, and a failure
-    opens it, so no later step (in any process on this host) waits on a broker that is down."""
+    opens it, so no later step (in any process on this host) waits on a broker that is down. A
+    failure also closes ``sink``: a Kafka producer left open would go on reconnecting to that broker,
+    logging each refusal, for the rest of the process (the sink connects again if used again)."""
     if breaker.is_open:
         return RelayStats(skipped=True)
     stats = relay_best_effort(ledger, sink, max_seconds=max_seconds)
     if stats.failed or (stats.errors and not stats.published):
         breaker.open()
+        sink.close()
     return stats
 
 

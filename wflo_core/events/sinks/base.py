@@ -53,5 +53,5 @@ class EventSink(Protocol):
         ...
 
     def close(self) -> None:
-        """Flush what is buffered and release the connection or file."""
+        """Flush what is buffered and release the connection or file; a later ``deliver`` opens it again."""
         ...
