@@ -11,7 +11,10 @@ repeat forever (message too large, invalid record, policy) are ``permanent``; ev
 from __future__ import annotations
 
 import logging
+import math
+import re
 import threading
+import time
 from collections import deque
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal
@@ -21,6 +24,9 @@ from confluent_kafka import KafkaError, KafkaException, Message, Producer
 from wflo_core.events.sinks.base import Delivery, OutboundMessage
 
 logger = logging.getLogger("wflo.events.kafka")
+REPEAT_LOG_S = 60.0
+"""How often the same librdkafka line (its attempt's timing aside) is logged again."""
+_TIMING = re.compile(r" \(after \d+ms in state \w+(?:, \d+ identical error\(s\) suppressed)?\)")
 
 Compression = Literal["none", "gzip", "snappy", "lz4", "zstd"]
 
@@ -47,6 +53,28 @@ spec (Knative, the CloudEvents SDKs) would read the message as binary mode."""
 _new_tuple = tuple.__new__
 _HEADERS: list[tuple[str, str | bytes | None]] = list(STRUCTURED_HEADERS)
 """confluent-kafka takes a list: one shared list, never mutated."""
+
+
+class DistinctLogLines:
+    """librdkafka's logger for one producer: each distinct line once per ``REPEAT_LOG_S``.
+
+    A producer whose broker is down logs every reconnect, "Connection refused" twenty times in a
+    short run, each line saying what the first did; wflo's own warning reports the events left waiting.
+    """
+
+    def __init__(self, target: logging.Logger = logger) -> None:
+        self.target = target
+        self._logged: dict[str, float] = {}
+
+    def log(self, level: int, msg: str, *args: object) -> None:
+        """What confluent-kafka calls: ``log(level, "%s [%s] %s", facility, client, text)``."""
+        line = msg % args if args else msg
+        now, seen = time.monotonic(), _TIMING.sub("", line)
+        if now - self._logged.get(seen, -math.inf) >= REPEAT_LOG_S:
+            if len(self._logged) > 256:  # distinct lines are few; a flood of them must not grow this
+                self._logged.clear()
+            self._logged[seen] = now
+            self.target.log(level, "%s", line)
 
 
 def producer_config(
@@ -111,7 +139,7 @@ class KafkaEventSink:
                 "idempotent acks=all producer for exactly-once, ordered delivery"
             )
         self._config.update(extra_config or {})
-        self._config["logger"] = logger
+        self._config["logger"] = DistinctLogLines()
         # librdkafka's chatter below errors, routed through Python logging, costs a third of the throughput.
         self._config.setdefault("log_level", 3)
         self._lock = threading.Lock()
