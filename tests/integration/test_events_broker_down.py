@@ -133,3 +133,24 @@ def test_a_failed_catch_up_opens_the_breaker_so_steps_do_not_try(broker: KafkaBr
         assert breaker.is_open
         assert relay_in_step(ledger, sink, breaker).skipped and sink.attempts == 1
         sink.close()
+
+
+def test_a_sink_that_connected_ahead_fails_at_once_while_no_broker_answers(broker: KafkaBroker) -> None:
+    """A step's sink connects when the step starts; if the producer finds every broker down by the time
+    the step publishes, the batch fails at once (the breaker then opens) instead of waiting out the
+    delivery timeout, and once the broker is back the same sink delivers again."""
+    create_topics(broker.bootstrap, ["down3"], partitions=1)
+    broker.stop()
+    sink = KafkaEventSink(broker.bootstrap, delivery_timeout_s=10, connect=True)
+    message = OutboundMessage("down3", "run-down", b'{"n": 1}', "event-1")
+    time.sleep(0.5)  # the step's own work
+    started = time.monotonic()
+    refused, = sink.deliver([message])
+    took = time.monotonic() - started
+    assert took < 3 and not refused.ok and not refused.permanent  # 10 s and more had it waited
+    assert refused.error is not None and refused.error.startswith("Kafka unreachable: _ALL_BROKERS_DOWN")
+
+    broker.start()
+    delivered, = sink.deliver([message._replace(event_id="event-2")])
+    sink.close()
+    assert delivered.ok, delivered

@@ -45,6 +45,9 @@ PERMANENT_ERROR_CODES = frozenset(
 _FLUSH_GRACE_S = 5.0
 _NUDGE_S = 0.001
 """``connect`` asks for metadata and waits this long: the request goes out, the answer is not awaited."""
+_PROBE_S = 0.1
+"""How long ``deliver`` asks for metadata once the producer reported every broker down (loopback: a
+refused connection fails in a few ms, a broker that is back answers in a few ms)."""
 
 CONTENT_TYPE = "application/cloudevents+json; charset=UTF-8"
 STRUCTURED_HEADERS: tuple[tuple[str, bytes], ...] = (("content-type", CONTENT_TYPE.encode()),)
@@ -140,10 +143,13 @@ class KafkaEventSink:
             )
         self._config.update(extra_config or {})
         self._config["logger"] = DistinctLogLines()
+        self._config["error_cb"] = self._on_error
         # librdkafka's chatter below errors, routed through Python logging, costs a third of the throughput.
         self._config.setdefault("log_level", 3)
         self._lock = threading.Lock()
         self._producer: Producer | None = None
+        self._all_down: KafkaError | None = None
+        """The producer's last report that every broker is down, until a broker answers again."""
         if connect:
             self.connect()
 
@@ -167,9 +173,29 @@ class KafkaEventSink:
             self._producer = Producer(self._config)
         return self._producer
 
+    def _on_error(self, err: KafkaError) -> None:
+        if err.code() == KafkaError._ALL_BROKERS_DOWN:
+            self._all_down = err
+
+    def _unreachable(self, producer: Producer) -> str | None:
+        """Why no broker can take messages now, if the producer said so and a metadata request agrees:
+        a sink that connected ahead (a step's) then fails its batch at once instead of waiting out its
+        delivery timeout on a broker that is down."""
+        producer.poll(0)  # serves the producer's error reports
+        if self._all_down is None:
+            return None
+        try:
+            producer.list_topics(timeout=_PROBE_S)
+        except KafkaException:
+            return f"Kafka unreachable: {_describe(self._all_down)}"
+        self._all_down = None
+        return None
+
     def deliver(self, messages: Sequence[OutboundMessage]) -> list[Delivery]:
         with self._lock:
             producer = self._ready_producer()
+            if messages and (down := self._unreachable(producer)) is not None:
+                return [Delivery(m.event_id, down) for m in messages]
             # The callback keeps failures only: a success costs one comparison, as in a raw producer.
             # Once every message has reported (the flush, or a purge of what it left queued), any
             # message without a failure was acknowledged. (``delivery.report.only.error`` would save
@@ -232,7 +258,7 @@ class KafkaEventSink:
                 left = self._producer.flush(self.delivery_timeout_s + _FLUSH_GRACE_S)
                 if left:
                     logger.warning("closed the Kafka producer with %d undelivered messages", left)
-                self._producer = None
+                self._producer, self._all_down = None, None
 
 
 def _headers(m: OutboundMessage) -> list[tuple[str, str | bytes | None]]:
