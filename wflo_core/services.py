@@ -31,7 +31,7 @@ from wflo_core.compensation import CompensationBook
 from wflo_core.config import WfloSettings
 from wflo_core.events.outbox import EventRecorder, OutboxRecorder
 from wflo_core.events.relay import IN_STEP_DELIVERY_TIMEOUT_S, RelayStats, relay_in_step
-from wflo_core.events.sinks import in_step_sink, publish_breaker
+from wflo_core.events.sinks import build_event_sink, in_step_sink, publish_breaker
 from wflo_core.events.sinks.base import EventSink
 from wflo_core.events.topics import TopicLayout
 from wflo_core.ledger.access import open_ledger
@@ -94,16 +94,17 @@ class WfloServices:
         for err in errors:
             log.warning(unwritten(err))
 
-    def prepare_relay(self) -> EventSink:
-        """The in-step publisher, built when a step starts: it connects while the step runs."""
+    def prepare_relay(self) -> None:
+        """Build the in-step publisher when a step starts: it connects while the step runs."""
         if self._sink is None:
             self._sink = in_step_sink(self.settings, delivery_timeout_s=IN_STEP_DELIVERY_TIMEOUT_S)
-        return self._sink
 
     def relay_events(self) -> RelayStats:
         """Publish pending outbox events now, the in-step way: short, never raises, and skipped while
         the broker is known to be down (the relay sensor and ``wflo events relay`` catch up)."""
-        return relay_in_step(self.ledger, self.prepare_relay(), publish_breaker(self.settings))
+        if self._sink is None:  # no step prepared it (the demo's close-out): built now, connected if needed
+            self._sink = build_event_sink(self.settings, delivery_timeout_s=IN_STEP_DELIVERY_TIMEOUT_S)
+        return relay_in_step(self.ledger, self._sink, publish_breaker(self.settings))
 
     def close(self) -> None:
         self._log_unwritten(self.step_writer.close())

@@ -28,6 +28,7 @@ from tests.services import KafkaBroker, free_port
 from wflo_core.events import RunSucceeded, TopicLayout, create_topics, decode_event, pending_count
 from wflo_core.events.reader import read_kafka
 from wflo_core.events.relay import IN_STEP_DELIVERY_TIMEOUT_S
+from wflo_core.events.sinks.kafka import KafkaEventSink
 from wflo_core.ledger.migrations import upgrade
 from wflo_dagster.resources.events import EventSinkResource
 from wflo_dagster.sensors.outbox_relay import outbox_relay_sensor
@@ -81,6 +82,8 @@ def test_the_relay_sensor_delivers_what_the_in_step_publish_timed_out_on(
     with step.ledger.transaction() as session:
         assert pending_count(session) == 1  # the broker was slower than a step may wait
 
+    connected = []
+    monkeypatch.setattr(KafkaEventSink, "connect", lambda sink: connected.append(sink))
     sensor = outbox_relay_sensor()
     with (
         dg.instance_for_test() as instance,
@@ -89,6 +92,7 @@ def test_the_relay_sensor_delivers_what_the_in_step_publish_timed_out_on(
     ):
         result = sensor(context)  # one tick, its own fresh producer, the broker as slow as before
     assert isinstance(result, dg.SkipReason) and "published 1" in result.skip_message, result
+    assert connected == []  # no producer connected ahead: the tick publishes through its catch-up's own
     with step.ledger.transaction() as session:
         assert pending_count(session) == 0
     records = list(read_kafka(broker.bootstrap, layout.events, max_records=1, timeout_s=20))

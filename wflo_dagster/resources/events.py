@@ -46,7 +46,9 @@ class EventSinkResource(ConfigurableResource):
     _sink: EventSink | None = PrivateAttr(default=None)
 
     def setup_for_execution(self, context: InitResourceContext) -> None:
-        self._sink = self._in_step_sink()  # connects to Kafka while the step runs
+        if context.dagster_run is not None:  # a run's step (a sensor publishes through relay())
+            settings = self._start().settings  # the sink connects to Kafka while the step runs
+            self._sink = in_step_sink(settings, delivery_timeout_s=self.delivery_timeout_seconds)
 
     def teardown_after_execution(self, context: InitResourceContext) -> None:
         if self._services is not None:
@@ -62,9 +64,6 @@ class EventSinkResource(ConfigurableResource):
             self._services = acquire(self.wflo, kafka_bootstrap_servers=self.kafka_bootstrap_servers,
                                      kafka_topic_prefix=self.topic_prefix)
         return self._services
-
-    def _in_step_sink(self) -> EventSink:
-        return in_step_sink(self._start().settings, delivery_timeout_s=self.delivery_timeout_seconds)
 
     @property
     def settings(self) -> WfloSettings:
@@ -102,6 +101,6 @@ class EventSinkResource(ConfigurableResource):
             sink.close()
 
     def _relay_in_step(self) -> RelayStats:
-        if self._sink is None:
-            self._sink = self._in_step_sink()
+        if self._sink is None:  # not a run's step, or not set up: built now, connected if needed
+            self._sink = build_event_sink(self.settings, delivery_timeout_s=self.delivery_timeout_seconds)
         return relay_in_step(self.ledger, self._sink, publish_breaker(self.settings))

@@ -97,7 +97,8 @@ class LLMResource(dg.ConfigurableResource):
 
     def setup_for_execution(self, context: dg.InitResourceContext) -> None:
         self._services = acquire(self.wflo, llm_mode=self.llm_mode, cassette_path=self.cassette_path)
-        self._services.prepare_relay()  # connects to Kafka while the step runs, for its publish on the way out
+        if context.dagster_run is not None:  # a run's step: its publish on the way out
+            self._services.prepare_relay()  # connects to Kafka while the step runs
 
     def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
         if self._dropin is not None:
@@ -179,7 +180,6 @@ class LLMResource(dg.ConfigurableResource):
     def _wflo_services(self) -> WfloServices:
         if self._services is None:  # used outside a run (direct invocation in tests)
             self._services = acquire(self.wflo, llm_mode=self.llm_mode, cassette_path=self.cassette_path)
-        self._services.prepare_relay()  # connects to Kafka while the step runs, for its publish on the way out
         return self._services
 
     def _dropin_clients(self) -> DropinClients:
