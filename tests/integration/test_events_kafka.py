@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 import time
 import uuid
 from collections import defaultdict
@@ -15,6 +14,7 @@ from sqlalchemy import func, select, update
 
 from tests.conftest import REPO_ROOT
 from tests.integration.jobs import publishing
+from tests.services import free_port
 from wflo_core.config import load_settings
 from wflo_core.events import (
     CloudEvent,
@@ -37,7 +37,6 @@ from wflo_core.events import (
 from wflo_core.events.reader import read_kafka
 from wflo_core.events.sinks import publish_breaker
 from wflo_core.events.sinks.kafka import KafkaEventSink
-from wflo_core.ledger.migrations import upgrade
 from wflo_core.ledger.models import LLMCall, OutboxCursor, OutboxEvent
 from wflo_core.ledger.store import Ledger
 
@@ -114,11 +113,8 @@ def test_a_sink_connected_at_a_steps_start_publishes_on_its_way_out_without_wait
 
 
 def test_connecting_to_a_broker_that_is_down_neither_waits_nor_raises() -> None:
-    with socket.socket() as probe:  # a loopback port nothing listens on
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
     started = time.monotonic()
-    down = KafkaEventSink(f"127.0.0.1:{port}", delivery_timeout_s=0.2, connect=True)
+    down = KafkaEventSink(f"127.0.0.1:{free_port()}", delivery_timeout_s=0.2, connect=True)  # nothing listens
     assert time.monotonic() - started < 2.0  # connect asks, and does not wait for an answer
     deliveries = down.deliver([OutboundMessage.of(new_event(StepStarted(run_id="r", step_key="s")), "t")])
     down.close()
@@ -231,7 +227,7 @@ def test_undeliverable_event_goes_to_the_dead_letter_topic(
 
 
 def test_steps_in_their_own_processes_publish_their_events_before_they_exit(
-    kafka_bootstrap: str, fresh_postgres_url: str, monkeypatch: pytest.MonkeyPatch
+    kafka_bootstrap: str, ledger: Ledger, fresh_postgres_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Each step process builds its producer at the step's start, so a publish timeout shorter than a
     fresh producer's wait for its id (``publishing.PUBLISH_TIMEOUT_S``) still delivers: nothing is left
@@ -239,8 +235,7 @@ def test_steps_in_their_own_processes_publish_their_events_before_they_exit(
     prefix = f"p{uuid.uuid4().hex[:10]}"
     layout = TopicLayout(prefix)
     create_topics(kafka_bootstrap, layout.all, partitions=1)
-    upgrade(fresh_postgres_url)
-    monkeypatch.setenv("WFLO_DATABASE_URL", fresh_postgres_url)
+    monkeypatch.setenv("WFLO_DATABASE_URL", fresh_postgres_url)  # the database of ``ledger``
     monkeypatch.setenv("WFLO_KAFKA_BOOTSTRAP_SERVERS", kafka_bootstrap)
     monkeypatch.setenv("WFLO_KAFKA_TOPIC_PREFIX", prefix)
     monkeypatch.chdir(REPO_ROOT)  # step processes re-import the job module from the working directory
@@ -248,10 +243,8 @@ def test_steps_in_their_own_processes_publish_their_events_before_they_exit(
     with dg.instance_for_test() as instance:
         result = dg.execute_job(dg.reconstructable(publishing.publishing_job), instance=instance)
     assert result.success
-    ledger = Ledger(fresh_postgres_url)
     with ledger.transaction() as session:
         assert pending_count(session) == 0
-    ledger.close()
     received = [e for _, e in read_events(kafka_bootstrap, layout.events) if e.run_id == "publishing"]
     assert sorted(e.data["step_key"] for e in received) == ["first", "second"]
     assert not publish_breaker(load_settings()).is_open

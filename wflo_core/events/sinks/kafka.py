@@ -163,10 +163,7 @@ class KafkaEventSink:
         """
         with self._lock:
             producer = self._ready_producer()
-        try:
-            producer.list_topics(timeout=_NUDGE_S)
-        except KafkaException:  # no answer yet, as intended (or the broker is down: deliver will tell)
-            pass
+        _metadata_answers(producer, _NUDGE_S)  # no answer yet, as intended (or the broker is down: deliver tells)
 
     def _ready_producer(self) -> Producer:
         if self._producer is None:
@@ -184,9 +181,7 @@ class KafkaEventSink:
         producer.poll(0)  # serves the producer's error reports
         if self._all_down is None:
             return None
-        try:
-            producer.list_topics(timeout=_PROBE_S)
-        except KafkaException:
+        if not _metadata_answers(producer, _PROBE_S):
             return f"Kafka unreachable: {_describe(self._all_down)}"
         self._all_down = None
         return None
@@ -259,6 +254,16 @@ class KafkaEventSink:
                 if left:
                     logger.warning("closed the Kafka producer with %d undelivered messages", left)
                 self._producer, self._all_down = None, None
+
+
+def _metadata_answers(producer: Producer, timeout_s: float) -> bool:
+    """Ask for the cluster's metadata: whether a broker answered within ``timeout_s`` (the request, and
+    the connection it needs, go ahead either way)."""
+    try:
+        producer.list_topics(timeout=timeout_s)
+    except KafkaException:
+        return False
+    return True
 
 
 def _headers(m: OutboundMessage) -> list[tuple[str, str | bytes | None]]:
