@@ -164,13 +164,7 @@ def sandbox_image(docker_host: str) -> str:
 @pytest.fixture(scope="session")
 def bubblewrap() -> str:
     """Path of bwrap (installed with apt if missing) for the process sandbox."""
-    import shutil
-
-    if shutil.which("bwrap") is None:
-        try:
-            services.apt_install("bubblewrap")
-        except services.ServiceError as err:
-            pytest.fail(f"bubblewrap could not be installed: {err}", pytrace=False)
-    path = shutil.which("bwrap")
-    assert path, "bwrap is still missing after apt-get install bubblewrap"
-    return path
+    try:
+        return services.ensure_bubblewrap()
+    except services.ServiceError as err:
+        pytest.fail(f"bubblewrap could not be installed: {err}", pytrace=False)

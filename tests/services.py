@@ -104,6 +104,16 @@ def apt_install(*packages: str) -> None:
     )
 
 
+def ensure_bubblewrap() -> str:
+    """Path of bwrap, installed with apt if missing (the process sandbox needs it)."""
+    if shutil.which("bwrap") is None:
+        apt_install("bubblewrap")
+    path = shutil.which("bwrap")
+    if path is None:
+        raise ServiceError("bwrap is still missing after apt-get install bubblewrap")
+    return path
+
+
 # --------------------------------------------------------------------------------------------- postgres
 
 
