@@ -26,7 +26,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.result import result  # noqa: E402
-from tests.services import KafkaBroker, ensure_bubblewrap, free_port, start_postgres  # noqa: E402
+from tests.services import KafkaBroker, ensure_command, free_port, start_postgres  # noqa: E402
 
 WFLO = [sys.executable, "-c", "from wflo_dagster.cli import main; main()"]
 
@@ -50,7 +50,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=2)
     args = parser.parse_args()
-    ensure_bubblewrap()  # the demo's agent code runs in the process sandbox
+    ensure_command("bwrap", "bubblewrap")  # the demo's agent code runs in the process sandbox
     broker = KafkaBroker(free_port(), Path(tempfile.mkdtemp(prefix="wflo-bench-kafka-")))
     broker.start()
     postgres = start_postgres()

@@ -36,7 +36,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.result import result  # noqa: E402
-from tests.services import ensure_bubblewrap  # noqa: E402
+from tests.services import ensure_command  # noqa: E402
 
 GOAL_S, GOAL_AT_IMPORT_S = 5.0, 1.5
 TOTAL = re.compile(r"total LLM cost of the run: (\$[0-9.]+)")
@@ -94,7 +94,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.baseline_run:
         baseline_job()
-    ensure_bubblewrap()  # the demo's agent code runs in the process sandbox, as scripts/demo.sh sees to
+    ensure_command("bwrap", "bubblewrap")  # the demo runs its agent code in the process sandbox
     clean = {k: v for k, v in os.environ.items() if not k.startswith(("WFLO_", "DAGSTER_"))}
     sides = {
         "wflo demo": ([sys.executable, "-c", "from wflo_dagster.cli import main; main()", "demo"], "WFLO_HOME"),

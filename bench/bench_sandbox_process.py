@@ -29,7 +29,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.result import result  # noqa: E402
-from tests.services import ensure_bubblewrap  # noqa: E402
+from tests.services import ensure_command  # noqa: E402
 from wflo_core.sandbox.policy import SandboxLimits  # noqa: E402
 from wflo_core.sandbox.process import ProcessSandbox, _Slot  # noqa: E402
 
@@ -86,7 +86,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=40)
     args = parser.parse_args()
-    ensure_bubblewrap()
+    ensure_command("bwrap", "bubblewrap")
     shuffle = random.Random(14).shuffle
     default, cold = ProcessSandbox(), ProcessSandbox(warm_pool_size=0)
     try:

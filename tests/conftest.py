@@ -165,6 +165,6 @@ def sandbox_image(docker_host: str) -> str:
 def bubblewrap() -> str:
     """Path of bwrap (installed with apt if missing) for the process sandbox."""
     try:
-        return services.ensure_bubblewrap()
+        return services.ensure_command("bwrap", "bubblewrap")
     except services.ServiceError as err:
         pytest.fail(f"bubblewrap could not be installed: {err}", pytrace=False)

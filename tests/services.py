@@ -104,13 +104,13 @@ def apt_install(*packages: str) -> None:
     )
 
 
-def ensure_bubblewrap() -> str:
-    """Path of bwrap, installed with apt if missing (the process sandbox needs it)."""
-    if shutil.which("bwrap") is None:
-        apt_install("bubblewrap")
-    path = shutil.which("bwrap")
+def ensure_command(command: str, package: str) -> str:
+    """Path of ``command``, with Debian's ``package`` installed first if it is missing."""
+    if shutil.which(command) is None:
+        apt_install(package)
+    path = shutil.which(command)
     if path is None:
-        raise ServiceError("bwrap is still missing after apt-get install bubblewrap")
+        raise ServiceError(f"{command} is still missing after apt-get install {package}")
     return path
 
 

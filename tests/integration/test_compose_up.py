@@ -19,7 +19,6 @@ import fcntl
 import json
 import os
 import secrets
-import shutil
 import subprocess
 import threading
 import time
@@ -64,8 +63,7 @@ def compose_implementation() -> tuple[list[str], str]:
     plugin = subprocess.run(["docker", "compose", "version", "--short"], capture_output=True, text=True)
     if plugin.returncode == 0:
         return ["docker", "compose"], f"docker compose plugin {plugin.stdout.strip()}"
-    if shutil.which("docker-compose") is None:
-        services.apt_install("docker-compose")
+    services.ensure_command("docker-compose", "docker-compose")
     version = subprocess.run(["docker-compose", "version", "--short"], capture_output=True, text=True)
     return ["docker-compose"], f"Debian docker-compose {version.stdout.strip()}"
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 import subprocess
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -29,8 +28,7 @@ WFLO_PROCESSES = ("migrate", "user-code", "daemon")
 
 
 def compose_config(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
-    if shutil.which("docker-compose") is None:
-        services.apt_install("docker-compose")
+    services.ensure_command("docker-compose", "docker-compose")
     return subprocess.run(["docker-compose", "-f", str(ROOT / "docker-compose.yml"), *args, "config"],
                           capture_output=True, text=True, cwd=ROOT, env=env or {"PATH": "/usr/bin:/bin"})
 
