@@ -109,7 +109,7 @@ class WfloSettings(BaseSettings):
     """Docker runtime for sandbox containers, e.g. ``runsc`` (gVisor); unset = the engine default."""
     sandbox_warm_pool: int | None = Field(default=None, ge=0, le=32)
     """Sandboxes kept ready ahead of time: Docker containers started, or process sandboxes set up;
-    0 = set each up when its run starts; unset = 1 for the process backend, 0 for Docker."""
+    0 = set each up when its run starts; unset = 2 for the process backend, 0 for Docker."""
     docker_host: str | None = None
 
     @field_validator("database_url")

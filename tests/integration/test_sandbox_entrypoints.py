@@ -79,11 +79,11 @@ def test_resource_runs_llm_code_in_an_asset(bubblewrap: str) -> None:
 def test_warm_pool_defaults_per_backend(
     bubblewrap: str, docker_host: str, sandbox_image: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Unset, the process backend keeps one sandbox set up ahead and Docker no idle container."""
+    """Unset, the process backend keeps two sandboxes set up ahead and Docker no idle container."""
     monkeypatch.setenv("WFLO_SANDBOX_IMAGE", sandbox_image)
     monkeypatch.setenv("WFLO_DOCKER_HOST", docker_host)
     with open_sandbox(backend="process") as process, open_sandbox(backend="docker") as container:
-        assert isinstance(process, ProcessSandbox) and process.warm_pool_size == 1
+        assert isinstance(process, ProcessSandbox) and process.warm_pool_size == 2
         assert isinstance(container, DockerSandbox) and container.pool is None
     monkeypatch.setenv("WFLO_SANDBOX_WARM_POOL", "0")
     with open_sandbox(backend="process") as cold:

@@ -140,7 +140,7 @@ def test_a_failing_setup_is_a_clear_error(bubblewrap: str) -> None:
     broken = shelf / "bwrap"
     broken.write_text("#!/bin/sh\necho 'bwrap: Creating new namespace failed: No space left on device' >&2\nexit 1\n")
     broken.chmod(0o755)
-    with ProcessSandbox() as sandbox, contextlib.ExitStack() as cleanup:
+    with ProcessSandbox(warm_pool_size=1) as sandbox, contextlib.ExitStack() as cleanup:
         cleanup.callback(shutil.rmtree, shelf)
         _ready(sandbox)
         sandbox.bwrap = str(broken)

@@ -22,7 +22,7 @@ def open_sandbox(
     """The sandbox the settings ask for: Docker in production, the process backend embedded.
 
     ``backend`` and ``warm_pool_size`` override ``WFLO_SANDBOX_BACKEND``/``WFLO_SANDBOX_WARM_POOL``.
-    Unset, the process backend keeps one sandbox set up ahead and Docker none (each would be an
+    Unset, the process backend keeps two sandboxes set up ahead and Docker none (each would be an
     idle container).
     Close it (or use it as a context manager) to release warm containers.
     """
@@ -41,6 +41,6 @@ def open_sandbox(
             warm_pool_size=0 if warm is None else warm,
             limits=limits,
         )
-    from wflo_core.sandbox.process import ProcessSandbox
+    from wflo_core.sandbox.process import DEFAULT_WARM_POOL, ProcessSandbox
 
-    return ProcessSandbox(limits=limits, warm_pool_size=1 if warm is None else warm)
+    return ProcessSandbox(limits=limits, warm_pool_size=DEFAULT_WARM_POOL if warm is None else warm)

@@ -12,12 +12,13 @@ writable place. When the caller is root (the CI machines, a run container) it al
   time and peak memory.
 
 Setting a sandbox up (uid, tmpfs, cgroups, namespaces, mounts) costs about as much as starting
-Python, so by default one is kept set up ahead: its shell waits inside for "go", and the run only
-writes its files, limits and launch script. The next one is set up in the background right after
-each run, so a run that follows the previous one at once still waits for that setup. What a waiting
-sandbox holds: three sleeping processes (bubblewrap, its init, the shell), an empty tmpfs and four
-empty cgroups. Each sandbox serves exactly one run and is then torn down; ``warm_pool_size=0`` sets
-each one up on its run's path instead.
+Python, so by default two are kept set up ahead: each one's shell waits inside for "go", and the run
+only writes its files, limits and launch script. A replacement is set up in the background right
+after each run; with two ahead, a run that follows the previous one at once takes the second while
+the first's replacement is set up (with one, it would wait for that setup). What a waiting sandbox
+holds: three sleeping processes (bubblewrap, its init, the shell), an empty tmpfs and four empty
+cgroups. Each sandbox serves exactly one run and is then torn down; ``warm_pool_size=0`` sets each
+one up on its run's path instead.
 
 What it does NOT guarantee (use :class:`~wflo_core.sandbox.docker.DockerSandbox`, ideally with
 gVisor, where these matter):
@@ -82,6 +83,8 @@ _LAUNCH_DIR = "/.wflo"
 #: (limits, then ``exec`` of the job), so the job is started by this very process.
 _WAIT_FOR_JOB = f'echo >&0 && read -r go && [ "$go" = go ] && exec </dev/null && . {_LAUNCH_DIR}/run'
 _SETUP_SECONDS = 30
+#: Sandboxes kept set up ahead by default: two, so back-to-back runs never wait for a setup.
+DEFAULT_WARM_POOL = 2
 
 
 @dataclass
@@ -107,9 +110,9 @@ class _Slot:
 class ProcessSandbox(Sandbox):
     """Runs code under bubblewrap on this host (the embedded default).
 
-    ``warm_pool_size`` sandboxes (default 1) are kept set up ahead: uid, tmpfs, cgroups,
+    ``warm_pool_size`` sandboxes (default 2) are kept set up ahead: uid, tmpfs, cgroups,
     namespaces and mounts done, a shell inside waiting for its job. A run then only writes its
-    files, limits and launch script and says "go"; the next sandbox is set up in the background
+    files, limits and launch script and says "go"; a replacement is set up in the background
     right after. Each sandbox serves exactly one run and is torn down after it. With 0, each
     run's sandbox is set up when the run starts.
     """
@@ -117,7 +120,8 @@ class ProcessSandbox(Sandbox):
     name: Literal["process"] = "process"
 
     def __init__(
-        self, *, limits: SandboxLimits | None = None, base_dir: Path | None = None, warm_pool_size: int = 1
+        self, *, limits: SandboxLimits | None = None, base_dir: Path | None = None,
+        warm_pool_size: int = DEFAULT_WARM_POOL,
     ) -> None:
         super().__init__(limits=limits)
         if warm_pool_size < 0:

@@ -28,7 +28,7 @@ class SandboxResource(ConfigurableResource):
         default=None,
         ge=0,
         le=32,
-        description="Sandboxes set up ahead (containers, or the next process sandbox); unset = WFLO_SANDBOX_WARM_POOL.",
+        description="Sandboxes set up ahead (containers, or process sandboxes); unset = WFLO_SANDBOX_WARM_POOL.",
     )
     timeout_seconds: float = Field(default=30.0, gt=0, description="Default wall-clock limit per run.")
     memory_mb: int = Field(default=256, ge=16, description="Default memory limit per run, MiB.")
