@@ -11,7 +11,10 @@ outbox relay vs the raw producer, all in one run against a broker and a Postgres
    swings from round to round, and whoever ran second used to meet a fuller topic and a busier
    broker); the ratio is the median of the rounds' ratios. Process CPU per event (this process,
    librdkafka's threads included) is printed too: it is what wflo's own code adds, and it barely
-   moves with the load. Goal: >= 0.9x raw in both.
+   moves with the load. While both run, the broker is pinned to one CPU and this process to the
+   others (``cores_apart``): sharing all of them, the broker and the producer preempted each other
+   at random and the same code measured 0.66x to 0.92x from one run to the next. Goal: >= 0.9x raw
+   in both.
 2. emit, two ways, vs one raw psycopg INSERT+COMMIT of the same row. Inside an LLM call the gateway's
    settle statement queues the call's events in a CTE (wflo_core/llm/attempt_writes.py), so an event
    costs building its row (``OutboxRecorder.row``) plus what the CTE adds to a statement that runs
@@ -26,18 +29,21 @@ outbox relay vs the raw producer, all in one run against a broker and a Postgres
    multiprocess run builds one): connected at the step's start, as steps do, vs built when publishing
    (a fresh idempotent producer waits ~0.5 s for its producer id before it sends anything).
 
-Run: .venv/bin/python bench/bench_events.py [--events 20000] [--rounds 15] [--relay-events 20000]
+Run: .venv/bin/python bench/bench_events.py [--events 20000] [--rounds 25] [--relay-events 20000]
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
 import shutil
 import statistics
 import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
 
@@ -81,6 +87,29 @@ def warmed(producer: Producer, topic: str) -> Producer:
     producer.produce(topic, b"warm-up")
     assert producer.flush(30) == 0
     return producer
+
+
+@contextlib.contextmanager
+def cores_apart(pid: int) -> Iterator[None]:
+    """Process ``pid`` (every thread of it) on the last CPU and this process on the others, then both
+    back on all of them; nothing changes on a machine with a single CPU."""
+    cpus = sorted(os.sched_getaffinity(0))
+    if len(cpus) < 2:
+        yield
+        return
+
+    def pin(target: int, to: set[int]) -> None:
+        for tid in os.listdir(f"/proc/{target}/task"):
+            with contextlib.suppress(ProcessLookupError):
+                os.sched_setaffinity(int(tid), to)
+
+    pin(pid, {cpus[-1]})
+    pin(os.getpid(), set(cpus[:-1]))
+    try:
+        yield
+    finally:
+        pin(pid, set(cpus))
+        pin(os.getpid(), set(cpus))
 
 
 def raw_rate(bootstrap: str, messages: list[OutboundMessage], batch: int) -> tuple[float, float]:
@@ -212,7 +241,7 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=20_000)
     parser.add_argument("--relay-events", type=int, default=20_000)
     parser.add_argument("--emits", type=int, default=2_000)
-    parser.add_argument("--rounds", type=int, default=15)
+    parser.add_argument("--rounds", type=int, default=25)
     parser.add_argument("--relay-rounds", type=int, default=5)
     parser.add_argument("--step-rounds", type=int, default=6)
     args = parser.parse_args()
@@ -227,12 +256,14 @@ def main() -> None:
         size = sum(len(m.value) for m in messages) / len(messages)
         print(f"{args.events} events of ~{size:.0f} bytes, broker {broker.bootstrap}")
         runs: dict[str, list[tuple[float, float]]] = {"raw 1": [], "sink 1": [], "raw 500": [], "sink 500": []}
-        for n in range(args.rounds):
-            for batch in (len(messages), 500):
-                label = "1" if batch == len(messages) else "500"
-                sides = (("raw", raw_rate), ("sink", sink_rate))
-                for side, measure in sides if n % 2 == 0 else sides[::-1]:
-                    runs[f"{side} {label}"].append(measure(broker.bootstrap, messages, batch))
+        assert broker.proc is not None
+        with cores_apart(broker.proc.pid):
+            for n in range(args.rounds):
+                for batch in (len(messages), 500):
+                    label = "1" if batch == len(messages) else "500"
+                    sides = (("raw", raw_rate), ("sink", sink_rate))
+                    for side, measure in sides if n % 2 == 0 else sides[::-1]:
+                        runs[f"{side} {label}"].append(measure(broker.bootstrap, messages, batch))
         for name, values in runs.items():
             print(f"{name:<9} median {statistics.median(v[0] for v in values):>10,.0f} events/s, "
                   f"{statistics.median(v[1] for v in values):5.1f} CPU µs/event "

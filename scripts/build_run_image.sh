@@ -80,12 +80,13 @@ if ! cmp -s "$fresh_lock" "$lock"; then
 fi
 
 # -- 3. the wheelhouse: every locked wheel plus the build backend, for an offline pip install
-wheels="$cache/wheelhouse-$(sha256sum "$lock" | cut -c1-12)"
+backend="setuptools>=77"   # the build backend pyproject.toml asks for; part of the wheelhouse's key
+wheels="$cache/wheelhouse-$({ cat "$lock"; echo "$backend"; } | sha256sum | cut -c1-12)"
 if [ ! -f "$wheels/.complete" ]; then
   log "building the wheelhouse $wheels"
   mkdir -p "$wheels"
   sed 's/;.*//' "$lock" >"$wheels/requirements.txt"   # markers are for the image's Python, not ours
-  "$py" -m pip wheel -q --no-deps -w "$wheels" -r "$wheels/requirements.txt" "setuptools>=68" wheel 2>&1 | { grep -v "is ignored" >&2 || true; }
+  "$py" -m pip wheel -q --no-deps -w "$wheels" -r "$wheels/requirements.txt" "$backend" wheel 2>&1 | { grep -v "is ignored" >&2 || true; }
   touch "$wheels/.complete"
 fi
 
@@ -93,7 +94,7 @@ fi
 ctx=$(mktemp -d /tmp/wflo-run-ctx.XXXXXX)
 trap 'rm -f "$fresh_lock"; rm -rf "$ctx"' EXIT
 mkdir -p "$ctx/docker/user-code/wheelhouse"
-cp pyproject.toml dagster.yaml "$ctx/"
+cp pyproject.toml LICENSE dagster.yaml "$ctx/"
 [ -f README.md ] && cp README.md "$ctx/"
 cp docker/user-code/Dockerfile "$lock" "$ctx/docker/user-code/"
 cp docker/workspace.compose.yaml "$ctx/docker/"
