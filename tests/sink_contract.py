@@ -11,6 +11,7 @@ import json
 from decimal import Decimal
 
 from wflo_core.events import EventSink, LLMCallSettled, OutboundMessage, OutboxRelay, emit, new_event
+from wflo_core.events.sinks.base import Delivery
 from wflo_core.ledger.migrations import upgrade
 from wflo_core.ledger.store import Ledger
 
@@ -37,6 +38,16 @@ class SinkContract:
         assert [d.event_id for d in deliveries] == [m.event_id for m in batch]
         assert all(d.ok and d.error is None for d in deliveries)
         assert self.read_back(topic) == [m.value for m in batch]
+
+    def test_the_reports_read_as_a_list_does(self, sink: EventSink, topic: str) -> None:
+        """However a sink holds its reports (Kafka's are made as they are read), they index, slice,
+        compare and read again as the list of one Delivery per message would."""
+        batch = [message(topic, n) for n in range(5)]
+        deliveries = sink.deliver(batch)
+        expected = [Delivery(m.event_id) for m in batch]
+        assert len(deliveries) == 5 and deliveries == expected
+        assert list(deliveries) == expected and list(deliveries) == expected  # a second read sees them all
+        assert deliveries[-1] == expected[-1] and list(deliveries[1:3]) == expected[1:3]
 
     def test_an_empty_batch_is_no_work(self, sink: EventSink, topic: str) -> None:
         assert sink.deliver([]) == []

@@ -465,7 +465,7 @@ class OutboxRelay:
 
     # ------------------------------------------------------------------ bookkeeping
 
-    def _outcome(self, batch: _Batch, deliveries: list[Delivery]) -> tuple[RelayStats, _Marks]:
+    def _outcome(self, batch: _Batch, deliveries: Sequence[Delivery]) -> tuple[RelayStats, _Marks]:
         """What the sink did with a batch, and the writes that record it (dead letters sent)."""
         stats = RelayStats()
         published: list[int] = []
