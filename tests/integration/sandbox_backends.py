@@ -77,8 +77,8 @@ class WarmProcess(Sandbox):
         self._running = 0
 
     @property
-    def prepared_run(self) -> str | None:
-        return self.inner.prepared_run
+    def prepared_runs(self) -> list[str]:
+        return self.inner.prepared_runs
 
     def _execute(self, job: SandboxJob) -> SandboxResult:
         with self._lock:
@@ -144,12 +144,12 @@ def _leftovers(sandbox: Sandbox) -> list[str]:
         containers = sandbox.client.api.containers(all=True, filters={"label": LABEL})  # type: ignore[attr-defined]
         mine = [c for c in containers if (c.get("Labels") or {}).get(OWNER_LABEL, "").endswith(f":{os.getpid()}")]
         return [f"container {c['Names'][0]} ({c['State']})" for c in mine]
-    # The one sandbox waiting, set up, for the next run is expected; nothing else is.
-    waiting = getattr(sandbox, "prepared_run", None)
-    names = [n for n in RunCgroup.stale_names() if n.startswith(f"{os.getpid()}-") and n != waiting]
+    # The sandboxes waiting, set up, for the next runs are expected; nothing else is.
+    waiting = set(getattr(sandbox, "prepared_runs", ()))
+    names = [n for n in RunCgroup.stale_names() if n.startswith(f"{os.getpid()}-") and n not in waiting]
     found = [f"cgroup {n}" for n in names]
     mine = [p.name for p in sandbox.base_dir.iterdir() if p.name.startswith(f"{os.getpid()}-")]  # type: ignore[attr-defined]
-    found += [f"run dir {name}" for name in mine if name != waiting]
+    found += [f"run dir {name}" for name in mine if name not in waiting]
     for name in names:
         found += [f"process {pid}" for pid in RunCgroup(name).pids_in_group()]
     return found

@@ -117,9 +117,9 @@ ABANDON = """
 from wflo_core.sandbox.process import ProcessSandbox
 sandbox = ProcessSandbox()
 sandbox.run("print(1)")
-while sandbox.prepared_run is None:
+while len(sandbox.prepared_runs) < sandbox.warm_pool_size:
     pass
-print(sandbox.prepared_run, flush=True)
+print(" ".join(sandbox.prepared_runs), flush=True)
 """
 
 
@@ -127,10 +127,11 @@ def test_a_sandbox_left_open_at_exit_is_torn_down(bubblewrap: str) -> None:
     """A caller that never closes its sandbox still leaves no mount, cgroup or process behind."""
     done = subprocess.run([sys.executable, "-c", ABANDON], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr[-500:]
-    name = done.stdout.strip()
-    group = RunCgroup(name)
-    work = Path(tempfile.gettempdir()) / f"wflo-sandbox-{os.geteuid()}" / name
-    assert name and not group.dirs["pids"].exists() and not work.exists()
+    names = done.stdout.split()
+    assert len(names) == 2  # the default: two set up ahead
+    for name in names:
+        work = Path(tempfile.gettempdir()) / f"wflo-sandbox-{os.geteuid()}" / name
+        assert not RunCgroup(name).dirs["pids"].exists() and not work.exists()
 
 
 def test_a_failing_setup_is_a_clear_error(bubblewrap: str) -> None:

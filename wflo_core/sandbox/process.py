@@ -160,6 +160,13 @@ class ProcessSandbox(Sandbox):
             return None
         return upcoming.result().name
 
+    @property
+    def prepared_runs(self) -> list[str]:
+        """The names of every sandbox set up and waiting for a run (those still being set up excluded)."""
+        with self._lock:
+            upcoming = list(self._ready)
+        return [f.result().name for f in upcoming if f.done() and f.exception() is None]
+
     def close(self) -> None:
         """Tear down the sandboxes set up ahead and wait for used ones to be removed."""
         with self._lock:
