@@ -101,8 +101,8 @@ def test_a_sandbox_set_up_ahead_serves_one_run_only(bubblewrap: str) -> None:
 
 def test_a_sandbox_set_up_and_never_used_is_torn_down_on_close(bubblewrap: str) -> None:
     sandbox = ProcessSandbox(warm_pool_size=2)
-    _wait_for(lambda: all(f.done() for f in sandbox._ready))
-    names = [f.result().name for f in sandbox._ready]
+    _wait_for(lambda: len(sandbox.prepared_runs) == 2)
+    names = sandbox.prepared_runs
     assert len(set(names)) == 2
     groups = [RunCgroup(name) for name in names]
     assert all(len(g.pids_in_group()) == 3 for g in groups)  # bwrap, its init, the waiting shell

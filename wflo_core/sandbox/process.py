@@ -156,16 +156,14 @@ class ProcessSandbox(Sandbox):
         """The name of the sandbox that waits, set up, for the next run (None while none is ready)."""
         with self._lock:
             upcoming = self._ready[0] if self._ready else None
-        if upcoming is None or not upcoming.done() or upcoming.exception() is not None:
-            return None
-        return upcoming.result().name
+        return None if upcoming is None else _name_if_set_up(upcoming)
 
     @property
     def prepared_runs(self) -> list[str]:
         """The names of every sandbox set up and waiting for a run (those still being set up excluded)."""
         with self._lock:
             upcoming = list(self._ready)
-        return [f.result().name for f in upcoming if f.done() and f.exception() is None]
+        return [name for name in map(_name_if_set_up, upcoming) if name is not None]
 
     def close(self) -> None:
         """Tear down the sandboxes set up ahead and wait for used ones to be removed."""
@@ -368,6 +366,13 @@ class ProcessSandbox(Sandbox):
             killed_reason=killed,
             limits=limits,
         )
+
+
+def _name_if_set_up(upcoming: Future[_Slot]) -> str | None:
+    """The sandbox's name once its setup has finished and succeeded, else None."""
+    if not upcoming.done() or upcoming.exception() is not None:
+        return None
+    return upcoming.result().name
 
 
 def _wait_until_ready(slot: _Slot) -> None:
